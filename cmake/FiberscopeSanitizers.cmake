@@ -1,0 +1,10 @@
+# Whole-build sanitizers, chosen with -DFIBERSCOPE_SANITIZE=address|thread.
+if(FIBERSCOPE_SANITIZE STREQUAL "address")
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+elseif(FIBERSCOPE_SANITIZE STREQUAL "thread")
+  add_compile_options(-fsanitize=thread)
+  add_link_options(-fsanitize=thread)
+elseif(NOT FIBERSCOPE_SANITIZE STREQUAL "")
+  message(FATAL_ERROR "FIBERSCOPE_SANITIZE must be '', 'address' or 'thread', not '${FIBERSCOPE_SANITIZE}'")
+endif()

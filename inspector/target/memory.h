@@ -1,0 +1,63 @@
+// Memory: read-only access to a target's address space, whatever the backend.
+//
+// The live process (process_vm_readv), a snapshot's copied regions, a core file and the unit tests' in-memory fake
+// all implement this one interface; everything above target/ reads through it and nothing else. A read either
+// fills the whole buffer or fails with an error naming the address — never a partial result.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <optional>
+#include <vector>
+
+#include "base/result.h"
+#include "target/remote_address.h"
+
+namespace fiberscope::target {
+
+class Memory {
+ public:
+  virtual ~Memory() = default;
+
+  // Copies out.size() bytes starting at `address` into `out`.
+  virtual Result<void> read(RemoteAddress address, std::span<std::byte> out) const = 0;
+
+  // Reads a trivially copyable object (a debug-ABI record, an integer) at `address`.
+  template <class T>
+  Result<T> read_object(RemoteAddress address) const {
+    static_assert(std::is_trivially_copyable_v<T>);
+    T value;
+    auto bytes = std::as_writable_bytes(std::span<T, 1>(&value, 1));
+    if (auto ok = read(address, bytes); !ok) return std::unexpected(ok.error());
+    return value;
+  }
+
+  Result<std::uint64_t> read_u64(RemoteAddress address) const { return read_object<std::uint64_t>(address); }
+};
+
+// Memory made of copied regions: the snapshot of a stopped process and the unit tests' fake.
+// Regions must not overlap; add() keeps them sorted.
+class RegionMemory final : public Memory {
+ public:
+  // Adds a copy of `bytes` at `start`. Fails if the region overlaps one already present or wraps.
+  Result<void> add(RemoteAddress start, std::vector<std::byte> bytes);
+  Result<void> read(RemoteAddress address, std::span<std::byte> out) const override;
+
+  std::size_t region_count() const { return regions_.size(); }
+  std::uint64_t total_bytes() const;
+  // The copied region containing `address`, if any.
+  std::optional<AddressRange> region_containing(RemoteAddress address) const;
+
+ private:
+  struct Region {
+    RemoteAddress start;
+    std::vector<std::byte> bytes;
+  };
+  std::vector<Region> regions_;
+};
+
+}  // namespace fiberscope::target
