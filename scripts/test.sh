@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine, builds fiberscope and runs the whole test suite:
+#   1. the plain build (RelWithDebInfo), every test;
+#   2. AddressSanitizer + UndefinedBehaviorSanitizer build, every test;
+#   3. ThreadSanitizer build, the runtime's tests.
+# Usage: scripts/test.sh [--quick]   (--quick: step 1 only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+bash scripts/setup.sh
+
+jobs=$(nproc)
+werror=OFF
+[ -n "${CI:-}" ] && werror=ON
+
+configure() {  # configure DIR [cmake args...]
+  local dir=$1; shift
+  cmake -S . -B "$dir" -G Ninja -DFIBERSCOPE_WERROR=$werror "$@" >/dev/null
+}
+
+echo "== plain build"
+configure build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build build -j"$jobs"
+[ $quick -eq 1 ] || echo "== plain tests"
+ctest --test-dir build --output-on-failure -j"$jobs" --timeout 300 | tail -n 40
+status=${PIPESTATUS[0]}
+[ "$status" -eq 0 ] || { echo "plain tests failed"; exit "$status"; }
+[ $quick -eq 1 ] && exit 0
+
+echo "== address+undefined sanitizer build"
+configure build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFIBERSCOPE_SANITIZE=address -DFIBERSCOPE_BUILD_BENCH=OFF
+cmake --build build-asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j"$jobs" --timeout 300 | tail -n 40
+status=${PIPESTATUS[0]}
+[ "$status" -eq 0 ] || { echo "address/undefined sanitizer tests failed"; exit "$status"; }
+
+echo "== thread sanitizer build (runtime tests)"
+configure build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFIBERSCOPE_SANITIZE=thread -DFIBERSCOPE_BUILD_BENCH=OFF
+cmake --build build-tsan -j"$jobs" --target runtime_tests
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -j"$jobs" --timeout 300 -R '^runtime:' | tail -n 40
+status=${PIPESTATUS[0]}
+[ "$status" -eq 0 ] || { echo "thread sanitizer tests failed"; exit "$status"; }
