@@ -5,6 +5,7 @@
 // Layers add context as the error travels up with `with_context`. No exception crosses a public header.
 #pragma once
 
+#include <cstdint>
 #include <expected>
 #include <string>
 #include <string_view>
@@ -12,12 +13,23 @@
 
 namespace fiberscope {
 
+// What kind of failure an Error is, for callers that must tell them apart (the CLI maps them to exit codes and
+// advice). Most errors are `unspecified`; a layer sets a code only where a caller can act on it.
+enum class ErrorCode : std::uint8_t {
+  unspecified = 0,
+  no_such_process,    // the pid does not exist (or vanished before anything was read)
+  permission_denied,  // ptrace/process_vm_readv refused; the message says why and what to change
+  target_exited,      // the target exited or became a zombie while being attached
+  interrupted,        // the inspector received SIGINT/SIGTERM/SIGHUP and a handler chose to continue
+};
+
 struct Error {
   std::string message;
+  ErrorCode code = ErrorCode::unspecified;
 
-  // Returns this error prefixed with "context: ".
+  // Returns this error prefixed with "context: " (the code is kept).
   Error with_context(std::string_view context) const {
-    return Error{std::string(context) + ": " + message};
+    return Error{std::string(context) + ": " + message, code};
   }
 };
 
@@ -30,6 +42,14 @@ std::unexpected<Error> fail(Parts&&... parts) {
   std::string message;
   (message.append(std::string_view(std::forward<Parts>(parts))), ...);
   return std::unexpected(Error{std::move(message)});
+}
+
+// Like fail(), with an ErrorCode a caller can act on: `return fail_code(ErrorCode::no_such_process, "no process ", id);`
+template <class... Parts>
+std::unexpected<Error> fail_code(ErrorCode code, Parts&&... parts) {
+  auto failure = fail(std::forward<Parts>(parts)...);
+  failure.error().code = code;
+  return failure;
 }
 
 // Adds context to the error of a failed Result, passing a successful one through.
