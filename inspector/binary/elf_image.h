@@ -52,6 +52,8 @@ class ElfImage {
   const std::string& path() const;
   // The section named `name` (".eh_frame", ".debug_frame", ...), if present and within the file.
   std::optional<ElfSection> section(std::string_view name) const;
+  // Every section in header order (index 0 is the null section).
+  const std::vector<ElfSection>& sections() const;
   const std::vector<ElfSegment>& load_segments() const;
   // The lowest PT_LOAD vaddr rounded down to its alignment: load bias = mapped start - this.
   std::uint64_t first_load_vaddr() const;
