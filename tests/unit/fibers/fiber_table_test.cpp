@@ -176,6 +176,7 @@ TEST_CASE("a chunk with a wrong record size or an absurd capacity is skipped") {
   TableBuilder huge(1, 1);
   huge.fiber_chunk.capacity = 0xffffffff;
   huge.fiber_chunk.used = 1;
+  huge.fiber_chunk.record_size = sizeof(fiberscope_fiber);
   FakeMemory huge_memory;
   huge.root.worker_chunks = 0;
   huge_memory.put_object(kRoot, huge.root);
