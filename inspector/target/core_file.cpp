@@ -1,0 +1,797 @@
+#include "target/core_file.h"
+
+#include <elf.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/procfs.h>
+#include <sys/stat.h>
+#include <sys/user.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/hex.h"
+
+namespace fiberscope::target {
+
+namespace {
+
+// The kernel's note layouts, which glibc's <sys/procfs.h> mirrors: a mismatch would misread every core.
+static_assert(sizeof(user_regs_struct) == kUserRegsWords * 8);
+static_assert(offsetof(elf_prstatus, pr_reg) == 112 && sizeof(elf_prstatus) == 336);
+static_assert(offsetof(elf_prpsinfo, pr_pid) == 24 && offsetof(elf_prpsinfo, pr_fname) == 40);
+// si_addr sits after si_signo, si_errno, si_code and padding to 8 (kernel's struct siginfo, x86-64).
+constexpr std::size_t kSiginfoAddrOffset = 16;
+constexpr std::size_t kSiginfoMinBytes = kSiginfoAddrOffset + 8;
+
+// The GNU note types the core and the ELF files use, named here because <elf.h> spells some differently.
+constexpr std::uint32_t kNoteFile = NT_FILE;
+constexpr std::uint32_t kNoteSiginfo = NT_SIGINFO;
+constexpr std::uint64_t kMaxAuxvEntries = 1024;     // the kernel's saved_auxv holds about 50
+constexpr std::uint64_t kMaxDiskPhdrs = 1024;       // program headers of an executable or library on disk
+constexpr std::uint64_t kMaxElfNoteBytes = 1 << 16; // one PT_NOTE of an executable or library
+constexpr std::uint64_t kMaxExecfnBytes = 4096;     // PATH_MAX
+
+std::string errno_text(int error) { return std::strerror(error); }
+
+// `bytes[offset, offset + size)` if it lies inside `bytes`, checked against wrap-around.
+std::optional<std::span<const std::byte>> slice(std::span<const std::byte> bytes, std::uint64_t offset,
+                                                std::uint64_t size) {
+  if (offset > bytes.size() || size > bytes.size() - offset) return std::nullopt;
+  return bytes.subspan(offset, size);
+}
+
+// Copies a trivially copyable T out of `bytes` at `offset` (unaligned), or nothing if it does not fit.
+template <class T>
+std::optional<T> load(std::span<const std::byte> bytes, std::uint64_t offset) {
+  auto part = slice(bytes, offset, sizeof(T));
+  if (!part) return std::nullopt;
+  T value;
+  std::memcpy(&value, part->data(), sizeof(T));
+  return value;
+}
+
+std::uint64_t align4(std::uint64_t value) { return (value + 3) & ~std::uint64_t{3}; }
+
+// A whole file mapped read-only. The kernel pages it in on access, so a 1 GB core costs nothing until read.
+class MappedFile {
+ public:
+  static Result<MappedFile> open(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return fail(path, ": ", errno_text(errno));
+    struct stat info {};
+    if (::fstat(fd, &info) != 0) {
+      int error = errno;
+      ::close(fd);
+      return fail(path, ": ", errno_text(error));
+    }
+    if (!S_ISREG(info.st_mode)) {
+      ::close(fd);
+      return fail(path, ": not a regular file");
+    }
+    MappedFile file;
+    file.device_ = info.st_dev;
+    file.inode_ = info.st_ino;
+    file.size_ = static_cast<std::uint64_t>(info.st_size);
+    if (file.size_ > 0) {
+      void* address = ::mmap(nullptr, file.size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (address == MAP_FAILED) {
+        int error = errno;
+        ::close(fd);
+        return fail(path, ": mmap of ", hex(file.size_), " bytes failed: ", errno_text(error));
+      }
+      file.data_ = static_cast<const std::byte*>(address);
+    }
+    ::close(fd);  // the mapping keeps the file open
+    return file;
+  }
+
+  MappedFile() = default;
+  MappedFile(MappedFile&& other) noexcept { *this = std::move(other); }
+  MappedFile& operator=(MappedFile&& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(size_, other.size_);
+    device_ = other.device_;
+    inode_ = other.inode_;
+    return *this;
+  }
+  ~MappedFile() {
+    if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
+  }
+
+  std::span<const std::byte> bytes() const { return {data_, static_cast<std::size_t>(size_)}; }
+  dev_t device() const { return device_; }
+  ino_t inode() const { return inode_; }
+
+ private:
+  const std::byte* data_ = nullptr;
+  std::uint64_t size_ = 0;
+  dev_t device_ = 0;
+  ino_t inode_ = 0;
+};
+
+// Reads `out.size()` bytes at file offset `offset` of some ELF image (a file on disk, or one in core memory).
+using ImageReader = std::function<Result<void>(std::uint64_t offset, std::span<std::byte> out)>;
+
+// What the core reader needs to know about an ELF image to check it is the one the core was made from.
+struct ElfIdentity {
+  std::optional<std::string> build_id;  // lower-case hex of NT_GNU_BUILD_ID
+  std::uint64_t entry = 0;
+  std::vector<Elf64_Phdr> loads;
+};
+
+std::string to_hex(std::span<const std::byte> bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string text;
+  text.reserve(bytes.size() * 2);
+  for (std::byte b : bytes) {
+    text.push_back(kDigits[static_cast<unsigned>(b) >> 4]);
+    text.push_back(kDigits[static_cast<unsigned>(b) & 0xf]);
+  }
+  return text;
+}
+
+// Finds NT_GNU_BUILD_ID among the notes in `notes`; stops quietly at the first malformed note.
+std::optional<std::string> find_build_id(std::span<const std::byte> notes) {
+  std::uint64_t offset = 0;
+  while (auto header = load<Elf64_Nhdr>(notes, offset)) {
+    std::uint64_t name_offset = offset + sizeof(Elf64_Nhdr);
+    std::uint64_t desc_offset = name_offset + align4(header->n_namesz);
+    std::uint64_t next = desc_offset + align4(header->n_descsz);
+    if (next > notes.size()) return std::nullopt;
+    auto name = slice(notes, name_offset, header->n_namesz);
+    auto desc = slice(notes, desc_offset, header->n_descsz);
+    if (header->n_type == NT_GNU_BUILD_ID && name && name->size() == 4 &&
+        std::memcmp(name->data(), "GNU", 4) == 0 && desc && !desc->empty())
+      return to_hex(*desc);
+    offset = next;
+  }
+  return std::nullopt;
+}
+
+// Reads the ELF header, PT_LOAD headers and build-id of an image through `read`.
+Result<ElfIdentity> read_elf_identity(const ImageReader& read) {
+  Elf64_Ehdr header;
+  if (auto ok = read(0, std::as_writable_bytes(std::span(&header, 1))); !ok) return std::unexpected(ok.error());
+  if (std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0) return fail("no ELF magic");
+  if (header.e_ident[EI_CLASS] != ELFCLASS64 || header.e_ident[EI_DATA] != ELFDATA2LSB)
+    return fail("not a 64-bit little-endian ELF file");
+  if (header.e_phentsize != sizeof(Elf64_Phdr)) return fail("program header size ", hex(header.e_phentsize));
+  if (header.e_phnum > kMaxDiskPhdrs) return fail(hex(header.e_phnum), " program headers (cap ", hex(kMaxDiskPhdrs), ")");
+  std::vector<Elf64_Phdr> phdrs(header.e_phnum);
+  if (auto ok = read(header.e_phoff, std::as_writable_bytes(std::span(phdrs))); !ok)
+    return std::unexpected(ok.error().with_context("program headers"));
+  ElfIdentity identity;
+  identity.entry = header.e_entry;
+  for (const Elf64_Phdr& phdr : phdrs) {
+    if (phdr.p_type == PT_LOAD) identity.loads.push_back(phdr);
+    if (phdr.p_type != PT_NOTE || identity.build_id || phdr.p_filesz > kMaxElfNoteBytes) continue;
+    std::vector<std::byte> notes(phdr.p_filesz);
+    if (!read(phdr.p_offset, notes)) continue;  // a note past what is readable is not the build-id we can check
+    identity.build_id = find_build_id(notes);
+  }
+  return identity;
+}
+
+// pread-based reader of a file on disk, for checks that must not map the file yet.
+Result<ElfIdentity> read_disk_identity(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(errno_text(errno));
+  auto identity = read_elf_identity([fd](std::uint64_t offset, std::span<std::byte> out) -> Result<void> {
+    if (offset > static_cast<std::uint64_t>(INT64_MAX)) return fail("offset ", hex(offset), " out of range");
+    ssize_t got = ::pread(fd, out.data(), out.size(), static_cast<off_t>(offset));
+    if (got < 0 || static_cast<std::size_t>(got) != out.size())
+      return fail("cannot read ", hex(out.size()), " bytes at file offset ", hex(offset));
+    return {};
+  });
+  ::close(fd);
+  return identity;
+}
+
+// One PT_LOAD of the core, or a file mapping NT_FILE lists without one.
+struct Segment {
+  AddressRange range;
+  std::uint64_t core_offset = 0;      // p_offset
+  std::uint64_t dumped_bytes = 0;     // p_filesz (at most the segment's size): the rest the core omits
+  std::uint64_t present_bytes = 0;    // how much of p_filesz is inside the core file (less when truncated)
+  std::uint32_t flags = 0;            // PF_R | PF_W | PF_X
+  int backing = -1;                   // BackingFile index for omitted bytes, -1: anonymous (omitted bytes are zero)
+  std::uint64_t backing_offset = 0;   // file offset of range.start in that file
+  AddressRange backing_range;         // the part of range the file backs (the NT_FILE entry)
+};
+
+// A file named by NT_FILE, read for memory the core omits.
+struct BackingFile {
+  std::string recorded_path;      // as NT_FILE names it
+  std::string disk_path;          // after --sysroot / --exe
+  std::string refusal;            // non-empty: reads fail with this reason
+  bool checked = false;
+  std::optional<MappedFile> mapped;  // mapped on first read
+};
+
+// Memory of a core: PT_LOAD segments, then the files NT_FILE names for what the core omits.
+class CoreMemory final : public Memory {
+ public:
+  CoreMemory(std::string core_path, MappedFile core) : core_path_(std::move(core_path)), core_(std::move(core)) {}
+
+  Result<void> read(RemoteAddress address, std::span<std::byte> out) const override {
+    std::uint64_t done = 0;
+    while (done < out.size()) {
+      RemoteAddress at = address + done;
+      if (at < address) return fail("read of ", hex(out.size()), " bytes at ", address.to_string(), " wraps");
+      const Segment* segment = find(at);
+      if (!segment)
+        return fail("memory at ", at.to_string(), " is not in core ", core_path_);
+      std::uint64_t in_segment = at - segment->range.start;
+      std::uint64_t want = std::min<std::uint64_t>(out.size() - done, segment->range.end - at);
+      auto piece = out.subspan(done, want);
+      if (in_segment < segment->dumped_bytes) {
+        piece = piece.first(std::min<std::uint64_t>(want, segment->dumped_bytes - in_segment));
+        if (auto ok = read_dumped(*segment, in_segment, piece); !ok) return ok;
+      } else if (segment->backing >= 0 && segment->backing_range.contains(at)) {
+        piece = piece.first(std::min<std::uint64_t>(want, segment->backing_range.end - at));
+        if (auto ok = read_backing(*segment, at, piece); !ok) return ok;
+      } else {
+        // Anonymous memory past p_filesz is zero-filled, as for any ELF segment.
+        std::memset(piece.data(), 0, piece.size());
+      }
+      done += piece.size();
+    }
+    return {};
+  }
+
+  // Reads bytes that the core itself holds, never a backing file (for the build-id the core recorded).
+  Result<void> read_core_only(RemoteAddress address, std::span<std::byte> out) const {
+    const Segment* segment = find(address);
+    if (!segment) return fail("memory at ", address.to_string(), " is not in the core");
+    std::uint64_t in_segment = address - segment->range.start;
+    if (in_segment > segment->dumped_bytes || out.size() > segment->dumped_bytes - in_segment)
+      return fail("memory at ", address.to_string(), " was not dumped");
+    return read_dumped(*segment, in_segment, out);
+  }
+
+  std::vector<Segment>& segments() { return segments_; }
+  const std::vector<Segment>& segments() const { return segments_; }
+  std::vector<BackingFile>& backing_files() { return backing_; }
+
+ private:
+  const Segment* find(RemoteAddress address) const {
+    auto after = std::upper_bound(segments_.begin(), segments_.end(), address,
+                                  [](RemoteAddress a, const Segment& s) { return a < s.range.start; });
+    if (after == segments_.begin()) return nullptr;
+    const Segment& candidate = *(after - 1);
+    return candidate.range.contains(address) ? &candidate : nullptr;
+  }
+
+  Result<void> read_dumped(const Segment& segment, std::uint64_t in_segment, std::span<std::byte> out) const {
+    if (in_segment + out.size() > segment.present_bytes)
+      return fail("memory at ", (segment.range.start + in_segment).to_string(), " lies past the end of truncated core ",
+                  core_path_, " (needs file offset ", hex(segment.core_offset + in_segment + out.size()),
+                  ", file has ", hex(core_.bytes().size()), " bytes)");
+    std::memcpy(out.data(), core_.bytes().data() + segment.core_offset + in_segment, out.size());
+    return {};
+  }
+
+  Result<void> read_backing(const Segment& segment, RemoteAddress at, std::span<std::byte> out) const {
+    std::lock_guard lock(mutex_);  // files are mapped lazily, on the first read that needs them
+    BackingFile& file = backing_[static_cast<std::size_t>(segment.backing)];
+    auto unreadable = [&](std::string_view why) {
+      return fail("memory at ", at.to_string(), " is not in core ", core_path_, " and ", file.disk_path, " ", why);
+    };
+    if (!file.refusal.empty()) return unreadable(file.refusal);
+    if (!file.mapped) {
+      auto mapped = MappedFile::open(file.disk_path);
+      if (!mapped) {
+        file.refusal = "cannot be read: " + mapped.error().message;
+        return unreadable(file.refusal);
+      }
+      file.mapped = std::move(*mapped);
+    }
+    std::uint64_t file_offset = segment.backing_offset + (at - segment.range.start);
+    auto bytes = slice(file.mapped->bytes(), file_offset, out.size());
+    if (!bytes) return unreadable("is shorter than the mapping (offset " + hex(file_offset) + ")");
+    std::memcpy(out.data(), bytes->data(), out.size());
+    return {};
+  }
+
+  std::string core_path_;
+  MappedFile core_;
+  std::vector<Segment> segments_;  // sorted by range.start, disjoint
+  mutable std::mutex mutex_;
+  mutable std::vector<BackingFile> backing_;
+};
+
+struct FileEntry {
+  AddressRange range;
+  std::uint64_t file_offset = 0;
+  std::string path;
+};
+
+struct CoreThread {
+  ThreadState state;
+  bool has_siginfo = false;
+};
+
+// What the notes of a core say.
+struct CoreNotes {
+  std::vector<CoreThread> threads;
+  std::optional<elf_prpsinfo> process;
+  std::vector<FileEntry> files;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> auxv;
+  std::uint64_t note_count = 0;
+  bool threads_capped = false;
+};
+
+std::string note_place(std::uint64_t file_offset) { return "note at core offset " + hex(file_offset); }
+
+void parse_prstatus(std::span<const std::byte> desc, std::uint64_t file_offset, CoreNotes& notes,
+                    std::vector<std::string>& warnings) {
+  auto status = load<elf_prstatus>(desc, 0);
+  if (!status) {
+    warnings.push_back(note_place(file_offset) + ": NT_PRSTATUS of " + hex(desc.size()) + " bytes, expected " +
+                       hex(sizeof(elf_prstatus)) + "; thread skipped");
+    return;
+  }
+  if (notes.threads.size() >= kMaxCoreThreads) {
+    notes.threads_capped = true;
+    return;
+  }
+  std::array<std::uint64_t, kUserRegsWords> words;
+  std::memcpy(words.data(), &status->pr_reg, sizeof words);
+  CoreThread thread;
+  thread.state.tid = status->pr_pid;
+  thread.state.signal = status->pr_cursig;
+  thread.state.registers = registers_from_user_regs(words);
+  notes.threads.push_back(std::move(thread));
+}
+
+void parse_siginfo(std::span<const std::byte> desc, std::uint64_t file_offset, CoreNotes& notes,
+                   std::vector<std::string>& warnings) {
+  if (desc.size() < kSiginfoMinBytes) {
+    warnings.push_back(note_place(file_offset) + ": NT_SIGINFO of " + hex(desc.size()) + " bytes is too short");
+    return;
+  }
+  if (notes.threads.empty()) return;  // kernels write it after the crashing thread's NT_PRSTATUS
+  auto signo = *load<std::int32_t>(desc, 0);
+  auto code = *load<std::int32_t>(desc, 8);
+  CoreThread& thread = notes.threads.back();
+  thread.has_siginfo = true;
+  thread.state.signal = signo;
+  // si_addr means something only for faults the kernel raised (si_code > 0), not for kill/tgkill/abort.
+  bool is_fault = signo == SIGSEGV || signo == SIGBUS || signo == SIGILL || signo == SIGFPE || signo == SIGTRAP;
+  if (is_fault && code > 0) thread.state.fault_address = *load<std::uint64_t>(desc, kSiginfoAddrOffset);
+}
+
+void parse_file_note(std::span<const std::byte> desc, std::uint64_t file_offset, CoreNotes& notes,
+                     std::vector<std::string>& warnings) {
+  // Layout (fs/binfmt_elf.c fill_files_note): count, page_size, count x {start, end, page offset}, count names.
+  auto count = load<std::uint64_t>(desc, 0);
+  auto page_size = load<std::uint64_t>(desc, 8);
+  auto where = note_place(file_offset) + ": NT_FILE";
+  if (!count || !page_size) {
+    warnings.push_back(where + " too short for its header; file mappings unknown");
+    return;
+  }
+  if (*page_size == 0 || (*page_size & (*page_size - 1)) != 0 || *page_size > (1u << 30)) {
+    warnings.push_back(where + " page size " + hex(*page_size) + " is not a power of two; file mappings unknown");
+    return;
+  }
+  std::uint64_t room = (desc.size() - 16) / 24;
+  std::uint64_t kept = std::min({*count, room, kMaxCoreFileEntries});
+  if (kept < *count)
+    warnings.push_back(where + " claims " + hex(*count) + " entries; kept " + hex(kept) +
+                       (room < *count ? " (the note holds no more)" : " (cap)"));
+  std::uint64_t names = 16 + *count * 24;  // no overflow: *count is bounded by room or the check below
+  if (*count > room) names = desc.size();  // the entries filled the note: no names left
+  for (std::uint64_t i = 0; i < kept; ++i) {
+    auto start = *load<std::uint64_t>(desc, 16 + i * 24);
+    auto end = *load<std::uint64_t>(desc, 16 + i * 24 + 8);
+    auto page_offset = *load<std::uint64_t>(desc, 16 + i * 24 + 16);
+    // The i-th name follows the previous one's NUL.
+    auto rest = desc.subspan(std::min<std::uint64_t>(names, desc.size()));
+    auto nul = std::find(rest.begin(), rest.end(), std::byte{0});
+    if (nul == rest.end()) {
+      warnings.push_back(where + " entry " + std::to_string(i) + " has no name inside the note; " +
+                         std::to_string(kept - i) + " entries dropped");
+      return;
+    }
+    std::string path(reinterpret_cast<const char*>(rest.data()), static_cast<std::size_t>(nul - rest.begin()));
+    names += path.size() + 1;
+    if (start >= end || page_offset > UINT64_MAX / *page_size) {
+      warnings.push_back(where + " entry " + std::to_string(i) + " (" + path + ") has a bad range; skipped");
+      continue;
+    }
+    notes.files.push_back({{RemoteAddress(start), RemoteAddress(end)}, page_offset * *page_size, std::move(path)});
+  }
+}
+
+// Walks the notes of one PT_NOTE segment.
+void parse_notes(std::span<const std::byte> segment, std::uint64_t segment_offset, CoreNotes& notes,
+                 std::vector<std::string>& warnings) {
+  std::uint64_t offset = 0;
+  while (offset < segment.size()) {
+    if (++notes.note_count > kMaxCoreNotes) {
+      warnings.push_back("more than " + std::to_string(kMaxCoreNotes) + " notes; the rest are ignored (cap)");
+      return;
+    }
+    auto header = load<Elf64_Nhdr>(segment, offset);
+    std::uint64_t file_offset = segment_offset + offset;
+    if (!header) {
+      warnings.push_back(note_place(file_offset) + ": truncated note header; the rest of the notes are ignored");
+      return;
+    }
+    std::uint64_t name_offset = offset + sizeof(Elf64_Nhdr);
+    std::uint64_t desc_offset = name_offset + align4(header->n_namesz);  // n_namesz is 32-bit: no overflow
+    auto name = slice(segment, name_offset, header->n_namesz);
+    auto desc = slice(segment, desc_offset, header->n_descsz);
+    if (!name || !desc) {
+      warnings.push_back(note_place(file_offset) + ": namesz " + hex(header->n_namesz) + " / descsz " +
+                         hex(header->n_descsz) + " run past the end of the PT_NOTE segment; the rest are ignored");
+      return;
+    }
+    offset = desc_offset + align4(header->n_descsz);
+    std::string_view name_text(reinterpret_cast<const char*>(name->data()), name->size());
+    if (name_text != std::string_view("CORE", 5)) continue;  // "LINUX" (xstate...) and others: not needed
+    switch (header->n_type) {
+      case NT_PRSTATUS: parse_prstatus(*desc, file_offset, notes, warnings); break;
+      case NT_PRPSINFO:
+        if (auto info = load<elf_prpsinfo>(*desc, 0)) notes.process = *info;
+        else warnings.push_back(note_place(file_offset) + ": NT_PRPSINFO too short; process name unknown");
+        break;
+      case kNoteSiginfo: parse_siginfo(*desc, file_offset, notes, warnings); break;
+      case kNoteFile: parse_file_note(*desc, file_offset, notes, warnings); break;
+      case NT_AUXV:
+        for (std::uint64_t at = 0; at + 16 <= desc->size() && notes.auxv.size() < kMaxAuxvEntries; at += 16) {
+          auto type = *load<std::uint64_t>(*desc, at);
+          if (type == AT_NULL) break;
+          notes.auxv.emplace_back(type, *load<std::uint64_t>(*desc, at + 8));
+        }
+        break;
+      default: break;
+    }
+  }
+}
+
+std::optional<std::uint64_t> auxv_value(const CoreNotes& notes, std::uint64_t type) {
+  for (auto& [key, value] : notes.auxv)
+    if (key == type) return value;
+  return std::nullopt;
+}
+
+const FileEntry* file_containing(const std::vector<FileEntry>& files, std::uint64_t address) {
+  for (const FileEntry& file : files)
+    if (file.range.contains(RemoteAddress(address))) return &file;
+  return nullptr;
+}
+
+// Reads the program header table, following PN_XNUM to section 0 when there are 65535 or more.
+Result<std::span<const std::byte>> program_headers(std::span<const std::byte> core, const Elf64_Ehdr& header) {
+  std::uint64_t count = header.e_phnum;
+  if (count == PN_XNUM) {
+    if (header.e_shentsize != sizeof(Elf64_Shdr)) return fail("PN_XNUM program headers but no section header 0");
+    auto section0 = load<Elf64_Shdr>(core, header.e_shoff);
+    if (!section0) return fail("PN_XNUM program headers but section header 0 at ", hex(header.e_shoff), " is past the end");
+    count = section0->sh_info;
+  }
+  if (count > kMaxCoreProgramHeaders)
+    return fail(std::to_string(count), " program headers, more than the cap of ", std::to_string(kMaxCoreProgramHeaders));
+  if (header.e_phentsize != sizeof(Elf64_Phdr)) return fail("program header size ", hex(header.e_phentsize));
+  auto table = slice(core, header.e_phoff, count * sizeof(Elf64_Phdr));
+  if (!table)
+    return fail("program header table (", std::to_string(count), " entries at offset ", hex(header.e_phoff),
+                ") runs past the end of the file (", hex(core.size()), " bytes): the core is truncated");
+  return *table;
+}
+
+}  // namespace
+
+Registers registers_from_user_regs(std::span<const std::uint64_t, kUserRegsWords> user_regs) {
+  Registers registers;
+  auto word = [&](std::size_t offset) { return user_regs[offset / 8]; };
+  registers.set(Reg::rax, word(offsetof(user_regs_struct, rax)));
+  registers.set(Reg::rdx, word(offsetof(user_regs_struct, rdx)));
+  registers.set(Reg::rcx, word(offsetof(user_regs_struct, rcx)));
+  registers.set(Reg::rbx, word(offsetof(user_regs_struct, rbx)));
+  registers.set(Reg::rsi, word(offsetof(user_regs_struct, rsi)));
+  registers.set(Reg::rdi, word(offsetof(user_regs_struct, rdi)));
+  registers.set(Reg::rbp, word(offsetof(user_regs_struct, rbp)));
+  registers.set(Reg::rsp, word(offsetof(user_regs_struct, rsp)));
+  registers.set(Reg::r8, word(offsetof(user_regs_struct, r8)));
+  registers.set(Reg::r9, word(offsetof(user_regs_struct, r9)));
+  registers.set(Reg::r10, word(offsetof(user_regs_struct, r10)));
+  registers.set(Reg::r11, word(offsetof(user_regs_struct, r11)));
+  registers.set(Reg::r12, word(offsetof(user_regs_struct, r12)));
+  registers.set(Reg::r13, word(offsetof(user_regs_struct, r13)));
+  registers.set(Reg::r14, word(offsetof(user_regs_struct, r14)));
+  registers.set(Reg::r15, word(offsetof(user_regs_struct, r15)));
+  registers.set(Reg::rip, word(offsetof(user_regs_struct, rip)));
+  return registers;
+}
+
+void registers_to_user_regs(const Registers& registers, std::span<std::uint64_t, kUserRegsWords> user_regs) {
+  std::fill(user_regs.begin(), user_regs.end(), 0);
+  auto put = [&](std::size_t offset, std::uint64_t value) { user_regs[offset / 8] = value; };
+  auto put_reg = [&](std::size_t offset, Reg reg) { put(offset, registers.get(reg).value_or(0)); };
+  put_reg(offsetof(user_regs_struct, rax), Reg::rax);
+  put_reg(offsetof(user_regs_struct, rdx), Reg::rdx);
+  put_reg(offsetof(user_regs_struct, rcx), Reg::rcx);
+  put_reg(offsetof(user_regs_struct, rbx), Reg::rbx);
+  put_reg(offsetof(user_regs_struct, rsi), Reg::rsi);
+  put_reg(offsetof(user_regs_struct, rdi), Reg::rdi);
+  put_reg(offsetof(user_regs_struct, rbp), Reg::rbp);
+  put_reg(offsetof(user_regs_struct, rsp), Reg::rsp);
+  put_reg(offsetof(user_regs_struct, r8), Reg::r8);
+  put_reg(offsetof(user_regs_struct, r9), Reg::r9);
+  put_reg(offsetof(user_regs_struct, r10), Reg::r10);
+  put_reg(offsetof(user_regs_struct, r11), Reg::r11);
+  put_reg(offsetof(user_regs_struct, r12), Reg::r12);
+  put_reg(offsetof(user_regs_struct, r13), Reg::r13);
+  put_reg(offsetof(user_regs_struct, r14), Reg::r14);
+  put_reg(offsetof(user_regs_struct, r15), Reg::r15);
+  put_reg(offsetof(user_regs_struct, rip), Reg::rip);
+  // The selectors and flags of any 64-bit user thread on Linux (__USER_CS, __USER_DS, IF set): debuggers check cs
+  // to tell 64-bit from compat frames.
+  put(offsetof(user_regs_struct, cs), 0x33);
+  put(offsetof(user_regs_struct, ss), 0x2b);
+  put(offsetof(user_regs_struct, eflags), 0x202);
+  put(offsetof(user_regs_struct, orig_rax), UINT64_MAX);  // -1: not in a system call, so nothing restarts one
+}
+
+Result<Snapshot> open_core(const std::string& core_path, const CoreOptions& options) {
+  auto mapped = MappedFile::open(core_path);
+  if (!mapped) return std::unexpected(mapped.error().with_context("opening core"));
+  auto core_bytes = mapped->bytes();
+  auto where = [&](std::string_view what) { return fail(core_path, ": ", what); };
+  if (core_bytes.empty()) return where("empty file (0 bytes), not a core");
+  if (core_bytes.size() < SELFMAG || std::memcmp(core_bytes.data(), ELFMAG, SELFMAG) != 0)
+    return where("not an ELF file (no ELF magic)");
+  auto header = load<Elf64_Ehdr>(core_bytes, 0);
+  if (!header) return where("truncated inside the ELF header (" + std::to_string(core_bytes.size()) + " bytes)");
+  if (header->e_ident[EI_CLASS] != ELFCLASS64 || header->e_ident[EI_DATA] != ELFDATA2LSB)
+    return where("not a 64-bit little-endian ELF file");
+  if (header->e_type != ET_CORE)
+    return where("not a core file (ELF type " + std::to_string(header->e_type) +
+                 (header->e_type == ET_EXEC ? ", an executable" : header->e_type == ET_DYN ? ", a shared object" : "") +
+                 ")");
+  if (header->e_machine != EM_X86_64)
+    return where("core of machine " + std::to_string(header->e_machine) + "; only x86-64 (62) is supported");
+  auto table = program_headers(core_bytes, *header);
+  if (!table) return std::unexpected(table.error().with_context(core_path));
+
+  Snapshot snapshot;
+  std::vector<std::string>& warnings = snapshot.warnings;
+  auto memory = std::make_unique<CoreMemory>(core_path, std::move(*mapped));
+  // `core_bytes` still points at the same mapping, now owned by `memory`.
+
+  CoreNotes notes;
+  std::uint64_t dropped_segments = 0, truncated_segments = 0, truncated_bytes = 0, needed_size = 0;
+  std::uint64_t phdr_count = table->size() / sizeof(Elf64_Phdr);
+  for (std::uint64_t i = 0; i < phdr_count; ++i) {
+    auto phdr = *load<Elf64_Phdr>(*table, i * sizeof(Elf64_Phdr));
+    if (phdr.p_type == PT_NOTE) {
+      std::uint64_t available = phdr.p_offset < core_bytes.size() ? core_bytes.size() - phdr.p_offset : 0;
+      if (phdr.p_filesz > available)
+        warnings.push_back("PT_NOTE at core offset " + hex(phdr.p_offset) + " (" + hex(phdr.p_filesz) +
+                           " bytes) runs past the end of the core; only " + hex(available) + " bytes read");
+      auto notes_bytes = core_bytes.subspan(core_bytes.size() - available, std::min(available, phdr.p_filesz));
+      parse_notes(notes_bytes, phdr.p_offset, notes, warnings);
+      continue;
+    }
+    if (phdr.p_type != PT_LOAD || phdr.p_memsz == 0) continue;
+    auto end = RemoteAddress(phdr.p_vaddr).checked_add(phdr.p_memsz);
+    if (!end || phdr.p_offset + phdr.p_filesz < phdr.p_offset) {
+      ++dropped_segments;
+      continue;
+    }
+    Segment segment;
+    segment.range = {RemoteAddress(phdr.p_vaddr), *end};
+    segment.core_offset = phdr.p_offset;
+    segment.dumped_bytes = std::min(phdr.p_filesz, phdr.p_memsz);
+    std::uint64_t available = phdr.p_offset < core_bytes.size() ? core_bytes.size() - phdr.p_offset : 0;
+    segment.present_bytes = std::min(segment.dumped_bytes, available);
+    if (segment.present_bytes < segment.dumped_bytes) {
+      ++truncated_segments;
+      truncated_bytes += segment.dumped_bytes - segment.present_bytes;
+      needed_size = std::max(needed_size, phdr.p_offset + segment.dumped_bytes);
+    }
+    segment.flags = phdr.p_flags;
+    memory->segments().push_back(segment);
+  }
+  if (dropped_segments)
+    warnings.push_back(std::to_string(dropped_segments) + " PT_LOAD segments wrap past 2^64 and were ignored");
+  if (truncated_segments)
+    warnings.push_back("core is truncated: " + std::to_string(truncated_segments) + " PT_LOAD segments (" +
+                       hex(truncated_bytes) + " bytes of memory) lie past its end (file is " +
+                       hex(core_bytes.size()) + " bytes, needs " + hex(needed_size) + "); reads there fail");
+  if (notes.threads_capped)
+    warnings.push_back("more than " + std::to_string(kMaxCoreThreads) + " threads; the rest are ignored (cap)");
+
+  // Segments sorted and disjoint, so a read finds its segment by binary search; overlaps are hostile or broken.
+  auto& segments = memory->segments();
+  std::stable_sort(segments.begin(), segments.end(),
+                   [](const Segment& a, const Segment& b) { return a.range.start < b.range.start; });
+  std::uint64_t overlapping = 0;
+  std::vector<Segment> disjoint;
+  for (Segment& segment : segments) {
+    if (!disjoint.empty() && segment.range.start < disjoint.back().range.end) {
+      ++overlapping;
+      continue;
+    }
+    disjoint.push_back(segment);
+  }
+  if (overlapping)
+    warnings.push_back(std::to_string(overlapping) + " PT_LOAD segments overlap earlier ones and were ignored");
+
+  // File mappings NT_FILE lists with no PT_LOAD (some writers omit unreadable ones) still name their memory.
+  std::sort(notes.files.begin(), notes.files.end(),
+            [](const FileEntry& a, const FileEntry& b) { return a.range.start < b.range.start; });
+  for (const FileEntry& file : notes.files) {
+    auto overlaps = [&](const Segment& s) { return s.range.start < file.range.end && file.range.start < s.range.end; };
+    if (std::none_of(disjoint.begin(), disjoint.end(), overlaps)) {
+      Segment segment;
+      segment.range = file.range;
+      segment.flags = PF_R;
+      disjoint.push_back(segment);
+    }
+  }
+  std::sort(disjoint.begin(), disjoint.end(),
+            [](const Segment& a, const Segment& b) { return a.range.start < b.range.start; });
+  segments = std::move(disjoint);
+
+  // The executable: --exe, else the file mapped at the entry point, else AT_EXECFN.
+  auto entry = auxv_value(notes, AT_ENTRY);
+  const FileEntry* exe_file = entry ? file_containing(notes.files, *entry) : nullptr;
+  if (!exe_file)
+    if (auto phdr_address = auxv_value(notes, AT_PHDR)) exe_file = file_containing(notes.files, *phdr_address);
+  auto on_disk = [&](const std::string& recorded) {
+    if (exe_file && recorded == exe_file->path && !options.exe_path.empty()) return options.exe_path;
+    return options.sysroot.empty() || recorded.empty() || recorded[0] != '/' ? recorded : options.sysroot + recorded;
+  };
+  if (!options.exe_path.empty()) {
+    snapshot.exe_path = options.exe_path;
+  } else if (exe_file) {
+    snapshot.exe_path = on_disk(exe_file->path);
+  } else if (auto execfn = auxv_value(notes, AT_EXECFN)) {
+    std::string name;
+    for (std::uint64_t i = 0; i < kMaxExecfnBytes; ++i) {
+      auto c = memory->read_object<char>(RemoteAddress(*execfn) + i);
+      if (!c || *c == '\0') break;
+      name.push_back(*c);
+    }
+    snapshot.exe_path = on_disk(name);
+  }
+  if (snapshot.exe_path.empty()) warnings.push_back("the core does not say which executable it ran; pass --exe");
+
+  // Attach each segment to the file NT_FILE names for it, so omitted bytes come from that file.
+  std::map<std::string, int> file_index;
+  for (Segment& segment : segments) {
+    const FileEntry* file = file_containing(notes.files, segment.range.start.value());
+    Mapping mapping;
+    mapping.range = segment.range;
+    mapping.readable = segment.flags & PF_R;
+    mapping.writable = segment.flags & PF_W;
+    mapping.executable = segment.flags & PF_X;
+    if (file) {
+      mapping.path = file->path;
+      mapping.file_offset = file->file_offset + (segment.range.start - file->range.start);
+      auto [it, inserted] = file_index.try_emplace(file->path, static_cast<int>(memory->backing_files().size()));
+      if (inserted) {
+        if (memory->backing_files().size() < kMaxCoreBackingFiles) {
+          memory->backing_files().push_back({file->path, on_disk(file->path), {}, false, std::nullopt});
+        } else {
+          it->second = -1;
+        }
+      }
+      segment.backing = it->second;
+      segment.backing_offset = mapping.file_offset;
+      segment.backing_range = {segment.range.start, std::min(segment.range.end, file->range.end)};
+    }
+    snapshot.mappings.push_back(std::move(mapping));
+  }
+  if (file_index.size() > kMaxCoreBackingFiles)
+    warnings.push_back(std::to_string(file_index.size()) + " mapped files; memory omitted from the core is read from " +
+                       "the first " + std::to_string(kMaxCoreBackingFiles) + " only (cap)");
+  if (auto vdso = auxv_value(notes, AT_SYSINFO_EHDR))
+    for (Mapping& mapping : snapshot.mappings)
+      if (mapping.range.start.value() == *vdso && mapping.path.empty()) mapping.path = "[vdso]";
+
+  // Check each file the core relies on (it omitted some of its memory) against the build-id the core recorded in
+  // the file's first page. A different file at the same path (an upgraded library) would give wrong code.
+  for (std::size_t index = 0; index < memory->backing_files().size(); ++index) {
+    BackingFile& file = memory->backing_files()[index];
+    bool omitted = false;
+    const Segment* header_segment = nullptr;
+    for (const Segment& segment : segments) {
+      if (segment.backing != static_cast<int>(index)) continue;
+      omitted |= segment.dumped_bytes < segment.range.size_bytes();
+      if (segment.backing_offset == 0 && !header_segment) header_segment = &segment;
+    }
+    if (!omitted) continue;
+    struct stat info {};
+    if (::stat(file.disk_path.c_str(), &info) != 0) {
+      file.refusal = "is not on disk";
+      warnings.push_back(file.disk_path + ": not found; memory of it the core omits (its code) is unreadable" +
+                         (options.sysroot.empty() ? std::string(" (try --sysroot)") : std::string()));
+      continue;
+    }
+    auto disk = read_disk_identity(file.disk_path);
+    if (!disk) {
+      file.refusal = "is not a readable ELF file (" + disk.error().message + ")";
+      warnings.push_back(file.disk_path + ": " + file.refusal + "; memory of it the core omits is unreadable");
+      continue;
+    }
+    std::optional<ElfIdentity> recorded;
+    if (header_segment) {
+      RemoteAddress base = header_segment->range.start;
+      auto in_core = read_elf_identity([&](std::uint64_t offset, std::span<std::byte> out) -> Result<void> {
+        auto address = base.checked_add(offset);
+        if (!address) return fail("offset wraps");
+        return memory->read_core_only(*address, out);
+      });
+      if (in_core) recorded = std::move(*in_core);
+    }
+    if (recorded && recorded->build_id && recorded->build_id != disk->build_id) {
+      file.refusal = "has build-id " + disk->build_id.value_or("(none)") + " but the core's has " + *recorded->build_id;
+      warnings.push_back(file.disk_path + ": build-id " + disk->build_id.value_or("(none)") +
+                         " differs from the core's " + *recorded->build_id +
+                         "; refusing to read the memory the core omits from it");
+      continue;
+    }
+    // Without a recorded build-id, the executable can still be checked: its entry point must land where the core
+    // says it did (AT_ENTRY), at the same file offset.
+    if (!(recorded && recorded->build_id) && exe_file && file.recorded_path == exe_file->path && entry) {
+      auto entry_file_offset = [&](const ElfIdentity& image) -> std::optional<std::uint64_t> {
+        for (const Elf64_Phdr& load : image.loads)
+          if (image.entry >= load.p_vaddr && image.entry - load.p_vaddr < load.p_filesz)
+            return load.p_offset + (image.entry - load.p_vaddr);
+        return std::nullopt;
+      };
+      std::uint64_t core_entry_offset = exe_file->file_offset + (*entry - exe_file->range.start.value());
+      if (entry_file_offset(*disk) != core_entry_offset) {
+        file.refusal = "has a different entry point than the core's executable";
+        warnings.push_back(file.disk_path + ": entry point does not match the core's (AT_ENTRY " + hex(*entry) +
+                           "); refusing to read the memory the core omits from it");
+      }
+    }
+  }
+
+  // Threads: the one NT_SIGINFO belongs to (the thread that crashed) first, with its signal and fault address.
+  // Kernels stamp every thread's pr_cursig with that signal; only the crashed thread keeps it.
+  auto crashed = std::find_if(notes.threads.begin(), notes.threads.end(), [](auto& t) { return t.has_siginfo; });
+  if (crashed != notes.threads.end()) {
+    std::rotate(notes.threads.begin(), crashed, crashed + 1);
+    for (auto it = notes.threads.begin() + 1; it != notes.threads.end(); ++it)
+      if (!it->has_siginfo) it->state.signal = 0;
+  }
+  std::string process_name;
+  if (notes.process) {
+    snapshot.pid = notes.process->pr_pid;
+    const char* name = notes.process->pr_fname;
+    process_name.assign(name, strnlen(name, sizeof notes.process->pr_fname));
+  }
+  for (CoreThread& thread : notes.threads) {
+    thread.state.name = process_name;  // cores record no per-thread name
+    snapshot.threads.push_back(std::move(thread.state));
+  }
+  if (snapshot.pid == 0 && !snapshot.threads.empty()) snapshot.pid = snapshot.threads.front().tid;
+  if (snapshot.threads.empty()) warnings.push_back("the core holds no thread (no readable NT_PRSTATUS note)");
+
+  snapshot.memory = std::move(memory);
+  snapshot.target_was_stopped = true;
+  snapshot.pause_ms.reset();
+  snapshot.target_clock_ns = 0;
+  return snapshot;
+}
+
+}  // namespace fiberscope::target
