@@ -1,0 +1,119 @@
+// Dump: the model of one `fiberscope dump` — every thread and fiber with its frames and arguments, the findings
+// of the checks, and everything that could not be read. Plain data: no decoding, no printing.
+//
+// The fibers/ and unwind/ layers fill it (through the CLI), the reporters (text_reporter.h, json_reporter.h,
+// folded_reporter.h) print it, and the golden tests build it by hand. Strings come from the target (fiber names,
+// symbol names) and may hold any bytes: reporters escape them.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace fiberscope::report {
+
+// The stack a frame lives on: a fiber's own stack, its worker's system stack (foreign calls), or a thread's
+// stack when the thread runs no fiber.
+enum class StackKind : std::uint8_t { fiber, system, thread, unknown };
+// "fiber", "system", "thread", "unknown".
+std::string_view stack_kind_name(StackKind kind);
+
+struct Argument {
+  enum class Status : std::uint8_t { ok, optimized_out, unavailable, entry_value, error };
+  std::string name;
+  std::string value;    // formatted value ("7", "0x7ffd1000", "\"abc\""); empty unless status is ok
+  Status status = Status::ok;
+  std::string detail;   // why, for error / unavailable
+};
+// "ok", "optimized out", "unavailable", "entry value", "error".
+std::string_view argument_status_name(Argument::Status status);
+
+struct Frame {
+  std::uint64_t pc = 0;
+  std::string function;             // demangled; empty if no symbol covers pc
+  std::uint64_t function_offset = 0;  // pc - function start, meaningful when function is known
+  std::string module;               // file name of the module holding pc, empty if none
+  std::string file;                 // source file, empty without line info
+  unsigned line = 0;                // 0 without line info
+  bool inlined = false;             // an inlined call inside the next (outer) frame
+  StackKind stack = StackKind::unknown;
+  bool args_known = false;          // DWARF described the parameters (even if there are none)
+  std::vector<Argument> args;
+};
+
+// Frames innermost first, and why the walk ended early if it did.
+struct Stack {
+  std::vector<Frame> frames;
+  std::string stop_reason;          // empty when the unwind reached the bottom frame
+  bool truncated = false;           // cut at --depth
+};
+
+struct CodeLocation {
+  std::uint64_t pc = 0;
+  std::string function;
+  std::string file;
+  unsigned line = 0;
+};
+
+struct Fiber {
+  std::uint64_t id = 0;
+  std::string name;
+  std::string state;                // "waiting", "running", ...
+  std::string wait_reason;          // "chan receive", empty if none
+  std::uint64_t wait_object = 0;
+  std::optional<std::uint64_t> state_since_ns;    // target's CLOCK_MONOTONIC
+  std::optional<std::uint64_t> time_in_state_ns;  // capture clock - state_since_ns, when both are known
+  std::optional<int> thread;        // tid of the worker running it (or locked to it)
+  std::optional<CodeLocation> created_by;
+  std::string integrity;            // "", "in transition" or "torn" (seqlock)
+  Stack stack;
+};
+
+struct Thread {
+  int tid = 0;
+  std::string name;
+  std::optional<std::uint64_t> fiber_id;  // the fiber it runs; its frames are then under that fiber
+  Stack stack;
+};
+
+// A check's result (filled by checks/, reserved here). `fiber_id` and `frame` say where it points.
+struct Finding {
+  std::string kind;                 // e.g. "invalid-syscall-frame"
+  std::optional<std::uint64_t> fiber_id;
+  std::string frame;
+  std::string message;
+};
+
+// Something that could not be read; the rest of the dump is still good.
+struct DumpError {
+  std::string message;
+  std::optional<std::uint64_t> fiber_id;
+  std::optional<int> tid;
+};
+
+struct Dump {
+  int pid = 0;
+  std::string exe_path;
+  bool target_stopped = true;       // false: --no-stop
+  std::optional<double> pause_ms;
+  bool has_fiber_table = false;
+  std::uint64_t fibers_created = 0;
+  std::vector<Thread> threads;
+  std::vector<Fiber> fibers;
+  std::vector<Finding> findings;
+  std::vector<std::string> warnings;  // e.g. "no DWARF in /usr/bin/x: functions from symbols, no lines or arguments"
+  std::vector<DumpError> errors;
+};
+
+}  // namespace fiberscope::report
+
+namespace fiberscope::report {
+
+// What a reader calls the frame's function: its name, else "module+0xoffset" style fallbacks, else "??".
+std::string function_label(const Frame& frame);
+// The state a user cares about: the wait reason when there is one ("chan receive"), else the state.
+std::string state_label(const Fiber& fiber);
+
+}  // namespace fiberscope::report

@@ -1,0 +1,249 @@
+#include "report/text_reporter.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+
+#include "base/hex.h"
+
+namespace fiberscope::report {
+namespace {
+
+// Names and values come from the target: a control character could rewrite the user's terminal, so it is shown
+// as \xNN instead.
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f) {
+      char escape[8];
+      std::snprintf(escape, sizeof escape, "\\x%02x", byte);
+      out += escape;
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::string format_argument(const Argument& arg) {
+  std::string text = printable(arg.name) + "=";
+  switch (arg.status) {
+    case Argument::Status::ok: return text + printable(arg.value);
+    case Argument::Status::optimized_out: return text + "<optimized out>";
+    case Argument::Status::unavailable: return text + "<unavailable>";
+    case Argument::Status::entry_value: return text + "<entry value>";
+    case Argument::Status::error: return text + "<error: " + printable(arg.detail) + ">";
+  }
+  return text;
+}
+
+std::string where_line(const Frame& frame) {
+  std::string text = "\t";
+  if (!frame.file.empty() && frame.line > 0) {
+    text += printable(frame.file) + ":" + std::to_string(frame.line);
+  } else {
+    if (!frame.module.empty()) text += printable(frame.module) + " ";
+    text += frame.function.empty() ? hex(frame.pc) : "+" + hex(frame.function_offset);
+  }
+  return text + " [" + std::string(stack_kind_name(frame.stack)) + " stack]\n";
+}
+
+void append_frame(std::string& out, const Frame& frame, bool with_args) {
+  const std::string label = printable(function_label(frame));
+  out += label;
+  if (!with_args || !frame.args_known) {
+    // Names from the symbol table are demangled with their parameter types already: "(...)" only where no
+    // parameter list is shown at all.
+    if (!label.ends_with(')')) out += "(...)";
+  } else {
+    out += "(";
+    for (std::size_t i = 0; i < frame.args.size(); ++i) {
+      if (i) out += ", ";
+      out += format_argument(frame.args[i]);
+    }
+    out += ")";
+  }
+  if (frame.inlined) out += " (inlined)";
+  out += "\n" + where_line(frame);
+}
+
+void append_stack(std::string& out, const Stack& stack, bool with_args) {
+  for (const Frame& frame : stack.frames) append_frame(out, frame, with_args);
+  if (stack.truncated) out += "...additional frames elided (--depth)...\n";
+  if (!stack.stop_reason.empty()) out += "\t... unwinding stopped: " + printable(stack.stop_reason) + "\n";
+}
+
+std::string fiber_header_tail(const Fiber& fiber) {
+  std::string text = " [" + printable(state_label(fiber));
+  if (fiber.time_in_state_ns) text += ", " + format_duration(*fiber.time_in_state_ns);
+  if (fiber.thread) text += ", thread " + std::to_string(*fiber.thread);
+  if (!fiber.integrity.empty()) text += ", record " + fiber.integrity;
+  return text + "]:\n";
+}
+
+void append_created_by(std::string& out, const Fiber& fiber) {
+  if (!fiber.created_by) return;
+  const CodeLocation& at = *fiber.created_by;
+  out += "created by " + (at.function.empty() ? hex(at.pc) : printable(at.function));
+  if (!at.file.empty() && at.line > 0) out += " at " + printable(at.file) + ":" + std::to_string(at.line);
+  out += "\n";
+}
+
+void append_fiber(std::string& out, const Dump& dump, const Fiber& fiber) {
+  out += "fiber " + std::to_string(fiber.id) + " \"" + printable(fiber.name) + "\"" + fiber_header_tail(fiber);
+  append_stack(out, fiber.stack, true);
+  append_created_by(out, fiber);
+  for (const Finding& finding : dump.findings) {
+    if (finding.fiber_id != fiber.id) continue;
+    out += "\tfinding [" + printable(finding.kind) + "]";
+    if (!finding.frame.empty()) out += " in " + printable(finding.frame);
+    out += ": " + printable(finding.message) + "\n";
+  }
+  for (const DumpError& error : dump.errors)
+    if (error.fiber_id == fiber.id) out += "\terror: " + printable(error.message) + "\n";
+  out += "\n";
+}
+
+bool has_notes(const Dump& dump, const Fiber& fiber) {
+  auto about = [&](const auto& item) { return item.fiber_id == fiber.id; };
+  return !fiber.integrity.empty() || std::any_of(dump.findings.begin(), dump.findings.end(), about) ||
+         std::any_of(dump.errors.begin(), dump.errors.end(), about);
+}
+
+// Fibers with the same state and function sequence; each key names the group.
+std::string group_key(const Fiber& fiber) {
+  std::string key = state_label(fiber);
+  for (const Frame& frame : fiber.stack.frames) {
+    key += '\n';
+    key += function_label(frame);
+    if (frame.inlined) key += " (inlined)";
+  }
+  if (!fiber.stack.stop_reason.empty()) key += "\n!" + fiber.stack.stop_reason;
+  return key;
+}
+
+void append_groups(std::string& out, const Dump& dump) {
+  struct Group {
+    const Fiber* representative;
+    std::vector<std::uint64_t> ids;
+  };
+  std::map<std::string, Group> by_key;
+  std::vector<const Fiber*> alone;  // fibers with findings, errors or torn records stay visible one by one
+  for (const Fiber& fiber : dump.fibers) {
+    if (has_notes(dump, fiber)) {
+      alone.push_back(&fiber);
+      continue;
+    }
+    auto [it, inserted] = by_key.try_emplace(group_key(fiber), Group{&fiber, {}});
+    it->second.ids.push_back(fiber.id);
+  }
+  std::vector<Group*> groups;
+  for (auto& [key, group] : by_key) groups.push_back(&group);
+  std::sort(groups.begin(), groups.end(), [](const Group* a, const Group* b) {
+    if (a->ids.size() != b->ids.size()) return a->ids.size() > b->ids.size();
+    return *std::min_element(a->ids.begin(), a->ids.end()) < *std::min_element(b->ids.begin(), b->ids.end());
+  });
+  for (const Group* group : groups) {
+    const Fiber& fiber = *group->representative;
+    const std::size_t count = group->ids.size();
+    out += std::to_string(count) + (count == 1 ? " fiber [" : " fibers [") + printable(state_label(fiber)) +
+           "]: " + format_id_ranges(group->ids) + "\n";
+    append_stack(out, fiber.stack, false);
+    out += "\n";
+  }
+  for (const Fiber* fiber : alone) append_fiber(out, dump, *fiber);
+}
+
+void append_header(std::string& out, const Dump& dump) {
+  out += "pid " + std::to_string(dump.pid);
+  if (!dump.exe_path.empty()) out += " " + printable(dump.exe_path);
+  out += ": " + std::to_string(dump.fibers.size()) + (dump.fibers.size() == 1 ? " fiber, " : " fibers, ");
+  out += std::to_string(dump.threads.size()) + (dump.threads.size() == 1 ? " thread, " : " threads, ");
+  if (!dump.target_stopped) {
+    out += "not stopped (--no-stop)";
+  } else if (dump.pause_ms) {
+    char pause[48];
+    std::snprintf(pause, sizeof pause, "paused %.1f ms", *dump.pause_ms);
+    out += pause;
+  } else {
+    out += "pause unknown";
+  }
+  if (!dump.has_fiber_table) out += ", no fiber table";
+  out += "\n";
+  for (const std::string& warning : dump.warnings) out += "warning: " + printable(warning) + "\n";
+  out += "\n";
+}
+
+}  // namespace
+
+std::string format_duration(std::uint64_t nanoseconds) {
+  const std::uint64_t ms = nanoseconds / 1'000'000;
+  if (ms < 1000) return std::to_string(ms) + "ms";
+  std::uint64_t seconds = ms / 1000;
+  std::string text;
+  if (seconds >= 3600) text += std::to_string(seconds / 3600) + "h", seconds %= 3600;
+  if (!text.empty() || seconds >= 60) text += std::to_string(seconds / 60) + "m", seconds %= 60;
+  return text + std::to_string(seconds) + "s";
+}
+
+std::string format_id_ranges(std::vector<std::uint64_t> ids, std::size_t max_runs) {
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  std::string text;
+  std::size_t runs = 0;
+  for (std::size_t i = 0; i < ids.size();) {
+    std::size_t j = i;
+    while (j + 1 < ids.size() && ids[j + 1] == ids[j] + 1) ++j;
+    if (runs == max_runs) {
+      text += ", ... (" + std::to_string(ids.size() - i) + " more)";
+      break;
+    }
+    if (runs++) text += ", ";
+    text += std::to_string(ids[i]);
+    if (j > i) text += "-" + std::to_string(ids[j]);
+    i = j + 1;
+  }
+  return text;
+}
+
+std::string render_text(const Dump& dump, const TextOptions& options) {
+  std::string out;
+  append_header(out, dump);
+  const bool group = options.grouping == TextOptions::Grouping::on ||
+                     (options.grouping == TextOptions::Grouping::automatic && dump.fibers.size() > kAutoGroupFibers);
+  if (group) {
+    append_groups(out, dump);
+  } else {
+    for (const Fiber& fiber : dump.fibers) append_fiber(out, dump, fiber);
+  }
+  for (const Thread& thread : dump.threads) {
+    out += "thread " + std::to_string(thread.tid) + " \"" + printable(thread.name) + "\"";
+    if (thread.fiber_id) {
+      out += ": running fiber " + std::to_string(*thread.fiber_id) + "\n\n";
+      continue;
+    }
+    out += ":\n";
+    append_stack(out, thread.stack, true);
+    for (const DumpError& error : dump.errors)
+      if (error.tid == thread.tid && !error.fiber_id) out += "\terror: " + printable(error.message) + "\n";
+    out += "\n";
+  }
+  const bool any_general = std::any_of(dump.errors.begin(), dump.errors.end(),
+                                       [](const DumpError& error) { return !error.fiber_id && !error.tid; });
+  if (any_general) {
+    out += "errors:\n";
+    for (const DumpError& error : dump.errors)
+      if (!error.fiber_id && !error.tid) out += "\t" + printable(error.message) + "\n";
+  }
+  std::size_t general_findings = 0;
+  for (const Finding& finding : dump.findings) {
+    if (finding.fiber_id) continue;
+    if (general_findings++ == 0) out += "findings:\n";
+    out += "\t[" + printable(finding.kind) + "] " + printable(finding.message) + "\n";
+  }
+  return out;
+}
+
+}  // namespace fiberscope::report

@@ -1,0 +1,177 @@
+#include <catch2/catch.hpp>
+
+#include "golden.h"
+#include "report/folded_reporter.h"
+#include "report/json_reporter.h"
+#include "report/text_reporter.h"
+
+using namespace fiberscope::report;
+using fiberscope::testing::check_golden;
+
+namespace {
+
+Frame frame(std::uint64_t pc, std::string function, std::string file, unsigned line, StackKind stack) {
+  Frame f;
+  f.pc = pc;
+  f.function = std::move(function);
+  f.function_offset = 0x1c;
+  f.module = "demo_server";
+  f.file = std::move(file);
+  f.line = line;
+  f.stack = stack;
+  return f;
+}
+
+Frame with_args(Frame f, std::vector<Argument> args) {
+  f.args_known = true;
+  f.args = std::move(args);
+  return f;
+}
+
+// A small process: a waiting fiber with arguments, a running one with an inlined frame, one in a foreign call
+// stitched across the system stack whose unwind stopped early, a thread with no fiber, a finding and errors.
+Dump sample_dump() {
+  Dump dump;
+  dump.pid = 4242;
+  dump.exe_path = "/opt/demo/demo_server";
+  dump.pause_ms = 3.14;
+  dump.has_fiber_table = true;
+  dump.fibers_created = 17;
+  dump.warnings.push_back("no DWARF in /usr/lib/libfoo.so: functions from symbols, no lines or arguments");
+
+  Fiber reader;
+  reader.id = 17;
+  reader.name = "conn-reader";
+  reader.state = "waiting";
+  reader.wait_reason = "chan receive";
+  reader.wait_object = 0x7f0000001000;
+  reader.state_since_ns = 1'000'000'000;
+  reader.time_in_state_ns = 192'000'000'000;
+  reader.created_by = CodeLocation{0x401234, "accept_loop(int)", "/src/server.cpp", 88};
+  reader.stack.frames = {
+      with_args(frame(0x402000, "fiber::Channel<int>::recv", "/src/channel.h", 40, StackKind::fiber), {}),
+      with_args(frame(0x402100, "handle_conn", "/src/server.cpp", 42, StackKind::fiber),
+                {{"fd", "7", Argument::Status::ok, ""},
+                 {"buf", "0x7f0012345000", Argument::Status::ok, ""},
+                 {"len", "", Argument::Status::optimized_out, ""}}),
+  };
+  dump.fibers.push_back(reader);
+
+  Fiber worker;
+  worker.id = 18;
+  worker.name = "cruncher";
+  worker.state = "running";
+  worker.state_since_ns = 1'500'000'000;
+  worker.time_in_state_ns = 412'000'000;
+  worker.thread = 4243;
+  worker.stack.frames = {
+      with_args(frame(0x403000, "square", "/src/math.h", 3, StackKind::fiber),
+                {{"x", "", Argument::Status::entry_value, ""}}),
+      with_args(frame(0x403000, "crunch", "/src/math.cpp", 10, StackKind::fiber),
+                {{"n", "", Argument::Status::error, "memory at 0x10 unreadable"}}),
+  };
+  worker.stack.frames[0].inlined = true;
+  worker.stack.frames.push_back(frame(0x7f00000abc, "", "", 0, StackKind::fiber));
+  worker.stack.frames.back().module = "libfoo.so";
+  worker.stack.truncated = true;
+  dump.fibers.push_back(worker);
+
+  Fiber foreign;
+  foreign.id = 19;
+  foreign.name = "cgo\x1b[2J";  // hostile name: must not reach the terminal raw
+  foreign.state = "foreign";
+  foreign.thread = 4244;
+  foreign.integrity = "in transition";
+  foreign.stack.frames = {
+      with_args(frame(0x404000, "on_callback", "/src/ffi.cpp", 20, StackKind::fiber), {}),
+      frame(0x7f0000100000, "c_library_loop(int)", "", 0, StackKind::system),
+      with_args(frame(0x404100, "call_into_c", "/src/ffi.cpp", 30, StackKind::fiber), {}),
+  };
+  foreign.stack.stop_reason = "no CFI for pc 0x0";
+  dump.fibers.push_back(foreign);
+
+  Thread main_thread;
+  main_thread.tid = 4242;
+  main_thread.name = "demo_server";
+  main_thread.stack.frames = {
+      frame(0x7f0000200000, "__futex_abstimed_wait_common", "", 0, StackKind::thread),
+      with_args(frame(0x405000, "fiber::run", "/src/runtime.cpp", 300,
+                      StackKind::thread),
+                {}),
+      with_args(frame(0x405100, "main", "/src/main.cpp", 5, StackKind::thread), {}),
+  };
+  main_thread.stack.frames[0].module = "libc.so.6";
+  dump.threads.push_back(main_thread);
+  Thread worker_thread;
+  worker_thread.tid = 4243;
+  worker_thread.name = "fiber-worker-0";
+  worker_thread.fiber_id = 18;
+  dump.threads.push_back(worker_thread);
+
+  dump.findings.push_back(Finding{"invalid-syscall-frame", 19, "call_into_c()",
+                                  "syscall_sp 0x7f0000300000 is below the deepest live frame"});
+  dump.errors.push_back(DumpError{"fiber 19: transition chain at 0x7f00: unreadable", 19, std::nullopt});
+  dump.errors.push_back(DumpError{"fiber record 3 at 0x7f0000050000: state value 99 is not a fiber state",
+                                  std::nullopt, std::nullopt});
+  return dump;
+}
+
+// 150 fibers in three shapes: grouping turns on by itself.
+Dump crowded_dump() {
+  Dump dump;
+  dump.pid = 7;
+  dump.exe_path = "/bin/scale";
+  dump.target_stopped = false;
+  dump.has_fiber_table = true;
+  for (std::uint64_t id = 1; id <= 150; ++id) {
+    Fiber fiber;
+    fiber.id = id;
+    fiber.name = "f";
+    fiber.state = "waiting";
+    const bool sleeper = id % 3 == 0;
+    fiber.wait_reason = sleeper ? "sleep" : "chan receive";
+    fiber.stack.frames.push_back(frame(0x1000, sleeper ? "fiber::sleep_for" : "recv", "/src/a.cpp", 1,
+                                       StackKind::fiber));
+    fiber.stack.frames.push_back(frame(0x2000 + id, id == 150 ? "odd_one" : "work", "/src/a.cpp", 2,
+                                       StackKind::fiber));
+    fiber.stack.frames.back().line = static_cast<unsigned>(id);  // lines differ; the function sequence groups
+    dump.fibers.push_back(fiber);
+  }
+  return dump;
+}
+
+}  // namespace
+
+TEST_CASE("the text dump matches its golden file") {
+  check_golden("report/sample.txt", render_text(sample_dump(), {.grouping = TextOptions::Grouping::off}));
+}
+
+TEST_CASE("the JSON dump matches its golden file") { check_golden("report/sample.json", render_json(sample_dump())); }
+
+TEST_CASE("the folded dump matches its golden file") {
+  check_golden("report/sample.folded", render_folded(sample_dump()));
+}
+
+TEST_CASE("past 100 fibers the text dump groups identical stacks, biggest group first") {
+  const std::string text = render_text(crowded_dump());
+  check_golden("report/crowded_grouped.txt", text);
+  CHECK(text.find("not stopped (--no-stop)") != std::string::npos);
+  CHECK(text.find("100 fibers [chan receive]: 1-2, 4-5") == text.find("\n\n") + 2);
+}
+
+TEST_CASE("grouping can be forced on for a small dump and off for a big one") {
+  const std::string grouped = render_text(sample_dump(), {.grouping = TextOptions::Grouping::on});
+  CHECK(grouped.find("1 fiber [chan receive]: 17") != std::string::npos);
+  // Fibers with findings, errors or a suspicious record stay on their own even when grouped.
+  CHECK(grouped.find("fiber 19 \"cgo\\x1b[2J\" [foreign, thread 4244, record in transition]:") != std::string::npos);
+  const std::string flat = render_text(crowded_dump(), {.grouping = TextOptions::Grouping::off});
+  CHECK(flat.find("fiber 149 \"f\" [chan receive]:") != std::string::npos);
+  CHECK(flat.find("fibers [") == std::string::npos);
+}
+
+TEST_CASE("a dump without a fiber table says so in its header") {
+  Dump dump;
+  dump.pid = 12;
+  dump.pause_ms = 0.5;
+  CHECK(render_text(dump).starts_with("pid 12: 0 fibers, 0 threads, paused 0.5 ms, no fiber table\n"));
+}
