@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -40,24 +41,43 @@ class Memory {
 };
 
 // Memory made of copied regions: the snapshot of a stopped process and the unit tests' fake.
-// Regions must not overlap; add() keeps them sorted.
+// Regions must not overlap; add() keeps them sorted. A read must lie inside one region: a read spanning two
+// adjacent regions fails like any read touching an uncopied byte (capture_live merges adjacent ranges first).
 class RegionMemory final : public Memory {
  public:
   // Adds a copy of `bytes` at `start`. Fails if the region overlaps one already present or wraps.
   Result<void> add(RemoteAddress start, std::vector<std::byte> bytes);
   Result<void> read(RemoteAddress address, std::span<std::byte> out) const override;
 
+  // One region of an arena: `range` whose bytes start `arena_offset` bytes into the arena.
+  struct ArenaSlice {
+    AddressRange range;
+    std::uint64_t arena_offset = 0;
+  };
+  // Adds many regions whose bytes live in one shared buffer of `arena_bytes` bytes (the live capture copies
+  // everything into one allocation instead of one per region). Fails, adding nothing, if a slice lies outside
+  // the arena, is empty, wraps, or overlaps another region.
+  Result<void> add_arena(std::shared_ptr<const std::byte[]> arena, std::uint64_t arena_bytes,
+                         std::span<const ArenaSlice> slices);
+
   std::size_t region_count() const { return regions_.size(); }
   std::uint64_t total_bytes() const;
   // The copied region containing `address`, if any.
   std::optional<AddressRange> region_containing(RemoteAddress address) const;
+  // Every copied region, sorted by address.
+  std::vector<AddressRange> ranges() const;
 
  private:
   struct Region {
-    RemoteAddress start;
-    std::vector<std::byte> bytes;
+    AddressRange range;
+    const std::byte* bytes = nullptr;  // range.size_bytes() bytes, owned by owned_ or arenas_
   };
-  std::vector<Region> regions_;
+  // The region index whose range contains `address`, or regions_.size().
+  std::size_t find(RemoteAddress address) const;
+
+  std::vector<Region> regions_;  // sorted by range.start, disjoint
+  std::vector<std::vector<std::byte>> owned_;
+  std::vector<std::shared_ptr<const std::byte[]>> arenas_;
 };
 
 }  // namespace fiberscope::target

@@ -26,6 +26,7 @@ struct Mapping {
   bool writable = false;
   bool executable = false;
   std::string path;  // empty for anonymous memory; "[stack]", "[vdso]" etc. as the kernel names them
+  bool deleted = false;  // the file was deleted or replaced since it was mapped ("(deleted)" in /proc/PID/maps)
 };
 
 struct ThreadState {

@@ -1,0 +1,122 @@
+#include "target/copy_plan.h"
+
+#include <algorithm>
+
+namespace fiberscope::target {
+
+namespace {
+
+// A hostile plan can produce a problem per range; a few examples and a count say enough.
+constexpr std::size_t kMaxWarningsPerKind = 8;
+
+class WarningLimiter {
+ public:
+  WarningLimiter(std::vector<std::string>& warnings, std::string summary)
+      : warnings_(warnings), summary_(std::move(summary)) {}
+  ~WarningLimiter() {
+    if (count_ > kMaxWarningsPerKind)
+      warnings_.push_back(std::to_string(count_ - kMaxWarningsPerKind) + " more " + summary_);
+  }
+  WarningLimiter(const WarningLimiter&) = delete;
+  WarningLimiter& operator=(const WarningLimiter&) = delete;
+
+  void add(std::string warning) {
+    if (count_++ < kMaxWarningsPerKind) warnings_.push_back(std::move(warning));
+  }
+
+ private:
+  std::vector<std::string>& warnings_;
+  std::string summary_;
+  std::size_t count_ = 0;
+};
+
+std::string describe(AddressRange range) {
+  return "[" + range.start.to_string() + ", " + range.end.to_string() + ")";
+}
+
+// Sorts and merges overlapping or touching ranges in place.
+void merge_ranges(std::vector<AddressRange>& ranges) {
+  std::sort(ranges.begin(), ranges.end(), [](AddressRange a, AddressRange b) { return a.start < b.start; });
+  std::size_t out = 0;
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    if (out > 0 && ranges[i].start <= ranges[out - 1].end) {
+      ranges[out - 1].end = std::max(ranges[out - 1].end, ranges[i].end);
+    } else {
+      ranges[out++] = ranges[i];
+    }
+  }
+  ranges.resize(out);
+}
+
+}  // namespace
+
+std::vector<AddressRange> plan_copies(std::span<const AddressRange> requested, std::span<const Mapping> mappings,
+                                      const CaptureOptions& options, std::vector<std::string>& warnings) {
+  std::vector<AddressRange> ranges;
+  ranges.reserve(requested.size());
+  {
+    WarningLimiter limiter(warnings, "requested ranges were invalid or over the per-region cap");
+    for (AddressRange range : requested) {
+      if (range.end < range.start) {
+        limiter.add("requested range " + describe(range) + " ends before it starts, skipped");
+        continue;
+      }
+      if (range.empty()) continue;
+      if (range.size_bytes() > options.max_region_bytes) {
+        limiter.add("requested range " + describe(range) + " is " + hex(range.size_bytes()) +
+                    " bytes, over the per-region cap of " + hex(options.max_region_bytes) + ": only the first " +
+                    hex(options.max_region_bytes) + " bytes are copied");
+        range.end = range.start + options.max_region_bytes;
+      }
+      ranges.push_back(range);
+    }
+  }
+  merge_ranges(ranges);
+
+  if (!mappings.empty()) {
+    // Intersect with the readable mappings (sorted by address); both lists are walked once.
+    std::vector<AddressRange> clipped;
+    clipped.reserve(ranges.size());
+    WarningLimiter limiter(warnings, "requested ranges were partly unmapped or unreadable");
+    std::size_t m = 0;
+    for (AddressRange range : ranges) {
+      while (m < mappings.size() && mappings[m].range.end <= range.start) ++m;
+      std::uint64_t kept = 0;
+      for (std::size_t k = m; k < mappings.size() && mappings[k].range.start < range.end; ++k) {
+        if (!mappings[k].readable) continue;
+        AddressRange piece{std::max(range.start, mappings[k].range.start), std::min(range.end, mappings[k].range.end)};
+        if (piece.empty()) continue;
+        kept += piece.size_bytes();
+        if (!clipped.empty() && clipped.back().end >= piece.start) {
+          // Back-to-back mappings become one copy, so reads may span both (and overlapping ones cannot overlap).
+          clipped.back().end = std::max(clipped.back().end, piece.end);
+        } else {
+          clipped.push_back(piece);
+        }
+      }
+      if (kept < range.size_bytes())
+        limiter.add("requested range " + describe(range) + ": " + hex(range.size_bytes() - kept) +
+                    " bytes are not in a readable mapping, skipped");
+    }
+    ranges = std::move(clipped);
+  }
+
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    if (ranges[i].size_bytes() <= options.max_total_bytes - total) {
+      total += ranges[i].size_bytes();
+      continue;
+    }
+    std::uint64_t dropped = 0;
+    for (std::size_t j = i; j < ranges.size(); ++j) dropped += ranges[j].size_bytes();
+    dropped -= options.max_total_bytes - total;
+    ranges[i].end = ranges[i].start + (options.max_total_bytes - total);
+    ranges.resize(ranges[i].empty() ? i : i + 1);
+    warnings.push_back("copy plan exceeds the total cap of " + hex(options.max_total_bytes) + " bytes: " +
+                       hex(dropped) + " bytes not copied");
+    break;
+  }
+  return ranges;
+}
+
+}  // namespace fiberscope::target

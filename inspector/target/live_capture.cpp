@@ -1,0 +1,590 @@
+#include "target/live_capture.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "target/copy_plan.h"
+#include "target/proc_files.h"
+#include "target/process_memory.h"
+
+namespace fiberscope::target {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Threads created while we attach are found by rescanning /proc/PID/task; once every known thread is stopped no
+// new one can appear, so a handful of rounds suffices. The cap only guards against a kernel that lies.
+constexpr int kMaxAttachRounds = 64;
+// The table the signal handler reads is static: a handler may not allocate.
+constexpr std::size_t kMaxTracedThreads = 1u << 16;
+// A thread that is not in a ptrace-stop after this long is in uninterruptible sleep (D state, a vfork parent).
+constexpr auto kStopTimeout = std::chrono::seconds(2);
+// After detaching the others, how long to wait for such a thread to stop so it can be detached too.
+constexpr auto kStragglerTimeout = std::chrono::seconds(10);
+constexpr std::uint64_t kHugePageBytes = 2u << 20;
+
+// ---- State shared with the signal handler (async-signal-safe: fixed arrays and lock-free atomics only) ----
+
+constexpr int kCaughtSignals[] = {SIGINT, SIGTERM, SIGHUP};
+std::atomic<bool> g_capture_active{false};
+std::atomic<std::size_t> g_traced_count{0};
+pid_t g_traced_tids[kMaxTracedThreads];
+std::atomic<int> g_reinject_signal[kMaxTracedThreads];
+struct sigaction g_previous_actions[std::size(kCaughtSignals)];
+std::atomic<bool> g_installed[std::size(kCaughtSignals)];
+std::atomic<int> g_interrupted_by{0};
+
+long raw_ptrace(long request, pid_t tid, long data) {
+  return ::syscall(SYS_ptrace, request, static_cast<long>(tid), 0L, data);
+}
+
+// SIGINT/SIGTERM/SIGHUP during a capture: release the target before anything else, then let the signal do what it
+// would have done. PTRACE_DETACH only works from the tracing thread and on a stopped tracee; when it cannot (the
+// signal landed on another thread, or a thread is still running towards its stop), the kernel detaches every
+// tracee anyway when the default action ends this process.
+void on_signal_during_capture(int signal_number) {
+  int saved_errno = errno;
+  std::size_t count = g_traced_count.exchange(0);
+  for (std::size_t i = 0; i < count; ++i)
+    raw_ptrace(PTRACE_DETACH, g_traced_tids[i], g_reinject_signal[i].load(std::memory_order_relaxed));
+  g_interrupted_by.store(signal_number);
+  for (std::size_t i = 0; i < std::size(kCaughtSignals); ++i)
+    if (kCaughtSignals[i] == signal_number && g_installed[i]) {
+      ::sigaction(signal_number, &g_previous_actions[i], nullptr);
+      g_installed[i] = false;
+    }
+  ::raise(signal_number);  // blocked until this handler returns, then acted on with the previous disposition
+  errno = saved_errno;
+}
+
+// ---- One thread we seized ----
+
+struct Tracee {
+  pid_t tid = 0;
+  std::size_t table_index = 0;  // index in g_traced_tids
+  bool stopped = false;         // in a ptrace-stop: registers readable, must be detached
+  bool gone = false;            // exited or reaped: nothing more to do
+  bool timed_out = false;       // seized but never stopped (uninterruptible sleep): released by release_stragglers
+  int reinject_signal = 0;      // a signal-delivery-stop's signal, given back on detach
+  std::string error;            // why its registers are unknown
+};
+
+std::string errno_text(int error) { return std::strerror(error); }
+
+std::string pid_text(int pid) { return std::to_string(pid); }
+
+// The reasons a ptrace attach can be refused, most specific first, as one line that says what to change.
+Error permission_error(int pid) {
+  std::vector<std::string> reasons;
+  auto status = read_status(pid);
+  if (status && status->tracer_pid != 0) {
+    std::string tracer = "pid " + pid_text(status->tracer_pid);
+    if (auto tracer_status = read_status(status->tracer_pid)) tracer += " (" + tracer_status->name + ")";
+    reasons.push_back("it is already traced by " + tracer + "; only one debugger can attach, detach that one first");
+  }
+  if (status && ::geteuid() != 0 && status->real_uid != ::geteuid())
+    reasons.push_back("you are uid " + std::to_string(::geteuid()) + ", not root, and it belongs to uid " +
+                      std::to_string(status->real_uid) + "; run fiberscope as that user or as root");
+  if (auto scope = read_proc_file("/proc/sys/kernel/yama/ptrace_scope", 64); scope && !scope->empty()) {
+    char value = (*scope)[0];
+    if (value == '1')
+      reasons.push_back("kernel.yama.ptrace_scope is 1 (only ancestors may attach); run as root or set it to 0");
+    else if (value == '2')
+      reasons.push_back("kernel.yama.ptrace_scope is 2 (only CAP_SYS_PTRACE may attach); run as root");
+    else if (value == '3')
+      reasons.push_back("kernel.yama.ptrace_scope is 3 (attaching is disabled until reboot)");
+  }
+  if (auto self = read_proc_file("/proc/self/status", 64u << 10)) {
+    std::size_t at = self->find("CapEff:");
+    if (at != std::string::npos) {
+      std::uint64_t effective = std::strtoull(self->c_str() + at + 7, nullptr, 16);
+      constexpr int kCapSysPtrace = 19;
+      if (!(effective & (std::uint64_t{1} << kCapSysPtrace)))
+        reasons.push_back(::geteuid() == 0
+                              ? "fiberscope lacks CAP_SYS_PTRACE (in a container, add it: --cap-add=SYS_PTRACE)"
+                              : "fiberscope lacks CAP_SYS_PTRACE");
+    }
+  }
+  std::string message = "cannot attach to process " + pid_text(pid) + ": permission denied";
+  if (reasons.empty()) {
+    message += " (the kernel refused ptrace; is it a setuid program or protected by an LSM?)";
+  } else {
+    message += ": ";
+    for (std::size_t i = 0; i < reasons.size(); ++i) message += (i ? "; " : "") + reasons[i];
+  }
+  return Error{message, ErrorCode::permission_denied};
+}
+
+// Owns everything a stopping capture sets up: the claim on the signal-handler table, the installed handlers and
+// the seized threads. Its destructor detaches and restores on every path, exceptions included.
+class StopSession {
+ public:
+  explicit StopSession(int pid) : pid_(pid) {}
+  ~StopSession() {
+    detach_all();
+    release_stragglers();
+    uninstall();
+  }
+  StopSession(const StopSession&) = delete;
+  StopSession& operator=(const StopSession&) = delete;
+
+  Result<void> begin() {
+    bool expected = false;
+    if (!g_capture_active.compare_exchange_strong(expected, true))
+      return fail("another live capture is already running in this process");
+    claimed_ = true;
+    g_traced_count.store(0);
+    g_interrupted_by.store(0);
+    for (std::size_t i = 0; i < std::size(kCaughtSignals); ++i) {
+      struct sigaction current {};
+      ::sigaction(kCaughtSignals[i], nullptr, &current);
+      if (current.sa_handler == SIG_IGN) continue;  // e.g. SIGHUP under nohup: the signal cannot interrupt us
+      g_previous_actions[i] = current;
+      struct sigaction action {};
+      action.sa_handler = on_signal_during_capture;
+      sigemptyset(&action.sa_mask);
+      for (int other : kCaughtSignals) sigaddset(&action.sa_mask, other);  // one handler run detaches everything
+      g_installed[i] = true;
+      ::sigaction(kCaughtSignals[i], &action, nullptr);
+    }
+    return {};
+  }
+
+  // Seizes every thread, rescanning until no new one appears; every thread is stopped or recorded as gone.
+  Result<void> attach_all(const std::vector<int>& first_tids, std::vector<std::string>& warnings) {
+    std::vector<int> known;  // every tid ever tried, sorted: a thread that cannot be seized is not retried
+    std::vector<int> tids = first_tids;
+    for (int round = 0; round < kMaxAttachRounds; ++round) {
+      if (round > 0) {
+        auto listed = list_threads(pid_);
+        if (!listed) {
+          if (listed.error().code == ErrorCode::no_such_process) return target_exited();
+          return std::unexpected(listed.error().with_context("rescanning threads"));
+        }
+        tids = std::move(*listed);
+      }
+      std::vector<int> fresh;
+      std::set_difference(tids.begin(), tids.end(), known.begin(), known.end(), std::back_inserter(fresh));
+      if (fresh.empty()) {
+        if (std::none_of(tracees_.begin(), tracees_.end(),
+                         [](const Tracee& t) { return t.stopped || t.timed_out; }))
+          return target_exited();
+        return {};
+      }
+      known.insert(known.end(), fresh.begin(), fresh.end());
+      std::sort(known.begin(), known.end());
+      for (int tid : fresh)
+        if (auto seized = seize(tid); !seized) return seized;
+      wait_for_stops(warnings);
+      if (int signal_number = g_interrupted_by.load())
+        return fail_code(ErrorCode::interrupted, "capture interrupted by signal ", pid_text(signal_number));
+    }
+    return fail("threads of process ", pid_text(pid_), " kept appearing after ", pid_text(kMaxAttachRounds),
+                " rescans of /proc/", pid_text(pid_), "/task");
+  }
+
+  std::vector<Tracee>& tracees() { return tracees_; }
+  Clock::time_point first_interrupt() const { return first_interrupt_; }
+
+  // Detaches every stopped thread, giving back any signal it was about to receive.
+  void detach_all() {
+    g_traced_count.store(0);  // the handler must not detach what we are detaching
+    for (Tracee& tracee : tracees_) {
+      if (!tracee.stopped) continue;
+      tracee.stopped = false;
+      if (raw_ptrace(PTRACE_DETACH, tracee.tid, tracee.reinject_signal) < 0 && errno == ESRCH) {
+        // Killed while stopped (SIGKILL does that): reap it, or it stays a zombie until we exit.
+        int status = 0;
+        ::waitpid(tracee.tid, &status, __WALL | WNOHANG);
+      }
+      tracee.gone = true;
+    }
+  }
+
+ private:
+  Error target_exited_error() const {
+    return Error{"process " + pid_text(pid_) + " exited while fiberscope was attaching", ErrorCode::target_exited};
+  }
+  std::unexpected<Error> target_exited() const { return std::unexpected(target_exited_error()); }
+
+  Result<void> seize(int tid) {
+    if (table_size_ >= kMaxTracedThreads)
+      return fail("process ", pid_text(pid_), " has more than ", pid_text(kMaxTracedThreads), " threads");
+    if (raw_ptrace(PTRACE_SEIZE, tid, 0) < 0) {
+      int error = errno;
+      if (error == ESRCH) return {};  // exited between the listing and now
+      if (error == EPERM) {
+        // A zombie thread (an exited main thread whose siblings run on) cannot be seized; neither can a process
+        // that has just exited. Anything else is a real permission problem.
+        auto state = thread_state(pid_, tid);
+        if (!state && state.error().code == ErrorCode::no_such_process) return {};
+        if (state && (*state == 'Z' || *state == 'X')) {
+          Tracee zombie;
+          zombie.tid = tid;
+          zombie.gone = true;
+          zombie.error = "thread has exited (zombie)";
+          tracees_.push_back(std::move(zombie));
+          return {};
+        }
+        return std::unexpected(permission_error(pid_));
+      }
+      return fail("PTRACE_SEIZE of thread ", pid_text(tid), " of process ", pid_text(pid_), ": ", errno_text(error));
+    }
+    Tracee tracee;
+    tracee.tid = tid;
+    tracee.table_index = table_size_++;
+    g_traced_tids[tracee.table_index] = tid;
+    g_reinject_signal[tracee.table_index].store(0, std::memory_order_relaxed);
+    g_traced_count.store(tracee.table_index + 1);
+    if (!interrupted_any_) {
+      first_interrupt_ = Clock::now();
+      interrupted_any_ = true;
+    }
+    // ESRCH here means the thread is exiting; it is still our tracee and its exit is collected by waitpid below.
+    raw_ptrace(PTRACE_INTERRUPT, tid, 0);
+    tracees_.push_back(std::move(tracee));
+    return {};
+  }
+
+  // Records what waitpid said about a tracee; true once it needs no more waiting.
+  bool note_wait_status(Tracee& tracee, int status) {
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+      tracee.gone = true;
+      tracee.error = "thread exited during capture";
+      return true;
+    }
+    if (!WIFSTOPPED(status)) return false;
+    int event = status >> 16;
+    int signal_number = WSTOPSIG(status);
+    tracee.stopped = true;
+    // PTRACE_EVENT_STOP is our interrupt (SIGTRAP) or a group-stop (SIGSTOP and friends), which the kernel restores
+    // by itself on detach. A plain stop is a signal-delivery-stop: the signal was meant for the target, so it is
+    // handed back on detach instead of being swallowed.
+    if (event == 0 && signal_number != 0) {
+      tracee.reinject_signal = signal_number;
+      g_reinject_signal[tracee.table_index].store(signal_number, std::memory_order_relaxed);
+    }
+    return true;
+  }
+
+  // Waits until every seized thread is stopped or gone. Polls with WNOHANG so a thread stuck in uninterruptible
+  // sleep cannot hang the capture; the others are stopped within microseconds of PTRACE_INTERRUPT.
+  void wait_for_stops(std::vector<std::string>& warnings) {
+    auto deadline = Clock::now() + kStopTimeout;
+    for (int pass = 0;; ++pass) {
+      bool pending = false;
+      for (Tracee& tracee : tracees_) {
+        if (tracee.stopped || tracee.gone || tracee.timed_out) continue;
+        int status = 0;
+        pid_t waited = ::waitpid(tracee.tid, &status, __WALL | WNOHANG);
+        if (waited == tracee.tid) {
+          if (note_wait_status(tracee, status)) continue;
+        } else if (waited < 0 && errno != EINTR) {
+          tracee.gone = true;  // ECHILD: reaped or no longer ours
+          tracee.error = "thread exited during capture";
+          continue;
+        }
+        pending = true;
+      }
+      if (!pending || g_interrupted_by.load()) return;
+      if (Clock::now() > deadline) {
+        for (Tracee& tracee : tracees_) {
+          if (tracee.stopped || tracee.gone || tracee.timed_out) continue;
+          tracee.timed_out = true;
+          auto state = thread_state(pid_, tracee.tid);
+          tracee.error = std::string("thread did not stop within 2 s (state ") + (state ? *state : '?') +
+                         ", uninterruptible sleep?): registers unknown";
+          warnings.push_back("thread " + pid_text(tracee.tid) + ": " + tracee.error);
+        }
+        return;
+      }
+      if (pass < 64) {
+        std::this_thread::yield();
+      } else {
+        timespec pause{0, 20'000};
+        ::nanosleep(&pause, nullptr);
+      }
+    }
+  }
+
+  // Threads that never stopped stay seized (PTRACE_DETACH needs a stopped tracee) with our interrupt pending; wait
+  // for them to reach that stop so they can be released rather than left stopped behind us.
+  void release_stragglers() {
+    auto deadline = Clock::now() + kStragglerTimeout;
+    for (Tracee& tracee : tracees_) {
+      if (tracee.stopped || tracee.gone) continue;
+      for (;;) {
+        int status = 0;
+        pid_t waited = ::waitpid(tracee.tid, &status, __WALL | WNOHANG);
+        if (waited == tracee.tid && (WIFEXITED(status) || WIFSIGNALED(status))) break;
+        if (waited == tracee.tid && WIFSTOPPED(status)) {
+          int event = status >> 16;
+          raw_ptrace(PTRACE_DETACH, tracee.tid, event == 0 ? WSTOPSIG(status) : 0);
+          break;
+        }
+        if (waited < 0 && errno != EINTR) break;
+        // Past the deadline the thread stays attached until this process exits, when the kernel detaches it.
+        if (Clock::now() > deadline) break;
+        timespec pause{0, 1'000'000};
+        ::nanosleep(&pause, nullptr);
+      }
+      tracee.gone = true;
+    }
+  }
+
+  void uninstall() {
+    g_traced_count.store(0);
+    for (std::size_t i = 0; i < std::size(kCaughtSignals); ++i) {
+      if (!g_installed[i]) continue;
+      g_installed[i] = false;
+      ::sigaction(kCaughtSignals[i], &g_previous_actions[i], nullptr);
+    }
+    if (claimed_) g_capture_active.store(false);
+  }
+
+  int pid_;
+  bool claimed_ = false;
+  bool interrupted_any_ = false;
+  std::size_t table_size_ = 0;  // entries of g_traced_tids in use
+  Clock::time_point first_interrupt_{};
+  std::vector<Tracee> tracees_;
+};
+
+Registers registers_from(const user_regs_struct& regs) {
+  Registers registers;
+  registers.set(Reg::rax, regs.rax);
+  registers.set(Reg::rdx, regs.rdx);
+  registers.set(Reg::rcx, regs.rcx);
+  registers.set(Reg::rbx, regs.rbx);
+  registers.set(Reg::rsi, regs.rsi);
+  registers.set(Reg::rdi, regs.rdi);
+  registers.set(Reg::rbp, regs.rbp);
+  registers.set(Reg::rsp, regs.rsp);
+  registers.set(Reg::r8, regs.r8);
+  registers.set(Reg::r9, regs.r9);
+  registers.set(Reg::r10, regs.r10);
+  registers.set(Reg::r11, regs.r11);
+  registers.set(Reg::r12, regs.r12);
+  registers.set(Reg::r13, regs.r13);
+  registers.set(Reg::r14, regs.r14);
+  registers.set(Reg::r15, regs.r15);
+  registers.set(Reg::rip, regs.rip);
+  return registers;
+}
+
+// One anonymous mapping for every copied byte: no per-region allocation, no zero-filling by us, and huge pages
+// (fewer page faults while the target is stopped) when it is big enough.
+struct Arena {
+  std::shared_ptr<const std::byte[]> owner;
+  std::byte* bytes = nullptr;
+};
+Arena allocate_arena(std::uint64_t size_bytes) {
+  if (size_bytes == 0) return {};
+  void* memory = ::mmap(nullptr, size_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (memory == MAP_FAILED) return {};
+  if (size_bytes >= kHugePageBytes) ::madvise(memory, size_bytes, MADV_HUGEPAGE);
+  auto* bytes = static_cast<std::byte*>(memory);
+  return {std::shared_ptr<const std::byte[]>(
+              bytes, [size_bytes](const std::byte* p) { ::munmap(const_cast<std::byte*>(p), size_bytes); }),
+          bytes};
+}
+
+// Copies `ranges` (sorted, disjoint) into a RegionMemory with batched reads. Unreadable parts become warnings.
+std::unique_ptr<RegionMemory> copy_ranges(const ProcessMemory& live, const std::vector<AddressRange>& ranges,
+                                          std::vector<std::string>& warnings) {
+  auto memory = std::make_unique<RegionMemory>();
+  std::uint64_t total = 0;
+  for (AddressRange range : ranges) total += range.size_bytes();
+  Arena arena = allocate_arena(total);
+  if (total > 0 && !arena.bytes) {
+    warnings.push_back("cannot allocate " + hex(total) + " bytes to copy target memory: nothing copied");
+    return memory;
+  }
+  std::vector<ProcessMemory::BatchRead> requests(ranges.size());
+  std::uint64_t offset = 0;
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    requests[i].address = ranges[i].start;
+    requests[i].out = std::span<std::byte>(arena.bytes + offset, ranges[i].size_bytes());
+    offset += ranges[i].size_bytes();
+  }
+  live.read_batch(requests);
+
+  std::vector<RegionMemory::ArenaSlice> slices;
+  slices.reserve(ranges.size());
+  std::size_t failures = 0;
+  offset = 0;
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    const auto& request = requests[i];
+    if (request.bytes_read > 0)
+      slices.push_back({{ranges[i].start, ranges[i].start + request.bytes_read}, offset});
+    if (request.bytes_read < request.out.size() && failures++ < 8)
+      warnings.push_back("could not copy " + hex(request.out.size() - request.bytes_read) + " bytes at " +
+                         (ranges[i].start + request.bytes_read).to_string() + " (unreadable)");
+    offset += ranges[i].size_bytes();
+  }
+  if (failures > 8) warnings.push_back(std::to_string(failures - 8) + " more ranges could not be copied fully");
+  if (auto added = memory->add_arena(std::move(arena.owner), total, slices); !added)
+    warnings.push_back("copied memory dropped: " + added.error().message);  // our own invariant; never expected
+  return memory;
+}
+
+std::uint64_t monotonic_now_ns() {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(now.tv_nsec);
+}
+
+// Fills in names of threads whose name was not read before the stop.
+void fill_names(int pid, std::vector<ThreadState>& threads) {
+  for (ThreadState& thread : threads) {
+    if (!thread.name.empty()) continue;
+    if (auto name = thread_name(pid, thread.tid)) thread.name = std::move(*name);
+  }
+}
+
+// --no-stop: the target runs on; a thread blocked in the kernel still tells its sp and pc through /proc.
+Result<Snapshot> capture_running(Snapshot snapshot, const std::vector<int>& tids, const CaptureOptions& options,
+                                 const RegionPlanner& planner) {
+  int pid = snapshot.pid;
+  for (int tid : tids) {
+    ThreadState thread;
+    thread.tid = tid;
+    if (auto name = thread_name(pid, tid)) thread.name = std::move(*name);
+    auto syscall_state = read_syscall(pid, tid);
+    if (!syscall_state) {
+      if (syscall_state.error().code == ErrorCode::permission_denied) return std::unexpected(permission_error(pid));
+      if (syscall_state.error().code == ErrorCode::no_such_process) continue;  // the thread exited meanwhile
+      thread.error = syscall_state.error().message;
+    } else if (syscall_state->running) {
+      thread.error = "running on a CPU: registers unknown without stopping the target";
+    } else {
+      Registers registers;
+      registers.set(Reg::rsp, syscall_state->stack_pointer);
+      registers.set(Reg::rip, syscall_state->program_counter);
+      thread.registers = registers;
+    }
+    snapshot.threads.push_back(std::move(thread));
+  }
+  if (snapshot.threads.empty())
+    return fail_code(ErrorCode::target_exited, "process ", pid_text(pid), " exited while being read");
+  auto mappings = read_maps(pid, &snapshot.warnings);
+  if (!mappings) return std::unexpected(mappings.error().with_context("reading the memory map"));
+  snapshot.mappings = std::move(*mappings);
+
+  ProcessMemory live(pid);
+  std::vector<AddressRange> requested = planner ? planner(live, snapshot.threads) : std::vector<AddressRange>{};
+  auto ranges = plan_copies(requested, snapshot.mappings, options, snapshot.warnings);
+  snapshot.memory = copy_ranges(live, ranges, snapshot.warnings);
+  snapshot.target_clock_ns = monotonic_now_ns();
+  snapshot.target_was_stopped = false;
+  snapshot.pause_ms.reset();
+  return snapshot;
+}
+
+}  // namespace
+
+Result<Snapshot> capture_live(int pid, const CaptureOptions& options, const RegionPlanner& planner) {
+  if (pid <= 0) return fail_code(ErrorCode::no_such_process, "no process with pid ", pid_text(pid));
+  auto status = read_status(pid);
+  if (!status) {
+    if (status.error().code == ErrorCode::no_such_process)
+      return fail_code(ErrorCode::no_such_process, "no process with pid ", pid_text(pid));
+    return std::unexpected(status.error());
+  }
+  auto tids = list_threads(pid);
+  if (!tids) {
+    if (tids.error().code == ErrorCode::no_such_process)
+      return fail_code(ErrorCode::target_exited, "process ", pid_text(pid), " exited before it could be attached");
+    return std::unexpected(tids.error());
+  }
+  // A zombie main thread with live siblings is a running process; a zombie with no other thread has exited.
+  if ((status->state == 'Z' || status->state == 'X') && tids->size() <= 1)
+    return fail_code(ErrorCode::target_exited, "process ", pid_text(pid),
+                     " is a zombie: it has exited and its parent (pid ", pid_text(status->parent_pid),
+                     ") has not reaped it yet; there is nothing left to inspect");
+  if (options.stop && status->tracer_pid != 0) return std::unexpected(permission_error(pid));
+
+  Snapshot snapshot;
+  snapshot.pid = pid;
+  if (auto path = exe_path(pid)) {
+    snapshot.exe_path = std::move(*path);
+  } else {
+    snapshot.warnings.push_back(path.error().message);
+  }
+  if (!options.stop) return capture_running(std::move(snapshot), *tids, options, planner);
+
+  // Names now, while the target runs, to keep the stop short; threads found later are named after detaching.
+  std::vector<std::pair<int, std::string>> early_names;
+  early_names.reserve(tids->size());
+  for (int tid : *tids)
+    if (auto name = thread_name(pid, tid)) early_names.emplace_back(tid, std::move(*name));
+
+  StopSession session(pid);
+  if (auto begun = session.begin(); !begun) return std::unexpected(begun.error());
+  if (auto attached = session.attach_all(*tids, snapshot.warnings); !attached)
+    return std::unexpected(attached.error());
+
+  // ---- The target is stopped from here until detach_all(): nothing slow in between. ----
+  for (Tracee& tracee : session.tracees()) {
+    if (tracee.gone && tracee.error.empty()) continue;  // vanished before it could be seized
+    ThreadState thread;
+    thread.tid = tracee.tid;
+    if (tracee.stopped) {
+      user_regs_struct regs{};
+      if (::ptrace(PTRACE_GETREGS, tracee.tid, nullptr, &regs) == 0) {
+        thread.registers = registers_from(regs);
+      } else {
+        thread.error = "PTRACE_GETREGS failed: " + errno_text(errno);
+      }
+    } else {
+      thread.error = tracee.error;
+    }
+    snapshot.threads.push_back(std::move(thread));
+  }
+  std::sort(snapshot.threads.begin(), snapshot.threads.end(),
+            [](const ThreadState& a, const ThreadState& b) { return a.tid < b.tid; });
+  for (ThreadState& thread : snapshot.threads) {
+    auto found = std::lower_bound(early_names.begin(), early_names.end(), thread.tid,
+                                  [](const auto& entry, int tid) { return entry.first < tid; });
+    if (found != early_names.end() && found->first == thread.tid) thread.name = std::move(found->second);
+  }
+
+  auto mappings = read_maps(pid, &snapshot.warnings);
+  if (!mappings) return std::unexpected(mappings.error().with_context("reading the memory map"));
+  snapshot.mappings = std::move(*mappings);
+
+  ProcessMemory live(pid);
+  std::vector<AddressRange> requested = planner ? planner(live, snapshot.threads) : std::vector<AddressRange>{};
+  if (int signal_number = g_interrupted_by.load())
+    return fail_code(ErrorCode::interrupted, "capture interrupted by signal ", pid_text(signal_number));
+  auto ranges = plan_copies(requested, snapshot.mappings, options, snapshot.warnings);
+  snapshot.memory = copy_ranges(live, ranges, snapshot.warnings);
+  snapshot.target_clock_ns = monotonic_now_ns();
+
+  session.detach_all();
+  auto pause_end = Clock::now();
+  // ---- The target runs again. ----
+
+  if (int signal_number = g_interrupted_by.load())
+    return fail_code(ErrorCode::interrupted, "capture interrupted by signal ", pid_text(signal_number));
+  snapshot.pause_ms = std::chrono::duration<double, std::milli>(pause_end - session.first_interrupt()).count();
+  snapshot.target_was_stopped = true;
+  fill_names(pid, snapshot.threads);
+  return snapshot;
+}
+
+}  // namespace fiberscope::target
