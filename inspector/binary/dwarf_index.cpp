@@ -1,0 +1,1152 @@
+#include "binary/dwarf_index.h"
+
+#include <cxxabi.h>
+#include <fcntl.h>
+#include <libdwarf/dwarf.h>
+#include <libdwarf/libdwarf.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <unordered_map>
+#include <utility>
+
+#include "base/hex.h"
+#include "binary/byte_reader.h"
+
+// Propagates the error of a Result-returning call; `var` holds the success value.
+#define FS_TRY(var, expr) \
+  auto var = (expr);      \
+  if (!var) return std::unexpected(var.error())
+
+namespace fiberscope::binary {
+namespace {
+
+// Caps on hostile input: a real binary stays far below them.
+constexpr std::size_t kMaxCompileUnits = 1'000'000;
+constexpr std::size_t kMaxDiesPerUnit = 4'000'000;
+constexpr unsigned kMaxDieDepth = 64;
+constexpr unsigned kMaxReferenceHops = 8;  // DW_AT_abstract_origin / DW_AT_specification / type chains
+constexpr std::size_t kMaxListEntries = 100'000;
+constexpr std::size_t kMaxLineRows = 20'000'000;
+
+// ---- libdwarf confinement: status codes become Result, handles become move-only owners. ----
+
+// Turns a libdwarf status into: true (DW_DLV_OK), false (DW_DLV_NO_ENTRY) or our Error (DW_DLV_ERROR).
+// The Dwarf_Error is allocated by libdwarf per failure and must be freed, or it leaks until dwarf_finish.
+Result<bool> dwarf_status(int status, Dwarf_Debug debug, Dwarf_Error error, std::string_view what) {
+  if (status == DW_DLV_OK) return true;
+  if (status == DW_DLV_NO_ENTRY) return false;
+  std::string message = error ? dwarf_errmsg(error) : "unknown libdwarf error";
+  if (error) dwarf_dealloc_error(debug, error);
+  return fail(what, ": ", message);
+}
+
+// A DIE. dwarf_child / dwarf_siblingof_b / dwarf_offdie_b each return a new allocation that the caller owns.
+class Die {
+ public:
+  Die() = default;
+  Die(Dwarf_Debug debug, Dwarf_Die die) : debug_(debug), die_(die) {}
+  Die(Die&& other) noexcept : debug_(other.debug_), die_(std::exchange(other.die_, nullptr)) {}
+  Die& operator=(Die&& other) noexcept {
+    if (this != &other) {
+      reset();
+      debug_ = other.debug_;
+      die_ = std::exchange(other.die_, nullptr);
+    }
+    return *this;
+  }
+  Die(const Die&) = delete;
+  Die& operator=(const Die&) = delete;
+  ~Die() { reset(); }
+
+  Dwarf_Die get() const { return die_; }
+  explicit operator bool() const { return die_ != nullptr; }
+
+ private:
+  void reset() {
+    if (die_) dwarf_dealloc_die(die_);
+    die_ = nullptr;
+  }
+  Dwarf_Debug debug_ = nullptr;
+  Dwarf_Die die_ = nullptr;
+};
+
+// An attribute from dwarf_attr: owned by the caller, freed with dwarf_dealloc_attribute. Strings and blocks read
+// from it point into libdwarf's section copies and stay valid until dwarf_finish, so they need no freeing.
+class Attribute {
+ public:
+  explicit Attribute(Dwarf_Attribute attribute) : attribute_(attribute) {}
+  Attribute(Attribute&& other) noexcept : attribute_(std::exchange(other.attribute_, nullptr)) {}
+  Attribute(const Attribute&) = delete;
+  Attribute& operator=(const Attribute&) = delete;
+  Attribute& operator=(Attribute&&) = delete;
+  ~Attribute() {
+    if (attribute_) dwarf_dealloc_attribute(attribute_);
+  }
+  Dwarf_Attribute get() const { return attribute_; }
+
+ private:
+  Dwarf_Attribute attribute_ = nullptr;
+};
+
+// The session: dwarf_finish frees every allocation libdwarf still holds, so it must run last.
+class Session {
+ public:
+  Session() = default;
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  ~Session() {
+    if (debug_) dwarf_finish(debug_, nullptr);
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Dwarf_Debug debug_ = nullptr;
+  int fd_ = -1;
+};
+
+struct AddressRange {
+  std::uint64_t low = 0;
+  std::uint64_t high = 0;  // exclusive
+  bool contains(std::uint64_t pc) const { return low <= pc && pc < high; }
+};
+
+struct LocationListEntry {
+  AddressRange range;
+  std::vector<std::byte> expression;
+};
+
+// DW_AT_location or DW_AT_frame_base as parsed: a single expression or a list.
+struct LocationAttribute {
+  bool present = false;
+  bool is_list = false;
+  std::vector<std::byte> expression;
+  std::vector<LocationListEntry> list;
+
+  std::vector<std::byte> at(std::uint64_t pc) const {
+    if (!present) return {};
+    if (!is_list) return expression;
+    for (const auto& entry : list)
+      if (entry.range.contains(pc)) return entry.expression;
+    return {};
+  }
+};
+
+struct VariableInfo {
+  std::string name;
+  std::string type_name;
+  std::uint64_t size_bytes = 0;
+  bool is_parameter = false;
+  LocationAttribute location;
+};
+
+struct Scope {
+  enum class Kind { function, inlined, block } kind = Kind::function;
+  std::vector<AddressRange> ranges;
+  std::uint64_t entry_pc = 0;
+  std::string name;          // DW_AT_name (through origins)
+  std::string linkage_name;  // through origins
+  std::string call_file;     // inlined: where it was called from
+  unsigned call_line = 0;
+  LocationAttribute frame_base;  // functions only
+  std::vector<VariableInfo> variables;
+  std::vector<Scope> children;
+
+  bool contains(std::uint64_t pc) const {
+    return std::any_of(ranges.begin(), ranges.end(), [&](const AddressRange& r) { return r.contains(pc); });
+  }
+};
+
+struct LineRow {
+  std::uint64_t address = 0;
+  unsigned line = 0;
+  std::uint32_t file = 0;  // index into CompileUnit::line_files
+  bool end_sequence = false;
+};
+
+struct CallSiteInfo {
+  std::vector<DwarfCallSiteParameter> parameters;
+  std::size_t function_index = 0;  // into CompileUnit::functions, for the caller's frame base
+};
+
+struct CompileUnit {
+  Dwarf_Off die_offset = 0;
+  unsigned version = 0;
+  std::uint64_t base_address = 0;  // DW_AT_low_pc of the CU: base for location and range lists
+  std::uint64_t addr_base = 0;     // DW_AT_addr_base (DWARF 5 .debug_addr)
+  std::vector<AddressRange> ranges;
+  bool parsed = false;
+  std::string parse_error;
+  std::vector<Scope> functions;
+  std::vector<std::pair<AddressRange, std::size_t>> function_ranges;  // sorted by low
+  std::vector<std::string> source_files;  // DW_AT_call_file / DW_AT_decl_file table (dwarf_srcfiles)
+  std::vector<LineRow> rows;              // sorted by address
+  std::vector<std::string> line_files;
+  std::unordered_map<std::uint64_t, CallSiteInfo> call_sites;  // by return pc
+};
+
+}  // namespace
+
+std::string demangle(const std::string& mangled) {
+  if (mangled.size() < 2 || mangled[0] != '_' || mangled[1] != 'Z') return mangled;
+  int status = 0;
+  // __cxa_demangle returns a malloc'ed buffer that we own.
+  char* text = abi::__cxa_demangle(mangled.c_str(), nullptr, nullptr, &status);
+  if (status != 0 || !text) return mangled;
+  std::string result(text);
+  std::free(text);
+  return result;
+}
+
+struct DwarfIndex::Impl {
+  const ElfImage* image = nullptr;
+  Session session;
+  std::vector<CompileUnit> units;
+  std::vector<std::pair<AddressRange, std::size_t>> unit_ranges;  // sorted by low
+  std::size_t parsed_count = 0;
+  std::span<const std::byte> debug_loc, debug_loclists, debug_ranges, debug_rnglists, debug_addr;
+
+  Dwarf_Debug debug() const { return session.debug_; }
+  std::string where(std::string_view what) const { return image->path() + ": " + std::string(what); }
+
+  Result<void> index_units();
+  CompileUnit* unit_for(std::uint64_t pc);
+  Result<void> parse_unit(CompileUnit& unit);
+
+  // Attribute helpers. All return "absent" as nullopt and a libdwarf failure as an Error.
+  Result<std::optional<Attribute>> attribute(Dwarf_Die die, Dwarf_Half name);
+  Result<std::optional<std::uint64_t>> unsigned_attribute(Dwarf_Die die, Dwarf_Half name);
+  Result<std::optional<std::uint64_t>> reference_attribute(Dwarf_Die die, Dwarf_Half name);
+  Result<std::optional<std::string>> string_attribute(Dwarf_Die die, Dwarf_Half name);
+  Result<Die> die_at(std::uint64_t offset);
+  Result<std::vector<AddressRange>> pc_ranges(Dwarf_Die die, const CompileUnit& unit);
+  Result<LocationAttribute> location_attribute(Dwarf_Die die, Dwarf_Half name, const CompileUnit& unit);
+  Result<std::vector<AddressRange>> range_list(std::uint64_t offset, const CompileUnit& unit);
+  Result<std::vector<LocationListEntry>> location_list(std::uint64_t offset, const CompileUnit& unit);
+  Result<std::uint64_t> indexed_address(std::uint64_t index, const CompileUnit& unit);
+  Result<void> names_through_origins(Dwarf_Die die, std::string& name, std::string& linkage_name);
+  Result<Die> origin_of(Dwarf_Die die);
+  std::string type_name_of(Dwarf_Die die, std::uint64_t& size_bytes);
+  Result<void> walk_top(Dwarf_Die die, CompileUnit& unit, unsigned depth, std::size_t& budget);
+  Result<void> walk_scope(Dwarf_Die die, Scope& scope, std::size_t function_index, CompileUnit& unit, unsigned depth,
+                          std::size_t& budget);
+  Result<Scope> make_scope(Dwarf_Die die, Dwarf_Half tag, CompileUnit& unit, std::vector<AddressRange> ranges);
+  Result<std::optional<VariableInfo>> make_variable(Dwarf_Die die, Dwarf_Half tag, const CompileUnit& unit);
+  Result<void> add_call_site(Dwarf_Die die, std::size_t function_index, CompileUnit& unit);
+  Result<void> load_lines(Dwarf_Die cu_die, CompileUnit& unit);
+  std::optional<DwarfLine> line_in(const CompileUnit& unit, std::uint64_t pc) const;
+};
+
+Result<std::optional<Attribute>> DwarfIndex::Impl::attribute(Dwarf_Die die, Dwarf_Half name) {
+  Dwarf_Attribute raw = nullptr;
+  Dwarf_Error error = nullptr;
+  auto found = dwarf_status(dwarf_attr(die, name, &raw, &error), debug(), error, "reading an attribute");
+  if (!found) return std::unexpected(found.error());
+  if (!*found) return std::optional<Attribute>();
+  return std::optional<Attribute>(Attribute(raw));
+}
+
+Result<std::optional<std::uint64_t>> DwarfIndex::Impl::unsigned_attribute(Dwarf_Die die, Dwarf_Half name) {
+  auto attr = attribute(die, name);
+  if (!attr) return std::unexpected(attr.error());
+  if (!*attr) return std::optional<std::uint64_t>();
+  Dwarf_Half form = 0;
+  Dwarf_Error error = nullptr;
+  if (auto ok = dwarf_status(dwarf_whatform((*attr)->get(), &form, &error), debug(), error, "reading a form"); !ok)
+    return std::unexpected(ok.error());
+  if (form == DW_FORM_sec_offset) {
+    Dwarf_Off offset = 0;
+    error = nullptr;
+    auto ok = dwarf_status(dwarf_global_formref((*attr)->get(), &offset, &error), debug(), error,
+                           "reading a section offset");
+    if (!ok) return std::unexpected(ok.error());
+    return std::optional<std::uint64_t>(offset);
+  }
+  Dwarf_Unsigned value = 0;
+  error = nullptr;
+  int status = dwarf_formudata((*attr)->get(), &value, &error);
+  if (status == DW_DLV_ERROR) {
+    // libdwarf 20210528 refuses DW_FORM_implicit_const in dwarf_formudata; dwarf_formsdata reads it.
+    dwarf_dealloc_error(debug(), error);
+    Dwarf_Signed signed_value = 0;
+    error = nullptr;
+    auto ok = dwarf_status(dwarf_formsdata((*attr)->get(), &signed_value, &error), debug(), error,
+                           "reading a constant attribute");
+    if (!ok) return std::unexpected(ok.error());
+    value = static_cast<Dwarf_Unsigned>(signed_value);
+  }
+  return std::optional<std::uint64_t>(value);
+}
+
+Result<std::optional<std::uint64_t>> DwarfIndex::Impl::reference_attribute(Dwarf_Die die, Dwarf_Half name) {
+  auto attr = attribute(die, name);
+  if (!attr) return std::unexpected(attr.error());
+  if (!*attr) return std::optional<std::uint64_t>();
+  Dwarf_Off offset = 0;
+  Dwarf_Error error = nullptr;
+  auto ok = dwarf_status(dwarf_global_formref((*attr)->get(), &offset, &error), debug(), error, "reading a reference");
+  if (!ok) return std::unexpected(ok.error());
+  return std::optional<std::uint64_t>(offset);
+}
+
+Result<std::optional<std::string>> DwarfIndex::Impl::string_attribute(Dwarf_Die die, Dwarf_Half name) {
+  auto attr = attribute(die, name);
+  if (!attr) return std::unexpected(attr.error());
+  if (!*attr) return std::optional<std::string>();
+  char* text = nullptr;
+  Dwarf_Error error = nullptr;
+  auto ok = dwarf_status(dwarf_formstring((*attr)->get(), &text, &error), debug(), error, "reading a string");
+  if (!ok) return std::unexpected(ok.error());
+  if (!*ok || !text) return std::optional<std::string>();
+  return std::optional<std::string>(text);
+}
+
+Result<Die> DwarfIndex::Impl::die_at(std::uint64_t offset) {
+  Dwarf_Die raw = nullptr;
+  Dwarf_Error error = nullptr;
+  auto ok = dwarf_status(dwarf_offdie_b(debug(), offset, true, &raw, &error), debug(), error,
+                         "reading the DIE at .debug_info offset " + hex(offset));
+  if (!ok) return std::unexpected(ok.error());
+  if (!*ok) return fail("no DIE at .debug_info offset ", hex(offset));
+  return Die(debug(), raw);
+}
+
+Result<std::uint64_t> DwarfIndex::Impl::indexed_address(std::uint64_t index, const CompileUnit& unit) {
+  ByteReader reader(debug_addr, where(".debug_addr"));
+  if (index > debug_addr.size() / 8) return fail(where(".debug_addr index "), std::to_string(index), " out of range");
+  if (auto ok = reader.seek(unit.addr_base + index * 8); !ok) return std::unexpected(ok.error());
+  return reader.fixed<std::uint64_t>();
+}
+
+Result<std::vector<AddressRange>> DwarfIndex::Impl::range_list(std::uint64_t offset, const CompileUnit& unit) {
+  std::vector<AddressRange> ranges;
+  std::uint64_t base = unit.base_address;
+  auto add = [&](std::uint64_t low, std::uint64_t high) {
+    if (high > low) ranges.push_back({low, high});
+  };
+  if (unit.version < 5) {
+    // DWARF 4 .debug_ranges (2.17.3): address pairs, (0,0) ends, (~0, base) selects a new base.
+    ByteReader reader(debug_ranges, where(".debug_ranges"));
+    if (auto ok = reader.seek(offset); !ok) return std::unexpected(ok.error());
+    for (std::size_t n = 0; n < kMaxListEntries; ++n) {
+      auto low = reader.fixed<std::uint64_t>();
+      if (!low) return std::unexpected(low.error());
+      auto high = reader.fixed<std::uint64_t>();
+      if (!high) return std::unexpected(high.error());
+      if (*low == 0 && *high == 0) return ranges;
+      if (*low == ~std::uint64_t{0}) {
+        base = *high;
+        continue;
+      }
+      add(base + *low, base + *high);
+    }
+    return fail(where(".debug_ranges list at "), hex(offset), " has no end");
+  }
+  // DWARF 5 .debug_rnglists (2.17.3): typed entries.
+  ByteReader reader(debug_rnglists, where(".debug_rnglists"));
+  if (auto ok = reader.seek(offset); !ok) return std::unexpected(ok.error());
+  for (std::size_t n = 0; n < kMaxListEntries; ++n) {
+    FS_TRY(kind, reader.fixed<std::uint8_t>());
+    switch (*kind) {
+      case DW_RLE_end_of_list: return ranges;
+      case DW_RLE_base_addressx: {
+        FS_TRY(index, reader.uleb128());
+        FS_TRY(address, indexed_address(*index, unit));
+        base = *address;
+        break;
+      }
+      case DW_RLE_startx_endx: {
+        FS_TRY(a, reader.uleb128());
+        FS_TRY(b, reader.uleb128());
+        FS_TRY(low, indexed_address(*a, unit));
+        FS_TRY(high, indexed_address(*b, unit));
+        add(*low, *high);
+        break;
+      }
+      case DW_RLE_startx_length: {
+        FS_TRY(a, reader.uleb128());
+        FS_TRY(length, reader.uleb128());
+        FS_TRY(low, indexed_address(*a, unit));
+        add(*low, *low + *length);
+        break;
+      }
+      case DW_RLE_offset_pair: {
+        FS_TRY(a, reader.uleb128());
+        FS_TRY(b, reader.uleb128());
+        add(base + *a, base + *b);
+        break;
+      }
+      case DW_RLE_base_address: {
+        FS_TRY(address, reader.fixed<std::uint64_t>());
+        base = *address;
+        break;
+      }
+      case DW_RLE_start_end: {
+        FS_TRY(low, reader.fixed<std::uint64_t>());
+        FS_TRY(high, reader.fixed<std::uint64_t>());
+        add(*low, *high);
+        break;
+      }
+      case DW_RLE_start_length: {
+        FS_TRY(low, reader.fixed<std::uint64_t>());
+        FS_TRY(length, reader.uleb128());
+        add(*low, *low + *length);
+        break;
+      }
+      default:
+        return fail(where(".debug_rnglists: unknown entry kind "), hex(*kind), " at offset ", hex(reader.offset() - 1));
+    }
+  }
+  return fail(where(".debug_rnglists list at "), hex(offset), " has no end");
+}
+
+Result<std::vector<LocationListEntry>> DwarfIndex::Impl::location_list(std::uint64_t offset, const CompileUnit& unit) {
+  std::vector<LocationListEntry> entries;
+  std::uint64_t base = unit.base_address;
+  auto add = [&](std::uint64_t low, std::uint64_t high, std::span<const std::byte> expression) {
+    if (high > low) entries.push_back({{low, high}, std::vector<std::byte>(expression.begin(), expression.end())});
+  };
+  if (unit.version < 5) {
+    // DWARF 4 .debug_loc (2.6.2): pairs relative to the base, then a 2-byte length and the expression.
+    ByteReader reader(debug_loc, where(".debug_loc"));
+    if (auto ok = reader.seek(offset); !ok) return std::unexpected(ok.error());
+    for (std::size_t n = 0; n < kMaxListEntries; ++n) {
+      FS_TRY(low, reader.fixed<std::uint64_t>());
+      FS_TRY(high, reader.fixed<std::uint64_t>());
+      if (*low == 0 && *high == 0) return entries;
+      if (*low == ~std::uint64_t{0}) {
+        base = *high;
+        continue;
+      }
+      FS_TRY(length, reader.fixed<std::uint16_t>());
+      FS_TRY(expression, reader.bytes(*length));
+      add(base + *low, base + *high, *expression);
+    }
+    return fail(where(".debug_loc list at "), hex(offset), " has no end");
+  }
+  ByteReader reader(debug_loclists, where(".debug_loclists"));
+  if (auto ok = reader.seek(offset); !ok) return std::unexpected(ok.error());
+  auto counted = [&]() -> Result<std::span<const std::byte>> {
+    FS_TRY(length, reader.uleb128());
+    return reader.bytes(*length);
+  };
+  for (std::size_t n = 0; n < kMaxListEntries; ++n) {
+    FS_TRY(kind, reader.fixed<std::uint8_t>());
+    switch (*kind) {
+      case DW_LLE_end_of_list: return entries;
+      case DW_LLE_base_addressx: {
+        FS_TRY(index, reader.uleb128());
+        FS_TRY(address, indexed_address(*index, unit));
+        base = *address;
+        break;
+      }
+      case DW_LLE_startx_endx: {
+        FS_TRY(a, reader.uleb128());
+        FS_TRY(b, reader.uleb128());
+        FS_TRY(expression, counted());
+        FS_TRY(low, indexed_address(*a, unit));
+        FS_TRY(high, indexed_address(*b, unit));
+        add(*low, *high, *expression);
+        break;
+      }
+      case DW_LLE_startx_length: {
+        FS_TRY(a, reader.uleb128());
+        FS_TRY(length, reader.uleb128());
+        FS_TRY(expression, counted());
+        FS_TRY(low, indexed_address(*a, unit));
+        add(*low, *low + *length, *expression);
+        break;
+      }
+      case DW_LLE_offset_pair: {
+        FS_TRY(a, reader.uleb128());
+        FS_TRY(b, reader.uleb128());
+        FS_TRY(expression, counted());
+        add(base + *a, base + *b, *expression);
+        break;
+      }
+      case DW_LLE_default_location: {
+        FS_TRY(expression, counted());
+        add(0, ~std::uint64_t{0}, *expression);
+        break;
+      }
+      case DW_LLE_base_address: {
+        FS_TRY(address, reader.fixed<std::uint64_t>());
+        base = *address;
+        break;
+      }
+      case DW_LLE_start_end: {
+        FS_TRY(low, reader.fixed<std::uint64_t>());
+        FS_TRY(high, reader.fixed<std::uint64_t>());
+        FS_TRY(expression, counted());
+        add(*low, *high, *expression);
+        break;
+      }
+      case DW_LLE_start_length: {
+        FS_TRY(low, reader.fixed<std::uint64_t>());
+        FS_TRY(length, reader.uleb128());
+        FS_TRY(expression, counted());
+        add(*low, *low + *length, *expression);
+        break;
+      }
+      default:
+        return fail(where(".debug_loclists: unknown entry kind "), hex(*kind), " at offset ", hex(reader.offset() - 1));
+    }
+  }
+  return fail(where(".debug_loclists list at "), hex(offset), " has no end");
+}
+
+Result<std::vector<AddressRange>> DwarfIndex::Impl::pc_ranges(Dwarf_Die die, const CompileUnit& unit) {
+  std::vector<AddressRange> ranges;
+  Dwarf_Addr low = 0;
+  Dwarf_Error error = nullptr;
+  FS_TRY(has_low, dwarf_status(dwarf_lowpc(die, &low, &error), debug(), error, "reading DW_AT_low_pc"));
+  if (*has_low) {
+    Dwarf_Addr high = 0;
+    Dwarf_Half form = 0;
+    Dwarf_Form_Class form_class = DW_FORM_CLASS_UNKNOWN;
+    error = nullptr;
+    FS_TRY(has_high, dwarf_status(dwarf_highpc_b(die, &high, &form, &form_class, &error), debug(), error,
+                                  "reading DW_AT_high_pc"));
+    if (*has_high) {
+      // DWARF 4+: a constant-class high_pc is the size, not an address (2.17.2).
+      if (form_class == DW_FORM_CLASS_CONSTANT) high += low;
+      if (high > low) ranges.push_back({low, high});
+      return ranges;
+    }
+    // A CU may carry DW_AT_low_pc 0 as the base for its DW_AT_ranges (2.17.3).
+  }
+  auto attr = attribute(die, DW_AT_ranges);
+  if (!attr) return std::unexpected(attr.error());
+  if (!*attr) return ranges;
+  Dwarf_Half form = 0;
+  error = nullptr;
+  FS_TRY(has_form, dwarf_status(dwarf_whatform((*attr)->get(), &form, &error), debug(), error, "reading a form"));
+  if (form != DW_FORM_sec_offset && form != DW_FORM_data4 && form != DW_FORM_data8)
+    return fail(where("DW_AT_ranges form "), hex(form), " is not supported");
+  FS_TRY(offset, unsigned_attribute(die, DW_AT_ranges));
+  return range_list(offset->value_or(0), unit);
+}
+
+Result<LocationAttribute> DwarfIndex::Impl::location_attribute(Dwarf_Die die, Dwarf_Half name, const CompileUnit& unit) {
+  LocationAttribute location;
+  auto attr = attribute(die, name);
+  if (!attr) return std::unexpected(attr.error());
+  if (!*attr) return location;
+  Dwarf_Half form = 0;
+  Dwarf_Error error = nullptr;
+  FS_TRY(has_form, dwarf_status(dwarf_whatform((*attr)->get(), &form, &error), debug(), error, "reading a form"));
+  location.present = true;
+  if (form == DW_FORM_exprloc || form == DW_FORM_block1 || form == DW_FORM_block2 || form == DW_FORM_block4 ||
+      form == DW_FORM_block) {
+    Dwarf_Unsigned length = 0;
+    Dwarf_Ptr bytes = nullptr;
+    error = nullptr;
+    if (form == DW_FORM_exprloc) {
+      FS_TRY(ok, dwarf_status(dwarf_formexprloc((*attr)->get(), &length, &bytes, &error), debug(), error,
+                              "reading an expression"));
+    } else {
+      Dwarf_Block* block = nullptr;
+      FS_TRY(ok, dwarf_status(dwarf_formblock((*attr)->get(), &block, &error), debug(), error, "reading a block"));
+      if (!block) return location;
+      length = block->bl_len;
+      bytes = block->bl_data;
+      // The Dwarf_Block descriptor is allocated per call; its data points into the section.
+      std::vector<std::byte> copy(static_cast<const std::byte*>(bytes), static_cast<const std::byte*>(bytes) + length);
+      dwarf_dealloc(debug(), block, DW_DLA_BLOCK);
+      location.expression = std::move(copy);
+      return location;
+    }
+    const auto* begin = static_cast<const std::byte*>(bytes);
+    location.expression.assign(begin, begin + length);
+    return location;
+  }
+  if (form == DW_FORM_sec_offset || form == DW_FORM_data4 || form == DW_FORM_data8) {
+    FS_TRY(offset, unsigned_attribute(die, name));
+    FS_TRY(list, location_list(offset->value_or(0), unit));
+    location.is_list = true;
+    location.list = std::move(*list);
+    return location;
+  }
+  return fail(where("location form "), hex(form), " is not supported");
+}
+
+Result<Die> DwarfIndex::Impl::origin_of(Dwarf_Die die) {
+  for (Dwarf_Half name : {Dwarf_Half{DW_AT_abstract_origin}, Dwarf_Half{DW_AT_specification}}) {
+    FS_TRY(offset, reference_attribute(die, name));
+    if (*offset) return die_at(**offset);
+  }
+  return Die();
+}
+
+Result<void> DwarfIndex::Impl::names_through_origins(Dwarf_Die die, std::string& name, std::string& linkage_name) {
+  Die holder;
+  Dwarf_Die current = die;
+  for (unsigned hop = 0; hop <= kMaxReferenceHops && current; ++hop) {
+    if (name.empty()) {
+      FS_TRY(found, string_attribute(current, DW_AT_name));
+      if (*found) name = **found;
+    }
+    if (linkage_name.empty()) {
+      FS_TRY(found, string_attribute(current, DW_AT_linkage_name));
+      if (!*found) {
+        FS_TRY(old, string_attribute(current, DW_AT_MIPS_linkage_name));
+        found = std::move(old);
+      }
+      if (*found) linkage_name = **found;
+    }
+    if (!name.empty() && !linkage_name.empty()) break;
+    FS_TRY(next, origin_of(current));
+    holder = std::move(*next);
+    current = holder.get();
+  }
+  return {};
+}
+
+std::string DwarfIndex::Impl::type_name_of(Dwarf_Die die, std::uint64_t& size_bytes) {
+  // Simple names only (base types, pointers, typedef names): cheap, and enough for an argument list.
+  size_bytes = 0;
+  std::string prefix, suffix;
+  Die holder;
+  auto type_offset = reference_attribute(die, DW_AT_type);
+  if (!type_offset || !*type_offset) return "void";
+  auto next = die_at(**type_offset);
+  if (!next) return "?";
+  holder = std::move(*next);
+  bool size_known = false;
+  for (unsigned hop = 0; hop <= kMaxReferenceHops && holder; ++hop) {
+    Dwarf_Half tag = 0;
+    Dwarf_Error error = nullptr;
+    if (dwarf_tag(holder.get(), &tag, &error) != DW_DLV_OK) {
+      if (error) dwarf_dealloc_error(debug(), error);
+      return "?";
+    }
+    if (!size_known) {
+      if (auto size = unsigned_attribute(holder.get(), DW_AT_byte_size); size && *size) {
+        size_bytes = **size;
+        size_known = true;
+      } else if (tag == DW_TAG_pointer_type || tag == DW_TAG_reference_type || tag == DW_TAG_rvalue_reference_type) {
+        size_bytes = 8;
+        size_known = true;
+      }
+    }
+    auto name = string_attribute(holder.get(), DW_AT_name);
+    const std::string own_name = name && *name ? **name : "";
+    switch (tag) {
+      case DW_TAG_pointer_type: suffix = "*" + suffix; break;
+      case DW_TAG_reference_type: suffix = "&" + suffix; break;
+      case DW_TAG_rvalue_reference_type: suffix = "&&" + suffix; break;
+      case DW_TAG_const_type: prefix = "const " + prefix; break;
+      case DW_TAG_volatile_type: prefix = "volatile " + prefix; break;
+      case DW_TAG_array_type: suffix += "[]"; break;
+      case DW_TAG_subroutine_type: return prefix + "function" + suffix;
+      default:
+        if (!own_name.empty() || tag == DW_TAG_base_type) return prefix + (own_name.empty() ? "?" : own_name) + suffix;
+        return prefix + "?" + suffix;
+    }
+    if (tag == DW_TAG_typedef) return prefix + own_name + suffix;
+    auto inner = reference_attribute(holder.get(), DW_AT_type);
+    if (!inner || !*inner) return prefix + "void" + suffix;
+    auto die_next = die_at(**inner);
+    if (!die_next) return "?";
+    holder = std::move(*die_next);
+  }
+  return prefix + "?" + suffix;
+}
+
+Result<std::optional<VariableInfo>> DwarfIndex::Impl::make_variable(Dwarf_Die die, Dwarf_Half tag, const CompileUnit& unit) {
+  FS_TRY(declaration, unsigned_attribute(die, DW_AT_declaration));
+  if (*declaration && **declaration) return std::optional<VariableInfo>();
+  VariableInfo variable;
+  variable.is_parameter = tag == DW_TAG_formal_parameter;
+  std::string unused_linkage;
+  FS_TRY(names, names_through_origins(die, variable.name, unused_linkage));
+  // The type lives on the abstract origin for inlined and out-of-line instances.
+  Die origin_holder;
+  Dwarf_Die typed = die;
+  for (unsigned hop = 0; hop < kMaxReferenceHops; ++hop) {
+    FS_TRY(has_type, reference_attribute(typed, DW_AT_type));
+    if (*has_type) break;
+    FS_TRY(origin, origin_of(typed));
+    if (!*origin) break;
+    origin_holder = std::move(*origin);
+    typed = origin_holder.get();
+  }
+  variable.type_name = type_name_of(typed, variable.size_bytes);
+  FS_TRY(location, location_attribute(die, DW_AT_location, unit));
+  variable.location = std::move(*location);
+  if (!variable.location.present) {
+    // A constant folded away: DW_AT_const_value becomes an equivalent expression (constu; stack_value).
+    FS_TRY(constant, unsigned_attribute(die, DW_AT_const_value));
+    if (*constant) {
+      variable.location.present = true;
+      std::vector<std::byte>& bytes = variable.location.expression;
+      bytes.push_back(std::byte{DW_OP_constu});
+      std::uint64_t value = **constant;
+      do {
+        std::uint8_t byte = value & 0x7f;
+        value >>= 7;
+        if (value) byte |= 0x80;
+        bytes.push_back(std::byte{byte});
+      } while (value);
+      bytes.push_back(std::byte{DW_OP_stack_value});
+    }
+  }
+  return std::optional<VariableInfo>(std::move(variable));
+}
+
+Result<void> DwarfIndex::Impl::add_call_site(Dwarf_Die die, std::size_t function_index, CompileUnit& unit) {
+  // DWARF 5 uses DW_AT_call_return_pc; the GNU extension puts the return address in DW_AT_low_pc.
+  Dwarf_Addr return_pc = 0;
+  {
+    auto attr = attribute(die, DW_AT_call_return_pc);
+    if (!attr) return std::unexpected(attr.error());
+    if (*attr) {
+      Dwarf_Error error = nullptr;
+      FS_TRY(ok, dwarf_status(dwarf_formaddr((*attr)->get(), &return_pc, &error), debug(), error,
+                              "reading DW_AT_call_return_pc"));
+    } else {
+      Dwarf_Error error = nullptr;
+      FS_TRY(ok, dwarf_status(dwarf_lowpc(die, &return_pc, &error), debug(), error, "reading a call site's low_pc"));
+      if (!*ok) return {};
+    }
+  }
+  CallSiteInfo site;
+  site.function_index = function_index;
+  Dwarf_Die raw_child = nullptr;
+  Dwarf_Error error = nullptr;
+  FS_TRY(has_child, dwarf_status(dwarf_child(die, &raw_child, &error), debug(), error, "reading call site parameters"));
+  Die child(debug(), *has_child ? raw_child : nullptr);
+  for (std::size_t n = 0; child && n < 256; ++n) {
+    Dwarf_Half tag = 0;
+    error = nullptr;
+    FS_TRY(tag_ok, dwarf_status(dwarf_tag(child.get(), &tag, &error), debug(), error, "reading a tag"));
+    if (tag == DW_TAG_call_site_parameter || tag == DW_TAG_GNU_call_site_parameter) {
+      FS_TRY(location, location_attribute(child.get(), DW_AT_location, unit));
+      FS_TRY(value, location_attribute(child.get(), DW_AT_call_value, unit));
+      if (!value->present) {
+        FS_TRY(gnu_value, location_attribute(child.get(), DW_AT_GNU_call_site_value, unit));
+        value = std::move(gnu_value);
+      }
+      if (location->present && !location->is_list && value->present && !value->is_list)
+        site.parameters.push_back({std::move(location->expression), std::move(value->expression)});
+    }
+    Dwarf_Die raw_next = nullptr;
+    error = nullptr;
+    FS_TRY(has_next, dwarf_status(dwarf_siblingof_b(debug(), child.get(), true, &raw_next, &error), debug(), error,
+                                  "reading call site parameters"));
+    child = Die(debug(), *has_next ? raw_next : nullptr);
+  }
+  unit.call_sites[return_pc] = std::move(site);
+  return {};
+}
+
+Result<Scope> DwarfIndex::Impl::make_scope(Dwarf_Die die, Dwarf_Half tag, CompileUnit& unit,
+                                           std::vector<AddressRange> ranges) {
+  Scope scope;
+  scope.ranges = std::move(ranges);
+  scope.kind = tag == DW_TAG_subprogram ? Scope::Kind::function
+               : tag == DW_TAG_inlined_subroutine ? Scope::Kind::inlined
+                                                  : Scope::Kind::block;
+  scope.entry_pc = scope.ranges.empty() ? 0 : scope.ranges.front().low;
+  for (const auto& range : scope.ranges) scope.entry_pc = std::min(scope.entry_pc, range.low);
+  if (scope.kind == Scope::Kind::block) return scope;
+  FS_TRY(names, names_through_origins(die, scope.name, scope.linkage_name));
+  if (scope.kind == Scope::Kind::function) {
+    FS_TRY(frame_base, location_attribute(die, DW_AT_frame_base, unit));
+    scope.frame_base = std::move(*frame_base);
+  } else {
+    FS_TRY(file, unsigned_attribute(die, DW_AT_call_file));
+    FS_TRY(line, unsigned_attribute(die, DW_AT_call_line));
+    scope.call_line = static_cast<unsigned>(line->value_or(0));
+    if (*file) {
+      // DWARF 5 file numbers index the table directly; DWARF 2-4 count from 1 (6.2.4).
+      std::uint64_t index = **file;
+      if (unit.version < 5) index = index == 0 ? ~std::uint64_t{0} : index - 1;
+      if (index < unit.source_files.size()) scope.call_file = unit.source_files[index];
+    }
+  }
+  return scope;
+}
+
+Result<void> DwarfIndex::Impl::walk_scope(Dwarf_Die die, Scope& scope, std::size_t function_index, CompileUnit& unit,
+                                          unsigned depth, std::size_t& budget) {
+  if (depth > kMaxDieDepth) return fail(where("DIE tree deeper than "), std::to_string(kMaxDieDepth));
+  Dwarf_Die raw_child = nullptr;
+  Dwarf_Error error = nullptr;
+  FS_TRY(has_child, dwarf_status(dwarf_child(die, &raw_child, &error), debug(), error, "reading DIE children"));
+  Die child(debug(), *has_child ? raw_child : nullptr);
+  while (child) {
+    if (budget-- == 0) return fail(where("more than "), std::to_string(kMaxDiesPerUnit), " DIEs in one unit");
+    Dwarf_Half tag = 0;
+    error = nullptr;
+    FS_TRY(tag_ok, dwarf_status(dwarf_tag(child.get(), &tag, &error), debug(), error, "reading a tag"));
+    switch (tag) {
+      case DW_TAG_formal_parameter:
+      case DW_TAG_variable: {
+        FS_TRY(variable, make_variable(child.get(), tag, unit));
+        if (*variable) scope.variables.push_back(std::move(**variable));
+        break;
+      }
+      case DW_TAG_lexical_block:
+      case DW_TAG_inlined_subroutine: {
+        FS_TRY(ranges, pc_ranges(child.get(), unit));
+        if (ranges->empty() && tag == DW_TAG_lexical_block) {
+          // A block without its own ranges covers its parent's: its contents belong to the parent scope.
+          FS_TRY(ok, walk_scope(child.get(), scope, function_index, unit, depth + 1, budget));
+          break;
+        }
+        if (ranges->empty()) break;  // an inlined copy with no code
+        FS_TRY(nested, make_scope(child.get(), tag, unit, std::move(*ranges)));
+        scope.children.push_back(std::move(*nested));
+        FS_TRY(ok, walk_scope(child.get(), scope.children.back(), function_index, unit, depth + 1, budget));
+        break;
+      }
+      case DW_TAG_call_site:
+      case DW_TAG_GNU_call_site: {
+        FS_TRY(ok, add_call_site(child.get(), function_index, unit));
+        break;
+      }
+      default:
+        break;  // nested types, imported modules, labels, nested functions: not needed for frames
+    }
+    Dwarf_Die raw_next = nullptr;
+    error = nullptr;
+    FS_TRY(has_next, dwarf_status(dwarf_siblingof_b(debug(), child.get(), true, &raw_next, &error), debug(), error,
+                                  "reading DIE siblings"));
+    child = Die(debug(), *has_next ? raw_next : nullptr);
+  }
+  return {};
+}
+
+Result<void> DwarfIndex::Impl::walk_top(Dwarf_Die die, CompileUnit& unit, unsigned depth, std::size_t& budget) {
+  if (depth > kMaxDieDepth) return fail(where("DIE tree deeper than "), std::to_string(kMaxDieDepth));
+  Dwarf_Die raw_child = nullptr;
+  Dwarf_Error error = nullptr;
+  FS_TRY(has_child, dwarf_status(dwarf_child(die, &raw_child, &error), debug(), error, "reading DIE children"));
+  Die child(debug(), *has_child ? raw_child : nullptr);
+  while (child) {
+    if (budget-- == 0) return fail(where("more than "), std::to_string(kMaxDiesPerUnit), " DIEs in one unit");
+    Dwarf_Half tag = 0;
+    error = nullptr;
+    FS_TRY(tag_ok, dwarf_status(dwarf_tag(child.get(), &tag, &error), debug(), error, "reading a tag"));
+    if (tag == DW_TAG_subprogram) {
+      FS_TRY(ranges, pc_ranges(child.get(), unit));
+      if (!ranges->empty()) {
+        FS_TRY(function, make_scope(child.get(), tag, unit, std::move(*ranges)));
+        unit.functions.push_back(std::move(*function));
+        const std::size_t index = unit.functions.size() - 1;
+        // Only this function's own scopes grow below, so the reference into `functions` stays valid.
+        FS_TRY(body, walk_scope(child.get(), unit.functions[index], index, unit, depth + 1, budget));
+      }
+    } else if (tag == DW_TAG_namespace || tag == DW_TAG_class_type || tag == DW_TAG_structure_type ||
+               tag == DW_TAG_union_type) {
+      // Clang (and gcc for some members) puts function definitions inside their namespace or class.
+      FS_TRY(ok, walk_top(child.get(), unit, depth + 1, budget));
+    }
+    Dwarf_Die raw_next = nullptr;
+    error = nullptr;
+    FS_TRY(has_next, dwarf_status(dwarf_siblingof_b(debug(), child.get(), true, &raw_next, &error), debug(), error,
+                                  "reading DIE siblings"));
+    child = Die(debug(), *has_next ? raw_next : nullptr);
+  }
+  return {};
+}
+
+Result<void> DwarfIndex::Impl::load_lines(Dwarf_Die cu_die, CompileUnit& unit) {
+  // The file table for DW_AT_call_file. dwarf_srcfiles allocates each string and the array; we copy and free.
+  {
+    char** files = nullptr;
+    Dwarf_Signed count = 0;
+    Dwarf_Error error = nullptr;
+    FS_TRY(has_files, dwarf_status(dwarf_srcfiles(cu_die, &files, &count, &error), debug(), error,
+                                   "reading the source file table"));
+    if (*has_files) {
+      for (Dwarf_Signed i = 0; i < count; ++i) {
+        unit.source_files.emplace_back(files[i] ? files[i] : "?");
+        dwarf_dealloc(debug(), files[i], DW_DLA_STRING);
+      }
+      dwarf_dealloc(debug(), files, DW_DLA_LIST);
+    }
+  }
+  Dwarf_Unsigned version = 0;
+  Dwarf_Small table_count = 0;
+  Dwarf_Line_Context context = nullptr;
+  Dwarf_Error error = nullptr;
+  FS_TRY(has_lines, dwarf_status(dwarf_srclines_b(cu_die, &version, &table_count, &context, &error), debug(), error,
+                                 "reading the line table"));
+  if (!*has_lines) return {};
+  // The line context owns the Dwarf_Line array; dwarf_srclines_dealloc_b frees both.
+  struct ContextOwner {
+    Dwarf_Line_Context context;
+    ~ContextOwner() { dwarf_srclines_dealloc_b(context); }
+  } owner{context};
+  Dwarf_Line* lines = nullptr;
+  Dwarf_Signed count = 0;
+  error = nullptr;
+  FS_TRY(has_rows, dwarf_status(dwarf_srclines_from_linecontext(context, &lines, &count, &error), debug(), error,
+                                "reading line rows"));
+  if (!*has_rows || count <= 0) return {};
+  if (static_cast<std::uint64_t>(count) > kMaxLineRows) return fail(where("line table has too many rows"));
+  std::unordered_map<Dwarf_Unsigned, std::uint32_t> file_slots;
+  unit.rows.reserve(static_cast<std::size_t>(count));
+  for (Dwarf_Signed i = 0; i < count; ++i) {
+    LineRow row;
+    Dwarf_Addr address = 0;
+    Dwarf_Unsigned line = 0, file_number = 0;
+    Dwarf_Bool end_sequence = false;
+    error = nullptr;
+    FS_TRY(a, dwarf_status(dwarf_lineaddr(lines[i], &address, &error), debug(), error, "reading a line address"));
+    error = nullptr;
+    FS_TRY(b, dwarf_status(dwarf_lineno(lines[i], &line, &error), debug(), error, "reading a line number"));
+    error = nullptr;
+    FS_TRY(c, dwarf_status(dwarf_line_srcfileno(lines[i], &file_number, &error), debug(), error, "reading a line's file"));
+    error = nullptr;
+    FS_TRY(d, dwarf_status(dwarf_lineendsequence(lines[i], &end_sequence, &error), debug(), error, "reading a line row"));
+    auto slot = file_slots.find(file_number);
+    if (slot == file_slots.end()) {
+      // dwarf_linesrc allocates the joined path; one call per distinct file, not per row.
+      char* name = nullptr;
+      error = nullptr;
+      std::string text = "?";
+      if (dwarf_linesrc(lines[i], &name, &error) == DW_DLV_OK && name) {
+        text = name;
+        dwarf_dealloc(debug(), name, DW_DLA_STRING);
+      } else if (error) {
+        dwarf_dealloc_error(debug(), error);
+      }
+      unit.line_files.push_back(std::move(text));
+      slot = file_slots.emplace(file_number, static_cast<std::uint32_t>(unit.line_files.size() - 1)).first;
+    }
+    row.address = address;
+    row.line = static_cast<unsigned>(line);
+    row.file = slot->second;
+    row.end_sequence = end_sequence;
+    unit.rows.push_back(row);
+  }
+  // Sequences may come in any order; an end_sequence row sorts before a row that starts at the same address.
+  std::stable_sort(unit.rows.begin(), unit.rows.end(), [](const LineRow& a, const LineRow& b) {
+    if (a.address != b.address) return a.address < b.address;
+    return a.end_sequence && !b.end_sequence;
+  });
+  return {};
+}
+
+std::optional<DwarfLine> DwarfIndex::Impl::line_in(const CompileUnit& unit, std::uint64_t pc) const {
+  auto above = std::upper_bound(unit.rows.begin(), unit.rows.end(), pc,
+                                [](std::uint64_t a, const LineRow& row) { return a < row.address; });
+  if (above == unit.rows.begin()) return std::nullopt;
+  const LineRow& row = *std::prev(above);
+  if (row.end_sequence) return std::nullopt;
+  // Several rows may share an address (views); the last one before `above` is the most specific.
+  return DwarfLine{unit.line_files[row.file], row.line};
+}
+
+Result<void> DwarfIndex::Impl::index_units() {
+  for (std::size_t n = 0;; ++n) {
+    if (n >= kMaxCompileUnits) return fail(where("more than "), std::to_string(kMaxCompileUnits), " compile units");
+    Dwarf_Unsigned header_length = 0, type_offset = 0, next_offset = 0;
+    Dwarf_Half version = 0, address_size = 0, length_size = 0, extension_size = 0, unit_type = 0;
+    Dwarf_Off abbrev_offset = 0;
+    Dwarf_Sig8 signature;
+    Dwarf_Error error = nullptr;
+    FS_TRY(has_unit,
+           dwarf_status(dwarf_next_cu_header_d(debug(), true, &header_length, &version, &abbrev_offset, &address_size,
+                                               &length_size, &extension_size, &signature, &type_offset,
+                                               &next_offset, &unit_type, &error),
+                        debug(), error, where("reading compile unit headers")));
+    if (!*has_unit) break;
+    Dwarf_Die raw = nullptr;
+    error = nullptr;
+    FS_TRY(has_die, dwarf_status(dwarf_siblingof_b(debug(), nullptr, true, &raw, &error), debug(), error,
+                                 where("reading a compile unit DIE")));
+    if (!*has_die) continue;
+    Die cu_die(debug(), raw);
+    if (address_size != 8) continue;  // not x86-64 code
+    CompileUnit unit;
+    unit.version = version;
+    Dwarf_Off offset = 0;
+    error = nullptr;
+    FS_TRY(has_offset, dwarf_status(dwarf_dieoffset(cu_die.get(), &offset, &error), debug(), error, "reading a DIE offset"));
+    unit.die_offset = offset;
+    Dwarf_Addr low = 0;
+    error = nullptr;
+    FS_TRY(has_low, dwarf_status(dwarf_lowpc(cu_die.get(), &low, &error), debug(), error, "reading a CU's low_pc"));
+    unit.base_address = *has_low ? low : 0;
+    FS_TRY(addr_base, unsigned_attribute(cu_die.get(), DW_AT_addr_base));
+    unit.addr_base = addr_base->value_or(0);
+    auto ranges = pc_ranges(cu_die.get(), unit);
+    // A unit whose ranges cannot be read is left out of the index rather than failing the whole file.
+    if (!ranges || ranges->empty()) continue;
+    unit.ranges = std::move(*ranges);
+    units.push_back(std::move(unit));
+  }
+  for (std::size_t i = 0; i < units.size(); ++i)
+    for (const auto& range : units[i].ranges) unit_ranges.push_back({range, i});
+  std::sort(unit_ranges.begin(), unit_ranges.end(), [](const auto& a, const auto& b) { return a.first.low < b.first.low; });
+  return {};
+}
+
+CompileUnit* DwarfIndex::Impl::unit_for(std::uint64_t pc) {
+  auto above = std::upper_bound(unit_ranges.begin(), unit_ranges.end(), pc,
+                                [](std::uint64_t a, const auto& entry) { return a < entry.first.low; });
+  // Ranges of different units should not overlap, but a few steps back tolerate sloppy producers.
+  for (std::size_t scanned = 0; above != unit_ranges.begin() && scanned < 8; ++scanned) {
+    --above;
+    if (above->first.contains(pc)) return &units[above->second];
+  }
+  return nullptr;
+}
+
+Result<void> DwarfIndex::Impl::parse_unit(CompileUnit& unit) {
+  if (unit.parsed) {
+    if (!unit.parse_error.empty()) return fail(unit.parse_error);
+    return {};
+  }
+  unit.parsed = true;
+  ++parsed_count;
+  auto parse = [&]() -> Result<void> {
+    FS_TRY(cu_die, die_at(unit.die_offset));
+    FS_TRY(lines, load_lines(cu_die->get(), unit));
+    std::size_t budget = kMaxDiesPerUnit;
+    FS_TRY(top, walk_top(cu_die->get(), unit, 0, budget));
+    for (std::size_t i = 0; i < unit.functions.size(); ++i)
+      for (const auto& range : unit.functions[i].ranges) unit.function_ranges.push_back({range, i});
+    std::sort(unit.function_ranges.begin(), unit.function_ranges.end(),
+              [](const auto& a, const auto& b) { return a.first.low < b.first.low; });
+    return {};
+  };
+  if (auto ok = parse(); !ok) {
+    // Keep what was read (a truncated unit still names its first functions) and remember why the rest is missing.
+    unit.parse_error = where("compile unit at .debug_info offset " + hex(unit.die_offset)) + ": " + ok.error().message;
+    return fail(unit.parse_error);
+  }
+  return {};
+}
+
+static const Scope* function_containing(const CompileUnit& unit, std::uint64_t pc) {
+  auto above = std::upper_bound(unit.function_ranges.begin(), unit.function_ranges.end(), pc,
+                                [](std::uint64_t a, const auto& entry) { return a < entry.first.low; });
+  for (std::size_t scanned = 0; above != unit.function_ranges.begin() && scanned < 8; ++scanned) {
+    --above;
+    if (above->first.contains(pc)) return &unit.functions[above->second];
+  }
+  return nullptr;
+}
+
+static std::vector<DwarfVariable> variables_at(const std::vector<const Scope*>& scopes, std::uint64_t pc) {
+  std::vector<DwarfVariable> out;
+  // Parameters first (they belong to the function or inlined scope itself), then locals from outer to inner blocks.
+  for (int pass = 0; pass < 2; ++pass)
+    for (const Scope* scope : scopes)
+      for (const VariableInfo& variable : scope->variables) {
+        if (variable.is_parameter != (pass == 0)) continue;
+        out.push_back(DwarfVariable{variable.name, variable.type_name, variable.size_bytes, variable.is_parameter,
+                                    variable.location.at(pc)});
+      }
+  return out;
+}
+
+Result<std::unique_ptr<DwarfIndex>> DwarfIndex::open(const ElfImage& image) {
+  std::unique_ptr<DwarfIndex> index(new DwarfIndex());
+  Impl& impl = *index->impl_;
+  impl.image = &image;
+  if (!image.has_dwarf()) return fail(image.path(), ": no DWARF debug information (.debug_info)");
+  auto section_bytes = [&](std::string_view name) {
+    auto section = image.section(name);
+    return section ? section->bytes : std::span<const std::byte>();
+  };
+  impl.debug_loc = section_bytes(".debug_loc");
+  impl.debug_loclists = section_bytes(".debug_loclists");
+  impl.debug_ranges = section_bytes(".debug_ranges");
+  impl.debug_rnglists = section_bytes(".debug_rnglists");
+  impl.debug_addr = section_bytes(".debug_addr");
+  impl.session.fd_ = ::open(image.path().c_str(), O_RDONLY | O_CLOEXEC);
+  if (impl.session.fd_ < 0) return fail(image.path(), ": cannot open for DWARF: ", std::strerror(errno));
+  Dwarf_Error error = nullptr;
+  // No error handler: every failure comes back as DW_DLV_ERROR (a handler would abort the process).
+  auto ok = dwarf_status(dwarf_init_b(impl.session.fd_, DW_DLC_READ, DW_GROUPNUMBER_ANY, nullptr, nullptr,
+                                      &impl.session.debug_, &error),
+                         nullptr, error, image.path() + ": libdwarf cannot read the DWARF");
+  if (!ok) return std::unexpected(ok.error());
+  if (!*ok) return fail(image.path(), ": no DWARF debug information");
+  if (auto indexed = impl.index_units(); !indexed) return std::unexpected(indexed.error());
+  return index;
+}
+
+Result<std::vector<DwarfFrame>> DwarfIndex::frames_at(std::uint64_t pc) {
+  std::vector<DwarfFrame> frames;
+  CompileUnit* unit = impl_->unit_for(pc);
+  if (!unit) return frames;
+  if (auto ok = impl_->parse_unit(*unit); !ok && unit->functions.empty()) return std::unexpected(ok.error());
+  const Scope* function = function_containing(*unit, pc);
+  if (!function) return frames;
+  // The chain of scopes containing pc, outermost first, cut into frames at each inlined subroutine.
+  std::vector<std::vector<const Scope*>> frame_scopes{{function}};
+  for (const Scope* scope = function; scope;) {
+    const Scope* inner = nullptr;
+    for (const Scope& child : scope->children)
+      if (child.contains(pc)) {
+        inner = &child;
+        break;
+      }
+    if (inner && inner->kind == Scope::Kind::inlined) frame_scopes.push_back({inner});
+    else if (inner) frame_scopes.back().push_back(inner);
+    scope = inner;
+  }
+  const auto innermost_line = impl_->line_in(*unit, pc);
+  const std::vector<std::byte> frame_base = function->frame_base.at(pc);
+  for (std::size_t i = frame_scopes.size(); i-- > 0;) {
+    const Scope& head = *frame_scopes[i].front();
+    DwarfFrame frame;
+    frame.linkage_name = head.linkage_name;
+    frame.function = !head.linkage_name.empty() ? demangle(head.linkage_name) : head.name.empty() ? "??" : head.name;
+    frame.inlined = head.kind == Scope::Kind::inlined;
+    frame.entry_pc = head.entry_pc;
+    for (const auto& range : head.ranges)
+      if (range.contains(pc)) frame.entry_pc = range.low;
+    if (i + 1 == frame_scopes.size()) {
+      if (innermost_line) {
+        frame.file = innermost_line->file;
+        frame.line = innermost_line->line;
+      }
+    } else {
+      const Scope& callee = *frame_scopes[i + 1].front();
+      frame.file = callee.call_file;
+      frame.line = callee.call_line;
+    }
+    frame.frame_base = frame_base;
+    frame.variables = variables_at(frame_scopes[i], pc);
+    frames.push_back(std::move(frame));
+  }
+  return frames;
+}
+
+Result<std::optional<DwarfLine>> DwarfIndex::line_at(std::uint64_t pc) {
+  CompileUnit* unit = impl_->unit_for(pc);
+  if (!unit) return std::optional<DwarfLine>();
+  if (auto ok = impl_->parse_unit(*unit); !ok && unit->rows.empty()) return std::unexpected(ok.error());
+  return impl_->line_in(*unit, pc);
+}
+
+Result<std::optional<DwarfCallSite>> DwarfIndex::call_site(std::uint64_t return_pc) {
+  // The call instruction ends just before the return address, which may already be past the caller's ranges.
+  CompileUnit* unit = impl_->unit_for(return_pc - 1);
+  if (!unit) return std::optional<DwarfCallSite>();
+  if (auto ok = impl_->parse_unit(*unit); !ok && unit->functions.empty()) return std::unexpected(ok.error());
+  auto found = unit->call_sites.find(return_pc);
+  if (found == unit->call_sites.end()) return std::optional<DwarfCallSite>();
+  DwarfCallSite site;
+  site.return_pc = return_pc;
+  site.parameters = found->second.parameters;
+  if (found->second.function_index < unit->functions.size())
+    site.caller_frame_base = unit->functions[found->second.function_index].frame_base.at(return_pc - 1);
+  return std::optional<DwarfCallSite>(std::move(site));
+}
+
+std::size_t DwarfIndex::compile_unit_count() const { return impl_->units.size(); }
+std::size_t DwarfIndex::parsed_compile_unit_count() const { return impl_->parsed_count; }
+
+DwarfIndex::DwarfIndex() : impl_(std::make_unique<Impl>()) {}
+DwarfIndex::~DwarfIndex() = default;
+
+}  // namespace fiberscope::binary

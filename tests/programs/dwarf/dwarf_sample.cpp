@@ -1,0 +1,59 @@
+// dwarf_sample: a program with known functions, inlined functions and parameters of known values, built at -O0
+// and -O2 -g for the binary/ tests. Run with no argument it prints READY and blocks; the tests mostly read it
+// statically (symbols, line table, DWARF), so the markers below (LINE comments) are what they look for.
+#include <cstdio>
+#include <cstring>
+#include <unistd.h>
+
+#include "dwarf_helpers.h"
+
+namespace dwarf_sample {
+
+volatile long sink;
+
+// Exported to .dynsym so a stripped copy still has it (as the runtime's debug root is).
+extern "C" {
+__attribute__((visibility("default"), used)) long dwarf_sample_root[4] = {1, 2, 3, 4};
+}
+
+__attribute__((noinline)) long leaf_add(int first, long second, const char* label) {
+  sink = first;  // LEAF_ADD_BODY
+  sink = std::strlen(label);
+  return first + second;
+}
+
+__attribute__((noinline)) long uses_inlines(long start) {
+  long total = inlined_twice(start);  // USES_INLINES_CALLS_TWICE
+  sink = total;
+  return total + start;
+}
+
+struct Point {
+  int x;
+  int y;
+};
+
+__attribute__((noinline)) int takes_struct(Point* point, unsigned count) {
+  int sum = 0;
+  for (unsigned i = 0; i < count; ++i) sum += point->x * static_cast<int>(i) + point->y;
+  sink = sum;
+  return sum;
+}
+
+}  // namespace dwarf_sample
+
+int main(int argc, char** argv) {
+  using namespace dwarf_sample;
+  dwarf_sample::Point point{3, 4};
+  long result = leaf_add(42, 1000, "forty-two");  // MAIN_CALLS_LEAF_ADD
+  result += uses_inlines(argc + 6);
+  result += takes_struct(&point, static_cast<unsigned>(argc) + 1);
+  if (argc > 1 && std::strcmp(argv[1], "--print") == 0) {
+    std::printf("%ld\n", result);
+    return 0;
+  }
+  std::printf("READY\n");
+  std::fflush(stdout);
+  pause();
+  return 0;
+}
