@@ -365,6 +365,8 @@ void parse_siginfo(std::span<const std::byte> desc, std::uint64_t file_offset, C
   if (notes.threads.empty()) return;  // kernels write it after the crashing thread's NT_PRSTATUS
   auto signo = *load<std::int32_t>(desc, 0);
   auto code = *load<std::int32_t>(desc, 8);
+  // gdb's gcore writes one per thread, with the SIGSTOP of its attach or nothing: no thread crashed then.
+  if (signo == 0 || signo == SIGSTOP) return;
   CoreThread& thread = notes.threads.back();
   thread.has_siginfo = true;
   thread.state.signal = signo;

@@ -9,6 +9,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <set>
 #include <span>
 
 #include "base/hex.h"
@@ -60,14 +61,19 @@ void append_prstatus(std::vector<std::byte>& out, int tid, int signal, const Reg
 
 bool is_file_backed(const Mapping& mapping) { return !mapping.path.empty() && mapping.path.front() == '/'; }
 
-// How many bytes of `mapping` the core holds (see the policy in core_writer.h).
-std::uint64_t bytes_to_write(const Mapping& mapping, const CoreWriteOptions& options) {
+// How many bytes of `mapping` the core holds (see the policy in core_writer.h). `module_paths` are the files
+// mapped executable somewhere: loaded ELF objects, as opposed to data files mapped read-only.
+std::uint64_t bytes_to_write(const Mapping& mapping, const std::set<std::string>& module_paths,
+                             const CoreWriteOptions& options) {
   if (!mapping.readable) return 0;
   // [vvar] is kernel data that some kernels refuse to let another process read; [vsyscall] is execute-only.
   if (mapping.path == "[vvar]" || mapping.path == "[vsyscall]") return 0;
-  if (is_file_backed(mapping) && !mapping.writable && !options.write_read_only_files)
+  if (!is_file_backed(mapping) || mapping.writable || options.write_read_only_files) return mapping.range.size_bytes();
+  if (mapping.executable)  // code: identical to the file, except that its first page may hold the ELF header
     return mapping.file_offset == 0 ? std::min(kPageBytes, mapping.range.size_bytes()) : 0;
-  return mapping.range.size_bytes();
+  // A module's read-only data includes RELRO, which the dynamic loader wrote before sealing it (.dynamic's
+  // DT_DEBUG, through which gdb finds the shared libraries; the GOT): it differs from the file.
+  return module_paths.contains(mapping.path) ? mapping.range.size_bytes() : 0;
 }
 
 // pwrite all of `bytes` at `offset`, retrying short writes.
@@ -203,10 +209,13 @@ Result<CoreWriteSummary> write_core(const Snapshot& snapshot, const Memory& full
   if (auto ok = temp.create(); !ok) return std::unexpected(ok.error());
   if (auto ok = write_at(temp.fd(), notes, phdrs[0].p_offset, temp.path()); !ok) return std::unexpected(ok.error());
 
+  std::set<std::string> module_paths;
+  for (const Mapping& mapping : snapshot.mappings)
+    if (is_file_backed(mapping) && mapping.executable) module_paths.insert(mapping.path);
   std::vector<std::byte> chunk(chunk_bytes);
   for (std::size_t i = 0; i < snapshot.mappings.size(); ++i) {
     const Mapping& mapping = snapshot.mappings[i];
-    std::uint64_t contents = bytes_to_write(mapping, options);
+    std::uint64_t contents = bytes_to_write(mapping, module_paths, options);
     Elf64_Phdr& phdr = phdrs[i + 1];
     phdr.p_type = PT_LOAD;
     phdr.p_flags = (mapping.readable ? PF_R : 0) | (mapping.writable ? PF_W : 0) | (mapping.executable ? PF_X : 0);

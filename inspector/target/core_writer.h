@@ -4,11 +4,13 @@
 //   auto written = write_core(snapshot, live_memory, {.auxv = auxv_bytes}, "core.4242");
 //
 // The core holds a PT_NOTE (NT_PRSTATUS per thread, NT_PRPSINFO, NT_AUXV, NT_FILE) and one PT_LOAD per mapping.
-// Contents policy, like the kernel's default coredump_filter: writable and anonymous memory, the vdso and stacks
-// are written whole; read-only file-backed mappings (code, constants) only their first page when it is the file's
-// ELF header (so readers can check the build-id), the rest is read from the files on disk — unless
-// `write_read_only_files` asks for everything. Memory is streamed in chunks and all-zero chunks are left as holes,
-// so neither the process nor the file is ever held in RAM. The file appears atomically (temp file + rename), 0600.
+// Contents policy, close to gdb's gcore: anonymous and writable memory, the vdso and stacks are written whole, and
+// so is the read-only data of loaded modules (it includes RELRO, which the dynamic loader wrote); the code of
+// file-backed modules is left to the files on disk, except a first page holding the ELF header (so readers can
+// check the build-id), and so are read-only mappings of plain data files (locale archives...). With
+// `write_read_only_files` everything readable is written. Memory is streamed in chunks and all-zero chunks are
+// left as holes, so neither the process nor the file is ever held in RAM. The file appears atomically (temp file
+// + rename) with mode 0600, as it holds the process's secrets.
 #pragma once
 
 #include <cstddef>
