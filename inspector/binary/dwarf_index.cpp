@@ -137,6 +137,7 @@ struct VariableInfo {
   std::string type_name;
   std::uint64_t size_bytes = 0;
   bool is_parameter = false;
+  bool is_scalar = false;
   LocationAttribute location;
 };
 
@@ -226,7 +227,7 @@ struct DwarfIndex::Impl {
   Result<std::uint64_t> indexed_address(std::uint64_t index, const CompileUnit& unit);
   Result<void> names_through_origins(Dwarf_Die die, std::string& name, std::string& linkage_name);
   Result<Die> origin_of(Dwarf_Die die);
-  std::string type_name_of(Dwarf_Die die, std::uint64_t& size_bytes);
+  std::string type_name_of(Dwarf_Die die, std::uint64_t& size_bytes, bool& is_scalar);
   Result<void> walk_top(Dwarf_Die die, CompileUnit& unit, unsigned depth, std::size_t& budget);
   Result<void> walk_scope(Dwarf_Die die, Scope& scope, std::size_t function_index, CompileUnit& unit, unsigned depth,
                           std::size_t& budget);
@@ -602,9 +603,10 @@ Result<void> DwarfIndex::Impl::names_through_origins(Dwarf_Die die, std::string&
   return {};
 }
 
-std::string DwarfIndex::Impl::type_name_of(Dwarf_Die die, std::uint64_t& size_bytes) {
+std::string DwarfIndex::Impl::type_name_of(Dwarf_Die die, std::uint64_t& size_bytes, bool& is_scalar) {
   // Simple names only (base types, pointers, typedef names): cheap, and enough for an argument list.
   size_bytes = 0;
+  is_scalar = false;
   std::string prefix, suffix;
   Die holder;
   auto type_offset = reference_attribute(die, DW_AT_type);
@@ -613,6 +615,7 @@ std::string DwarfIndex::Impl::type_name_of(Dwarf_Die die, std::uint64_t& size_by
   if (!next) return "?";
   holder = std::move(*next);
   bool size_known = false;
+  std::optional<std::string> typedef_name;  // shown instead of what it names; the chain is still followed for size
   for (unsigned hop = 0; hop <= kMaxReferenceHops && holder; ++hop) {
     Dwarf_Half tag = 0;
     Dwarf_Error error = nullptr;
@@ -629,6 +632,9 @@ std::string DwarfIndex::Impl::type_name_of(Dwarf_Die die, std::uint64_t& size_by
         size_known = true;
       }
     }
+    if (tag == DW_TAG_base_type || tag == DW_TAG_pointer_type || tag == DW_TAG_reference_type ||
+        tag == DW_TAG_rvalue_reference_type || tag == DW_TAG_enumeration_type || tag == DW_TAG_ptr_to_member_type)
+      is_scalar = is_scalar || suffix.empty();
     auto name = string_attribute(holder.get(), DW_AT_name);
     const std::string own_name = name && *name ? **name : "";
     switch (tag) {
@@ -638,14 +644,16 @@ std::string DwarfIndex::Impl::type_name_of(Dwarf_Die die, std::uint64_t& size_by
       case DW_TAG_const_type: prefix = "const " + prefix; break;
       case DW_TAG_volatile_type: prefix = "volatile " + prefix; break;
       case DW_TAG_array_type: suffix += "[]"; break;
-      case DW_TAG_subroutine_type: return prefix + "function" + suffix;
+      case DW_TAG_subroutine_type: return typedef_name.value_or(prefix + "function" + suffix);
+      case DW_TAG_typedef: break;
       default:
-        if (!own_name.empty() || tag == DW_TAG_base_type) return prefix + (own_name.empty() ? "?" : own_name) + suffix;
-        return prefix + "?" + suffix;
+        if (typedef_name) return *typedef_name;
+        return prefix + (own_name.empty() ? "?" : own_name) + suffix;
     }
-    if (tag == DW_TAG_typedef) return prefix + own_name + suffix;
+    if (tag == DW_TAG_typedef && !typedef_name) typedef_name = prefix + own_name + suffix;
+    if (typedef_name && (is_scalar || !suffix.empty())) return *typedef_name;
     auto inner = reference_attribute(holder.get(), DW_AT_type);
-    if (!inner || !*inner) return prefix + "void" + suffix;
+    if (!inner || !*inner) return typedef_name.value_or(prefix + "void" + suffix);
     auto die_next = die_at(**inner);
     if (!die_next) return "?";
     holder = std::move(*die_next);
@@ -671,7 +679,7 @@ Result<std::optional<VariableInfo>> DwarfIndex::Impl::make_variable(Dwarf_Die di
     origin_holder = std::move(*origin);
     typed = origin_holder.get();
   }
-  variable.type_name = type_name_of(typed, variable.size_bytes);
+  variable.type_name = type_name_of(typed, variable.size_bytes, variable.is_scalar);
   FS_TRY(location, location_attribute(die, DW_AT_location, unit));
   variable.location = std::move(*location);
   if (!variable.location.present) {
@@ -1041,7 +1049,7 @@ static std::vector<DwarfVariable> variables_at(const std::vector<const Scope*>& 
       for (const VariableInfo& variable : scope->variables) {
         if (variable.is_parameter != (pass == 0)) continue;
         out.push_back(DwarfVariable{variable.name, variable.type_name, variable.size_bytes, variable.is_parameter,
-                                    variable.location.at(pc)});
+                                    variable.is_scalar, variable.location.at(pc)});
       }
   return out;
 }

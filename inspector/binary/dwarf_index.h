@@ -26,6 +26,7 @@ struct DwarfVariable {
   std::string type_name;             // "int", "const char*", "Point*", a typedef's name; "?" if unknown
   std::uint64_t size_bytes = 0;      // 0 if unknown
   bool is_parameter = false;
+  bool is_scalar = false;            // a base type, pointer, reference or enum (through typedefs and qualifiers)
   // The location expression valid at the pc asked for (the matching location-list entry, or the single
   // expression); empty when the variable has no location there (optimized out).
   std::vector<std::byte> location;
