@@ -1,0 +1,281 @@
+// The runtime's private model, shared by its .cpp files: fibers (G), workers (M), processors (P), the scheduler
+// singleton and the seqlock helpers that publish records through the debug ABI.
+//
+// Ownership: a fiber's record is written by the worker running it, or, while it is parked, by whoever readies it
+// (only after the park finished publishing). A worker's record is written by its own thread only.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "asm_offsets.h"
+#include "fiberscope/debug_abi.h"
+#include "fiberscope/runtime.h"
+
+#if defined(__SANITIZE_THREAD__)
+#define FIBERSCOPE_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define FIBERSCOPE_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define FIBERSCOPE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FIBERSCOPE_ASAN 1
+#endif
+#endif
+
+extern "C" {
+void fiberscope_switch(fiberscope_context* save, const fiberscope_context* load);
+void fiberscope_save_context(fiberscope_context* save);
+void fiberscope_fiber_start();
+long fiberscope_foreign_trampoline(long (*fn)(void*), void* arg, const void* target);
+// The exported root (debug_table.cpp); same name as its struct tag, as C readers expect.
+extern struct fiberscope_debug_root fiberscope_debug_root;
+}
+
+namespace fiber::detail {
+
+// Modes of the syscall stubs beyond kSyscallMode / kForeignMode: kLockBit locks the fiber to its worker.
+inline constexpr std::uint32_t kLockBit = 2;
+inline constexpr std::uint32_t kForeignCallMode = kForeignMode | kLockBit;
+
+static_assert(offsetof(fiberscope_context, pc) == CTX_PC && offsetof(fiberscope_context, sp) == CTX_SP);
+static_assert(offsetof(fiberscope_context, rbp) == CTX_RBP && offsetof(fiberscope_context, rbx) == CTX_RBX);
+static_assert(offsetof(fiberscope_context, r12) == CTX_R12 && offsetof(fiberscope_context, r13) == CTX_R13);
+static_assert(offsetof(fiberscope_context, r14) == CTX_R14 && offsetof(fiberscope_context, r15) == CTX_R15);
+static_assert(sizeof(fiberscope_context) == CTX_SIZE);
+static_assert(offsetof(fiberscope_fiber, seq) == FIBER_SEQ);
+static_assert(offsetof(fiberscope_fiber, foreign_depth) == FIBER_FOREIGN_DEPTH);
+static_assert(offsetof(fiberscope_fiber, transition_top) == FIBER_TRANSITION_TOP);
+static_assert(offsetof(fiberscope_transition, prev) == TR_PREV && offsetof(fiberscope_transition, kind) == TR_KIND);
+static_assert(offsetof(fiberscope_transition, depth) == TR_DEPTH);
+static_assert(offsetof(fiberscope_transition, from_sp) == TR_FROM_SP);
+static_assert(offsetof(fiberscope_transition, from_pc) == TR_FROM_PC);
+static_assert(offsetof(fiberscope_transition, from_fp) == TR_FROM_FP);
+static_assert(offsetof(fiberscope_transition, to_sp) == TR_TO_SP);
+static_assert(offsetof(fiberscope_transition, saved_syscall_pc) == TR_SAVED_PC);
+static_assert(offsetof(fiberscope_transition, saved_syscall_sp) == TR_SAVED_SP);
+static_assert(sizeof(fiberscope_transition) == TR_SIZE);
+
+// ---- seqlock publishing (relaxed atomic stores so in-process readers are race-free under TSan) ----
+
+template <class T>
+inline void put(T& field, T value) noexcept {
+  __atomic_store_n(&field, value, __ATOMIC_RELAXED);
+}
+template <class T>
+inline T get(const T& field) noexcept {
+  return __atomic_load_n(&field, __ATOMIC_RELAXED);
+}
+inline void seq_begin(std::uint64_t& seq) noexcept {
+  put(seq, get(seq) + 1);
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+inline void seq_end(std::uint64_t& seq) noexcept { __atomic_store_n(&seq, get(seq) + 1, __ATOMIC_RELEASE); }
+void put_context(fiberscope_context& to, const fiberscope_context& from) noexcept;
+
+// ---- futex-backed one-shot wakeup for a sleeping worker (Go's note) ----
+class Note {
+ public:
+  void sleep() noexcept;   // returns once wake() was called (before or after), and re-arms
+  void wake() noexcept;
+
+ private:
+  std::atomic<std::uint32_t> key_{0};
+};
+
+struct Worker;
+struct Processor;
+
+// Fiber stack: [guard_lo, lo) is PROT_NONE, [lo, hi) usable.
+struct Stack {
+  std::uintptr_t guard_lo = 0;
+  std::uintptr_t lo = 0;
+  std::uintptr_t hi = 0;
+  std::size_t usable_bytes() const noexcept { return hi - lo; }
+};
+
+}  // namespace fiber::detail
+
+namespace fiber::detail {
+
+// The fiber (Go's G). Pooled: never freed, so its record slot and stack are reused together.
+struct FiberHandle {
+  fiberscope_fiber* record = nullptr;
+  std::uint64_t id = 0;
+  Stack stack;
+  Worker* locked_to = nullptr;       // set while inside foreign_call (and its callbacks)
+  std::uint32_t lock_depth = 0;      // nested foreign_calls
+  std::uint32_t callback_depth = 0;  // nested fiber_callbacks in progress
+  FiberHandle* queue_next = nullptr; // global run queue / pool link
+  void* tsan_fiber = nullptr;
+  void* asan_fake_stack = nullptr;
+};
+
+enum : std::uint32_t { kProcessorIdle = 0, kProcessorRunning = 1, kProcessorSyscall = 2 };
+
+// A run-queue owner (Go's P). runq is Go's lock-free ring: only the owner pushes; anyone may pop with a CAS.
+struct Processor {
+  static constexpr std::uint32_t kRingSize = 256;
+  std::uint32_t index = 0;
+  std::atomic<std::uint32_t> status{kProcessorIdle};
+  std::atomic<std::uint32_t> syscall_tick{0};
+  std::uint32_t schedule_tick = 0;
+  std::atomic<std::uint32_t> head{0};
+  std::atomic<std::uint32_t> tail{0};
+  std::atomic<FiberHandle*> runnext{nullptr};
+  std::atomic<FiberHandle*> ring[kRingSize] = {};
+  Processor* idle_next = nullptr;
+  FiberHandle* free_fibers = nullptr;  // owner-only cache of finished fibers
+  std::uint32_t free_count = 0;
+  // sysmon's view of a processor in a syscall
+  std::uint32_t sysmon_tick = 0;
+  std::uint64_t sysmon_since_ns = 0;
+
+  bool has_work() const noexcept {
+    return runnext.load(std::memory_order_relaxed) != nullptr ||
+           head.load(std::memory_order_acquire) != tail.load(std::memory_order_acquire);
+  }
+};
+
+// What a foreign call needs in the trampoline (layout shared with switch.S).
+struct ForeignTarget {
+  std::uint64_t system_sp = 0;
+  fiberscope_fiber* record = nullptr;
+};
+static_assert(offsetof(ForeignTarget, system_sp) == FT_SYSTEM_SP && offsetof(ForeignTarget, record) == FT_RECORD);
+
+// Work a worker does right after a switch, on the new side (Go's mcall continuation): the fiber that switched
+// away is fully saved only then, so this is where it becomes visible to wakers.
+struct AfterSwitch {
+  enum Kind : std::uint32_t { kNone, kPark, kRequeueLocal, kRequeueGlobal, kRecycle };
+  Kind kind = kNone;
+  FiberHandle* fiber = nullptr;
+  std::uint32_t wait_reason = 0;
+  const void* wait_object = nullptr;
+  void (*unlock)(void*) = nullptr;
+  void* lock = nullptr;
+};
+
+// A worker thread (Go's M).
+struct Worker {
+  fiberscope_worker* record = nullptr;
+  std::uint32_t index = 0;
+  Processor* p = nullptr;      // held processor
+  Processor* oldp = nullptr;   // processor it had when entering a syscall
+  Processor* nextp = nullptr;  // handed over by startm / startlockedm before a wake
+  FiberHandle* current = nullptr;
+  FiberHandle* next_fiber = nullptr;  // popped by a fiber but locked to another worker: the scheduler hands it over
+  bool spinning = false;
+  bool exit_requested = false;
+  fiberscope_context scheduler_context{};  // the scheduler loop on the system stack (Go's g0)
+  fiberscope_context scratch_context{};    // save target of a dying fiber
+  ForeignTarget foreign;
+  std::uint64_t scheduler_sp = 0;          // sp of the scheduler loop; foreign calls go below it
+  AfterSwitch after;
+  Note note;
+  Worker* idle_next = nullptr;
+  std::thread thread;
+  void* tsan_fiber = nullptr;
+  void* asan_fake_stack = nullptr;
+  const void* system_stack_bottom = nullptr;  // for ASan fiber switches
+  std::size_t system_stack_size = 0;
+  void* signal_stack = nullptr;
+};
+
+// The one scheduler of the process (Go's sched).
+struct Scheduler {
+  std::mutex lock;  // guards the global queue, idle lists, worker list
+  FiberHandle* global_head = nullptr;
+  FiberHandle* global_tail = nullptr;
+  std::atomic<std::uint32_t> global_size{0};
+  Processor* idle_processors = nullptr;
+  std::atomic<std::uint32_t> idle_processor_count{0};
+  Worker* idle_workers = nullptr;
+  std::atomic<std::uint32_t> spinning_workers{0};
+  std::vector<Processor*> processors;  // fixed for one run
+  std::vector<Worker*> workers;        // every M of this run
+  std::atomic<bool> shutting_down{false};
+  std::atomic<std::uint64_t> fibers_live{0};
+
+  std::mutex done_lock;
+  std::condition_variable done_cv;
+  bool done = false;
+
+  std::size_t stack_bytes = 0;
+  std::uint32_t faults = 0;
+
+  std::mutex pool_lock;
+  FiberHandle* pool = nullptr;
+
+  SpinLock timer_lock;  // unlocked by park's continuation, possibly in another fiber's context
+  struct Timer {
+    std::uint64_t deadline_ns;
+    FiberHandle* fiber;
+  };
+  std::vector<Timer> timers;  // min-heap on deadline
+  std::atomic<std::uint64_t> next_timer_ns{UINT64_MAX};
+
+  std::thread monitor;
+  std::mutex monitor_lock;
+  std::condition_variable monitor_cv;
+};
+
+extern Scheduler sched;
+
+// ---- the scheduler (scheduler.cpp) ----
+Worker* this_worker() noexcept;  // never cached across a switch: fibers migrate between threads
+std::uint64_t monotonic_ns() noexcept;
+std::uint64_t clock_now() noexcept;
+// Writes a fiber's state fields (inside an open seqlock window).
+void write_fiber_state(FiberHandle* fiber, std::uint32_t state, std::uint32_t wait_reason,
+                       const void* wait_object) noexcept;
+// Same, in its own seqlock window.
+void set_fiber_state(FiberHandle* fiber, std::uint32_t state, std::uint32_t wait_reason = FIBERSCOPE_WAIT_NONE,
+                     const void* wait_object = nullptr) noexcept;
+void set_worker_state(Worker* worker, std::uint32_t state, int processor) noexcept;
+void handoff_processor(Processor* p);
+void wake_processor();
+void global_push(FiberHandle* fiber);
+void fire_timers(std::uint64_t now_ns);
+bool acquire_idle_processor(Worker* worker);
+void park_locked(Worker* worker, FiberHandle* fiber, std::uint32_t state, std::uint32_t wait_reason,
+                 const void* wait_object, void (*unlock)(void*), void* lock, bool requeue);
+void switch_to_scheduler(Worker* worker, FiberHandle* fiber, AfterSwitch after);
+void after_switch_in_fiber(FiberHandle* fiber) noexcept;
+void publish_worker_current(Worker* worker, FiberHandle* fiber) noexcept;
+FiberId spawn_commit_with_flags(SpawnSlot slot, void (*entry)(void*), std::string_view name, const void* spawn_pc,
+                                std::uint32_t flags);
+// The slow half of exitsyscall: the worker's processor was retaken.
+void exitsyscall_slow(Worker* worker, FiberHandle* fiber);
+// Makes `worker` hold `p` (also publishing it in the worker record).
+void acquire_processor(Worker* worker, Processor* p) noexcept;
+
+// ---- the debug table (debug_table.cpp) ----
+fiberscope_fiber* allocate_fiber_record();
+fiberscope_worker* allocate_worker_record(std::uint32_t* index);
+void reset_worker_records();
+void init_debug_root(std::uint64_t stack_bytes, std::uint64_t guard_bytes, std::uint32_t processors,
+                     std::uint32_t faults);
+
+// ---- stacks (stack_pool.cpp) ----
+bool allocate_stack(Stack& stack, std::size_t usable_bytes);
+void release_stack(Stack& stack);
+void prepare_stack_for_reuse(const Stack& stack);
+std::size_t page_bytes() noexcept;
+void install_overflow_handler();
+void* create_signal_stack();
+void destroy_signal_stack(void* stack);
+
+// ---- syscalls and foreign calls (syscall.cpp) ----
+std::uint32_t parse_faults(const char* spec);
+
+}  // namespace fiber::detail

@@ -1,0 +1,244 @@
+/* Stack switching for the fiberscope runtime (x86-64 System V).
+ *
+ * - fiberscope_switch / fiberscope_save_context: save the callee-saved set into a fiberscope_context (which for a
+ *   fiber is its published debug record) so that pc/sp describe "just returned from this call".
+ * - fiberscope_fiber_start: the bottom frame of every fiber stack; `.cfi_undefined rip` ends unwinding there.
+ * - fiberscope_entersyscall / fiberscope_exitsyscall: capture the exact caller pc/sp (Go's getcallerpc/sp).
+ * - fiberscope_foreign_trampoline (asmcgocall) and fiber_callback (cgocallback): run code on the other stack and
+ *   push a fiberscope_transition in their own frame, with CFI that leads an unwinder back across the switch.
+ */
+#include "asm_offsets.h"
+
+        .text
+
+/* void fiberscope_switch(fiberscope_context* save, const fiberscope_context* load) */
+        .globl  fiberscope_switch
+        .hidden fiberscope_switch
+        .type   fiberscope_switch, @function
+        .p2align 4
+fiberscope_switch:
+        .cfi_startproc
+        movq    (%rsp), %rax
+        leaq    8(%rsp), %rcx
+        movq    %rax, CTX_PC(%rdi)
+        movq    %rcx, CTX_SP(%rdi)
+        movq    %rbp, CTX_RBP(%rdi)
+        movq    %rbx, CTX_RBX(%rdi)
+        movq    %r12, CTX_R12(%rdi)
+        movq    %r13, CTX_R13(%rdi)
+        movq    %r14, CTX_R14(%rdi)
+        movq    %r15, CTX_R15(%rdi)
+        movq    CTX_RBP(%rsi), %rbp
+        movq    CTX_RBX(%rsi), %rbx
+        movq    CTX_R12(%rsi), %r12
+        movq    CTX_R13(%rsi), %r13
+        movq    CTX_R14(%rsi), %r14
+        movq    CTX_R15(%rsi), %r15
+        movq    CTX_SP(%rsi), %rsp
+        jmpq    *CTX_PC(%rsi)
+        .cfi_endproc
+        .size   fiberscope_switch, .-fiberscope_switch
+
+/* void fiberscope_save_context(fiberscope_context* save): the save half of fiberscope_switch, then return. */
+        .globl  fiberscope_save_context
+        .hidden fiberscope_save_context
+        .type   fiberscope_save_context, @function
+        .p2align 4
+fiberscope_save_context:
+        .cfi_startproc
+        movq    (%rsp), %rax
+        leaq    8(%rsp), %rcx
+        movq    %rax, CTX_PC(%rdi)
+        movq    %rcx, CTX_SP(%rdi)
+        movq    %rbp, CTX_RBP(%rdi)
+        movq    %rbx, CTX_RBX(%rdi)
+        movq    %r12, CTX_R12(%rdi)
+        movq    %r13, CTX_R13(%rdi)
+        movq    %r14, CTX_R14(%rdi)
+        movq    %r15, CTX_R15(%rdi)
+        ret
+        .cfi_endproc
+        .size   fiberscope_save_context, .-fiberscope_save_context
+
+/* Entered by the first switch into a new fiber with r12 = callable storage, r13 = fiber_entry<F>.
+ * The call below leaves a return address inside this function, whose rip rule is "undefined": the end of
+ * the stack for every unwinder, one frame under the fiber's real start function. */
+        .globl  fiberscope_fiber_start
+        .hidden fiberscope_fiber_start
+        .type   fiberscope_fiber_start, @function
+        .p2align 4
+fiberscope_fiber_start:
+        .cfi_startproc
+        .cfi_undefined rip
+        xorl    %ebp, %ebp
+        movq    %r12, %rdi
+        callq   *%r13
+        ud2
+        .cfi_endproc
+        .size   fiberscope_fiber_start, .-fiberscope_fiber_start
+
+/* ForeignTarget* fiberscope_entersyscall(uint32_t mode)
+ * Builds a fiberscope_context of the caller (pc = our return address, sp = our CFA, its callee-saved
+ * registers untouched so far) and hands it to fiberscope_entersyscall_impl(mode, context). */
+        .globl  fiberscope_entersyscall
+        .type   fiberscope_entersyscall, @function
+        .p2align 4
+fiberscope_entersyscall:
+        .cfi_startproc
+        subq    $72, %rsp
+        .cfi_def_cfa_offset 80
+        movq    72(%rsp), %rax
+        movq    %rax, CTX_PC(%rsp)
+        leaq    80(%rsp), %rax
+        movq    %rax, CTX_SP(%rsp)
+        movq    %rbp, CTX_RBP(%rsp)
+        movq    %rbx, CTX_RBX(%rsp)
+        movq    %r12, CTX_R12(%rsp)
+        movq    %r13, CTX_R13(%rsp)
+        movq    %r14, CTX_R14(%rsp)
+        movq    %r15, CTX_R15(%rsp)
+        movq    %rsp, %rsi
+        call    fiberscope_entersyscall_impl@PLT
+        addq    $72, %rsp
+        .cfi_def_cfa_offset 8
+        ret
+        .cfi_endproc
+        .size   fiberscope_entersyscall, .-fiberscope_entersyscall
+
+/* void fiberscope_exitsyscall(uint32_t mode): tail-calls fiberscope_exitsyscall_impl(mode, caller_sp). */
+        .globl  fiberscope_exitsyscall
+        .type   fiberscope_exitsyscall, @function
+        .p2align 4
+fiberscope_exitsyscall:
+        .cfi_startproc
+        leaq    8(%rsp), %rsi
+        jmp     fiberscope_exitsyscall_impl@PLT
+        .cfi_endproc
+        .size   fiberscope_exitsyscall, .-fiberscope_exitsyscall
+
+/* long fiberscope_foreign_trampoline(long (*fn)(void*), void* arg, const ForeignTarget* target)
+ * Runs fn(arg) on the worker's system stack at target->system_sp. The fiber-side stack pointer stays in rbx
+ * (callee-saved, so C code preserves it) and the CFA is defined on it: unwinding from the C frames comes back
+ * here and then to the caller on the fiber stack. The FOREIGN_CALL transition lives at the top of the
+ * system-side frame and is linked from the fiber record's transition_top under its seqlock (x86 keeps stores
+ * in order, so the plain stores below are seen in order by a reader). */
+        .globl  fiberscope_foreign_trampoline
+        .hidden fiberscope_foreign_trampoline
+        .type   fiberscope_foreign_trampoline, @function
+        .p2align 4
+fiberscope_foreign_trampoline:
+        .cfi_startproc
+        pushq   %rbp
+        .cfi_def_cfa_offset 16
+        .cfi_offset rbp, -16
+        pushq   %rbx
+        .cfi_def_cfa_offset 24
+        .cfi_offset rbx, -24
+        pushq   %r12
+        .cfi_def_cfa_offset 32
+        .cfi_offset r12, -32
+        movq    %rsp, %rbx
+        .cfi_def_cfa_register rbx
+        movq    FT_RECORD(%rdx), %r12
+        movq    FT_SYSTEM_SP(%rdx), %rsp
+        subq    $TR_SIZE, %rsp
+        movq    FIBER_TRANSITION_TOP(%r12), %rax
+        movq    %rax, TR_PREV(%rsp)
+        movl    $1, TR_KIND(%rsp)
+        movl    FIBER_FOREIGN_DEPTH(%r12), %eax
+        addl    $1, %eax
+        movl    %eax, TR_DEPTH(%rsp)
+        leaq    32(%rbx), %rax
+        movq    %rax, TR_FROM_SP(%rsp)
+        movq    24(%rbx), %rax
+        movq    %rax, TR_FROM_PC(%rsp)
+        movq    %rbp, TR_FROM_FP(%rsp)
+        movq    %rsp, TR_TO_SP(%rsp)
+        movq    $0, TR_SAVED_PC(%rsp)
+        movq    $0, TR_SAVED_SP(%rsp)
+        addq    $1, FIBER_SEQ(%r12)
+        movq    %rsp, FIBER_TRANSITION_TOP(%r12)
+        addl    $1, FIBER_FOREIGN_DEPTH(%r12)
+        addq    $1, FIBER_SEQ(%r12)
+        movq    %rdi, %rax
+        movq    %rsi, %rdi
+        callq   *%rax
+        movq    TR_PREV(%rsp), %rcx
+        addq    $1, FIBER_SEQ(%r12)
+        movq    %rcx, FIBER_TRANSITION_TOP(%r12)
+        subl    $1, FIBER_FOREIGN_DEPTH(%r12)
+        addq    $1, FIBER_SEQ(%r12)
+        movq    %rbx, %rsp
+        .cfi_def_cfa rsp, 32
+        popq    %r12
+        .cfi_def_cfa_offset 24
+        .cfi_restore r12
+        popq    %rbx
+        .cfi_def_cfa_offset 16
+        .cfi_restore rbx
+        popq    %rbp
+        .cfi_def_cfa_offset 8
+        .cfi_restore rbp
+        ret
+        .cfi_endproc
+        .size   fiberscope_foreign_trampoline, .-fiberscope_foreign_trampoline
+
+/* long fiber_callback(long (*fn)(void*), void* arg)  -- called by C code inside a foreign call.
+ * fiberscope_callback_stack() returns where on the fiber stack the callback may run (below the innermost
+ * transition's from_sp, minus a red zone). The system-side stack pointer stays in rbx and the CFA is defined on
+ * it, so an unwinder goes from the callback's frames back to the C frames on the system stack. The CALLBACK
+ * transition lives at the top of the fiber-side frame; fiberscope_callback_run fills and links it. */
+        .globl  fiber_callback
+        .type   fiber_callback, @function
+        .p2align 4
+fiber_callback:
+        .cfi_startproc
+        pushq   %rbp
+        .cfi_def_cfa_offset 16
+        .cfi_offset rbp, -16
+        pushq   %rbx
+        .cfi_def_cfa_offset 24
+        .cfi_offset rbx, -24
+        pushq   %r12
+        .cfi_def_cfa_offset 32
+        .cfi_offset r12, -32
+        pushq   %r13
+        .cfi_def_cfa_offset 40
+        .cfi_offset r13, -40
+        subq    $8, %rsp
+        .cfi_def_cfa_offset 48
+        movq    %rdi, %r12
+        movq    %rsi, %r13
+        call    fiberscope_callback_stack@PLT
+        movq    %rsp, %rbx
+        .cfi_def_cfa_register rbx
+        movq    %rax, %rsp
+        subq    $TR_SIZE, %rsp
+        movq    %rsp, %rdi
+        movq    %r12, %rsi
+        movq    %r13, %rdx
+        leaq    48(%rbx), %rcx
+        movq    40(%rbx), %r8
+        movq    %rbp, %r9
+        call    fiberscope_callback_run@PLT
+        movq    %rbx, %rsp
+        .cfi_def_cfa rsp, 48
+        addq    $8, %rsp
+        .cfi_def_cfa_offset 40
+        popq    %r13
+        .cfi_def_cfa_offset 32
+        .cfi_restore r13
+        popq    %r12
+        .cfi_def_cfa_offset 24
+        .cfi_restore r12
+        popq    %rbx
+        .cfi_def_cfa_offset 16
+        .cfi_restore rbx
+        popq    %rbp
+        .cfi_def_cfa_offset 8
+        .cfi_restore rbp
+        ret
+        .cfi_endproc
+        .size   fiber_callback, .-fiber_callback
+
+        .section .note.GNU-stack,"",@progbits

@@ -1,0 +1,195 @@
+// Go's syscall protocol: entersyscall / exitsyscall / reentersyscall, and cgocallback (fiber_callback).
+//
+// Entering saves the caller's pc, sp and callee-saved registers in the fiber record (syscall_pc/sp + context) so
+// a reader can unwind the fiber without its thread, and puts the worker's processor in the "syscall" state for
+// the monitor to retake. Exiting first checks that the saved frame is still live (the check Go added for issue
+// 7978) and then reacquires a processor.
+#include <cstdio>
+#include <cstring>
+
+#include "runtime_internal.h"
+
+namespace fiber::detail {
+namespace {
+
+[[noreturn]] void syscall_frame_invalid(const FiberHandle* g, std::uint64_t syscall_sp, std::uint64_t caller_sp) {
+  char message[256];
+  std::snprintf(message, sizeof message,
+                "fiber %llu: exitsyscall: syscall frame is no longer valid (syscall_sp=%#llx, caller sp=%#llx, "
+                "stack [%#llx, %#llx))",
+                static_cast<unsigned long long>(g->id), static_cast<unsigned long long>(syscall_sp),
+                static_cast<unsigned long long>(caller_sp), static_cast<unsigned long long>(g->stack.lo),
+                static_cast<unsigned long long>(g->stack.hi));
+  fatal(message);
+}
+
+// Publishes the syscall state with `frame` as the saved syscall frame (entersyscall and reentersyscall).
+ForeignTarget* enter_syscall_state(Worker* m, FiberHandle* g, const fiberscope_context& frame, std::uint32_t mode) {
+  fiberscope_fiber* r = g->record;
+  if (frame.sp < g->stack.lo || frame.sp >= g->stack.hi) {  // Go's entersyscall_bad
+    char message[256];
+    std::snprintf(message, sizeof message, "fiber %llu: entersyscall: syscall_sp=%#llx outside the fiber's stack [%#llx, %#llx)",
+                  static_cast<unsigned long long>(g->id), static_cast<unsigned long long>(frame.sp),
+                  static_cast<unsigned long long>(g->stack.lo), static_cast<unsigned long long>(g->stack.hi));
+    fatal(message);
+  }
+  if (mode & kLockBit) {
+    ++g->lock_depth;
+    g->locked_to = m;
+  }
+  std::uint32_t state = (mode & kForeignMode) ? FIBERSCOPE_FIBER_FOREIGN : FIBERSCOPE_FIBER_SYSCALL;
+  seq_begin(r->seq);
+  put_context(r->context, frame);
+  write_fiber_state(g, state, FIBERSCOPE_WAIT_NONE, nullptr);
+  put(r->syscall_pc, frame.pc);
+  put(r->syscall_sp, frame.sp);
+  seq_end(r->seq);
+  set_worker_state(m, FIBERSCOPE_WORKER_SYSCALL, -1);
+  Processor* p = m->p;
+  m->p = nullptr;
+  m->oldp = p;
+  p->syscall_tick.store(p->syscall_tick.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  p->status.store(kProcessorSyscall, std::memory_order_release);
+  m->foreign.record = r;
+  return &m->foreign;
+}
+
+void check_syscall_frame(const FiberHandle* g, std::uint64_t caller_sp) {
+  std::uint64_t syscall_sp = get(g->record->syscall_sp);
+  if (caller_sp > syscall_sp || syscall_sp < g->stack.lo || syscall_sp >= g->stack.hi) {
+    syscall_frame_invalid(g, syscall_sp, caller_sp);
+  }
+}
+
+// Leaves the syscall state: one CAS gets the old processor back unless the monitor retook it.
+void exit_syscall_state(Worker* m, FiberHandle* g) {
+  Processor* p = m->oldp;
+  m->oldp = nullptr;
+  std::uint32_t expected = kProcessorSyscall;
+  if (p && p->status.compare_exchange_strong(expected, kProcessorRunning, std::memory_order_acq_rel)) {
+    m->p = p;
+    set_fiber_state(g, FIBERSCOPE_FIBER_RUNNING);
+    publish_worker_current(m, g);
+    return;
+  }
+  exitsyscall_slow(m, g);
+}
+
+}  // namespace
+
+std::uint32_t parse_faults(const char* spec) {
+  std::uint32_t faults = 0;
+  if (!spec) return 0;
+  const char* cursor = spec;
+  while (*cursor) {
+    const char* end = std::strchr(cursor, ',');
+    std::size_t length = end ? static_cast<std::size_t>(end - cursor) : std::strlen(cursor);
+    std::string_view name(cursor, length);
+    if (name == "stale-syscall-frame") {
+      faults |= FIBERSCOPE_FAULT_STALE_SYSCALL_FRAME;
+    } else if (name == "undead-args") {
+      faults |= FIBERSCOPE_FAULT_UNDEAD_ARGS;
+    } else if (!name.empty()) {
+      std::fprintf(stderr, "fiberscope: FIBERSCOPE_FAULTS: unknown fault '%.*s' ignored\n",
+                   static_cast<int>(name.size()), name.data());
+    }
+    if (!end) break;
+    cursor = end + 1;
+  }
+  return faults;
+}
+
+}  // namespace fiber::detail
+
+using namespace fiber::detail;
+
+// Called by the fiberscope_entersyscall stub with the caller's frame. Returns where a foreign call's system-stack
+// frames go, or null when not called from a fiber (the call then simply runs on the current stack).
+extern "C" void* fiberscope_entersyscall_impl(std::uint32_t mode, const fiberscope_context* caller) {
+  Worker* m = this_worker();
+  FiberHandle* g = m ? m->current : nullptr;
+  if (!g) return nullptr;
+  return enter_syscall_state(m, g, *caller, mode);
+}
+
+// Called by the fiberscope_exitsyscall stub with the caller's stack pointer.
+extern "C" void fiberscope_exitsyscall_impl(std::uint32_t mode, std::uint64_t caller_sp) {
+  Worker* m = this_worker();
+  FiberHandle* g = m ? m->current : nullptr;
+  if (!g) return;
+  check_syscall_frame(g, caller_sp);
+  if ((mode & kLockBit) && --g->lock_depth == 0) g->locked_to = nullptr;
+  exit_syscall_state(m, g);
+}
+
+// fiber_callback, first half (on the system stack): where on the fiber stack the callback's frames may start.
+extern "C" std::uint64_t fiberscope_callback_stack() {
+  Worker* m = this_worker();
+  FiberHandle* g = m ? m->current : nullptr;
+  if (!g || g->locked_to != m || get(g->record->state) != FIBERSCOPE_FIBER_FOREIGN) {
+    fatal("fiber_callback called outside fiber::foreign_call");
+  }
+  const auto* top = reinterpret_cast<const fiberscope_transition*>(get(g->record->transition_top));
+  if (!top || top->kind != FIBERSCOPE_TRANSITION_FOREIGN_CALL) fatal("fiber_callback: no foreign call to return to");
+  // The foreign trampoline's frame extends 32 bytes below its CFA (from_sp); keep a red zone below that too.
+  return (top->from_sp - 32 - 128) & ~std::uint64_t{15};
+}
+
+// fiber_callback, second half (on the fiber stack, below the foreign call's frame): Go's cgocallbackg.
+extern "C" long fiberscope_callback_run(fiberscope_transition* transition, long (*fn)(void*), void* arg,
+                                        std::uint64_t from_sp, std::uint64_t from_pc, std::uint64_t from_fp) {
+  Worker* m = this_worker();
+  FiberHandle* g = m->current;
+  fiberscope_fiber* r = g->record;
+  // The 7978 fix: keep the foreign call's syscall frame aside and restore exactly it afterwards.
+  fiberscope_context saved_frame;
+  saved_frame.pc = get(r->context.pc);
+  saved_frame.sp = get(r->context.sp);
+  saved_frame.rbp = get(r->context.rbp);
+  saved_frame.rbx = get(r->context.rbx);
+  saved_frame.r12 = get(r->context.r12);
+  saved_frame.r13 = get(r->context.r13);
+  saved_frame.r14 = get(r->context.r14);
+  saved_frame.r15 = get(r->context.r15);
+  const std::uint64_t saved_syscall_pc = get(r->syscall_pc);
+  const std::uint64_t saved_syscall_sp = get(r->syscall_sp);
+
+  put(transition->prev, get(r->transition_top));
+  put(transition->kind, static_cast<std::uint32_t>(FIBERSCOPE_TRANSITION_CALLBACK));
+  put(transition->depth, get(r->foreign_depth) + 1);
+  put(transition->from_sp, from_sp);
+  put(transition->from_pc, from_pc);
+  put(transition->from_fp, from_fp);
+  put(transition->to_sp, reinterpret_cast<std::uint64_t>(transition));
+  put(transition->saved_syscall_pc, saved_syscall_pc);
+  put(transition->saved_syscall_sp, saved_syscall_sp);
+  seq_begin(r->seq);
+  put(r->transition_top, reinterpret_cast<std::uint64_t>(transition));
+  put(r->foreign_depth, get(r->foreign_depth) + 1);
+  seq_end(r->seq);
+
+  // Nested foreign calls from the callback run below the C frames now on the system stack (fiber_callback's
+  // frame is 48 bytes under from_sp).
+  const std::uint64_t outer_system_sp = m->foreign.system_sp;
+  m->foreign.system_sp = (from_sp - 48 - 128) & ~std::uint64_t{15};
+  ++g->callback_depth;
+  check_syscall_frame(g, reinterpret_cast<std::uint64_t>(transition));
+  exit_syscall_state(m, g);
+
+  long result = fn(arg);
+
+  m = this_worker();  // the fiber is locked to this worker; re-read anyway, it is a thread-local
+  --g->callback_depth;
+  m->foreign.system_sp = outer_system_sp;
+  if (sched.faults & FIBERSCOPE_FAULT_STALE_SYSCALL_FRAME) {
+    // The 7978 bug on purpose: a plain entersyscall saves *this* frame, which is popped as soon as we return.
+    fiberscope_entersyscall(kForeignMode);
+  } else {
+    enter_syscall_state(m, g, saved_frame, kForeignMode);  // reentersyscall(saved pc, saved sp)
+  }
+  seq_begin(r->seq);
+  put(r->transition_top, get(transition->prev));
+  put(r->foreign_depth, get(r->foreign_depth) - 1);
+  seq_end(r->seq);
+  return result;
+}
