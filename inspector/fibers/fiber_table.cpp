@@ -65,7 +65,7 @@ Integrity reread_until_consistent(const Memory& memory, RemoteAddress address, s
 // with an error; nothing here trusts `next`, `capacity`, `used` or `record_size`.
 std::vector<RawRecord> walk_chunks(const Memory& memory, RemoteAddress first_chunk, std::uint32_t chunk_header_size,
                                    const ListSpec& spec, const ReadOptions& options,
-                                   std::vector<TableError>& errors) {
+                                   std::vector<TableError>& errors, std::vector<AddressRange>& chunk_ranges) {
   std::vector<RawRecord> records;
   std::unordered_set<std::uint64_t> visited;
   auto chunk_error = [&](std::size_t chunk_number, RemoteAddress at, std::string message) {
@@ -130,6 +130,8 @@ std::vector<RawRecord> walk_chunks(const Memory& memory, RemoteAddress first_chu
                       " records; the rest of the list is ignored");
       break;
     }
+
+    chunk_ranges.push_back(AddressRange{chunk_address, *records_start + bytes_total});
 
     std::vector<std::byte> bulk;
     bool have_bulk = false;
@@ -393,7 +395,8 @@ Result<FiberTable> read_fiber_table(const Memory& memory, RemoteAddress root, co
   const ListSpec worker_list{TableError::Where::worker_chunk, TableError::Where::worker_record, "worker",
                              abi_root->worker_record_size, options.max_worker_records};
   for (const RawRecord& raw : walk_chunks(memory, RemoteAddress(abi_root->worker_chunks),
-                                          abi_root->chunk_header_size, worker_list, options, table.errors)) {
+                                          abi_root->chunk_header_size, worker_list, options, table.errors,
+                                          table.chunk_ranges)) {
     if (raw.bytes.empty()) continue;
     if (auto worker = decode_worker(raw, table.errors)) table.workers.push_back(std::move(*worker));
   }
@@ -401,7 +404,8 @@ Result<FiberTable> read_fiber_table(const Memory& memory, RemoteAddress root, co
   const ListSpec fiber_list{TableError::Where::fiber_chunk, TableError::Where::fiber_record, "fiber",
                             abi_root->fiber_record_size, options.max_fiber_records};
   for (const RawRecord& raw : walk_chunks(memory, RemoteAddress(abi_root->fiber_chunks),
-                                          abi_root->chunk_header_size, fiber_list, options, table.errors)) {
+                                          abi_root->chunk_header_size, fiber_list, options, table.errors,
+                                          table.chunk_ranges)) {
     if (raw.bytes.empty()) continue;
     auto fiber = decode_fiber(raw, options, table.errors);
     if (!fiber) continue;

@@ -117,6 +117,7 @@ struct FiberTable {
   std::vector<FiberRecord> fibers;    // every used, valid record (dead ones included), table order
   std::vector<WorkerRecord> workers;  // every valid worker record
   std::vector<TableError> errors;
+  std::vector<target::AddressRange> chunk_ranges;  // header + used records of every chunk read (for captures)
 
   const WorkerRecord* worker(std::uint32_t index) const;
   const FiberRecord* fiber_by_id(std::uint64_t id) const;

@@ -1,0 +1,130 @@
+#include "cli/dump_builder.h"
+
+#include <map>
+
+#include "fibers/capture_plan.h"
+#include "fibers/fiber_stacks.h"
+
+namespace fiberscope::cli {
+namespace {
+
+// Symbolizes unwound frames into `stack`, stopping at `max_depth` report frames (inlined ones included).
+void add_frames(report::Stack& stack, const std::vector<unwind::Frame>& frames, ModuleMap& modules,
+                const target::Memory& memory, std::size_t max_depth, std::optional<report::StackKind> label) {
+  for (const unwind::Frame& frame : frames) {
+    for (report::Frame& symbolized : modules.symbolize(frame, memory, true)) {
+      if (stack.frames.size() >= max_depth) {
+        stack.truncated = true;
+        return;
+      }
+      if (label) symbolized.stack = *label;
+      stack.frames.push_back(std::move(symbolized));
+    }
+  }
+}
+
+const target::Mapping* mapping_containing(const target::Snapshot& snapshot, std::uint64_t address) {
+  for (const target::Mapping& mapping : snapshot.mappings)
+    if (mapping.range.contains(target::RemoteAddress(address))) return &mapping;
+  return nullptr;
+}
+
+}  // namespace
+
+report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTable* table, ModuleMap& modules,
+                        const BuildOptions& options) {
+  report::Dump dump;
+  dump.pid = snapshot.pid;
+  dump.exe_path = snapshot.exe_path;
+  dump.target_stopped = snapshot.target_was_stopped;
+  dump.pause_ms = snapshot.pause_ms;
+  dump.has_fiber_table = table != nullptr;
+  dump.warnings = snapshot.warnings;
+  dump.warnings.insert(dump.warnings.end(), modules.warnings().begin(), modules.warnings().end());
+  const target::Memory& memory = *snapshot.memory;
+  unwind::Unwinder unwinder(modules.cfi());
+
+  // Which thread runs which fiber, from the worker records.
+  std::map<int, std::uint64_t> fiber_of_thread;
+  if (table) {
+    dump.fibers_created = table->fibers_created;
+    for (const fibers::TableError& error : table->errors) {
+      if (options.only_fiber && error.fiber_id != *options.only_fiber) continue;
+      report::DumpError dump_error{error.message, std::nullopt, std::nullopt};
+      if (error.fiber_id && error.where == fibers::TableError::Where::transition) dump_error.fiber_id = error.fiber_id;
+      dump.errors.push_back(std::move(dump_error));
+    }
+    for (const fibers::WorkerRecord& worker : table->workers) {
+      const bool runs_fiber = worker.state == fibers::WorkerState::running ||
+                              worker.state == fibers::WorkerState::syscall;
+      if (worker.tid > 0 && runs_fiber && worker.current_fiber) fiber_of_thread[worker.tid] = worker.current_fiber;
+    }
+    const std::uint64_t now_ns = snapshot.target_clock_ns ? snapshot.target_clock_ns : table->clock_ns;
+    for (const fibers::FiberRecord& record : table->fibers) {
+      if (!record.is_live()) continue;
+      if (options.only_fiber && record.id != *options.only_fiber) continue;
+      report::Fiber fiber;
+      fiber.id = record.id;
+      fiber.name = record.name;
+      fiber.state = std::string(fibers::state_name(record.state));
+      if (record.wait_reason != fibers::WaitReason::none)
+        fiber.wait_reason = std::string(fibers::wait_reason_name(record.wait_reason));
+      fiber.wait_object = record.wait_object;
+      if (record.state_since_ns) {
+        fiber.state_since_ns = record.state_since_ns;
+        if (now_ns >= record.state_since_ns) fiber.time_in_state_ns = now_ns - record.state_since_ns;
+      }
+      if (record.worker_index)
+        if (const fibers::WorkerRecord* worker = table->worker(*record.worker_index); worker && worker->tid > 0)
+          fiber.thread = worker->tid;
+      if (record.integrity != fibers::Integrity::consistent)
+        fiber.integrity = std::string(fibers::integrity_name(record.integrity));
+      if (record.spawn_pc) fiber.created_by = modules.locate(record.spawn_pc);
+
+      fibers::FiberStack stack =
+          fibers::unwind_fiber(unwinder, record, *table, snapshot.threads, memory, {.max_depth = options.max_depth});
+      add_frames(fiber.stack, stack.frames, modules, memory, options.max_depth, std::nullopt);
+      fiber.stack.truncated |= stack.truncated;
+      if (!stack.complete && !stack.truncated) fiber.stack.stop_reason = stack.stop_message;
+      if (stack.frames.empty() && !stack.stop_message.empty())
+        dump.errors.push_back({"fiber " + std::to_string(record.id) + ": " + stack.stop_message, record.id, {}});
+      for (const std::string& note : stack.notes)
+        dump.errors.push_back({"fiber " + std::to_string(record.id) + ": " + note, record.id, {}});
+      dump.fibers.push_back(std::move(fiber));
+    }
+    if (options.only_fiber && dump.fibers.empty())
+      dump.errors.push_back({"no live fiber with id " + std::to_string(*options.only_fiber), {}, {}});
+  }
+  if (options.only_fiber) return dump;
+
+  for (const target::ThreadState& state : snapshot.threads) {
+    report::Thread thread;
+    thread.tid = state.tid;
+    thread.name = state.name;
+    if (auto it = fiber_of_thread.find(state.tid); it != fiber_of_thread.end()) {
+      thread.fiber_id = it->second;
+      dump.threads.push_back(std::move(thread));
+      continue;
+    }
+    if (!state.registers) {
+      dump.errors.push_back({"thread " + std::to_string(state.tid) + ": registers unavailable" +
+                                 (state.error.empty() ? "" : ": " + state.error),
+                             {}, state.tid});
+      dump.threads.push_back(std::move(thread));
+      continue;
+    }
+    std::vector<unwind::StackRegion> stacks;
+    if (const target::Mapping* mapping = mapping_containing(snapshot, state.registers->sp()))
+      stacks.push_back({mapping->range, unwind::StackKind::system, static_cast<std::uint64_t>(state.tid)});
+    unwind::UnwindResult result =
+        unwinder.unwind(*state.registers, memory, {.max_depth = options.max_depth, .stacks = stacks});
+    add_frames(thread.stack, result.frames, modules, memory, options.max_depth, report::StackKind::thread);
+    if (!result.complete() && result.stop_reason != unwind::StopReason::max_depth)
+      thread.stack.stop_reason = result.stop_message;
+    if (result.stop_reason == unwind::StopReason::max_depth) thread.stack.truncated = true;
+    dump.threads.push_back(std::move(thread));
+  }
+  return dump;
+}
+
+}  // namespace fiberscope::cli

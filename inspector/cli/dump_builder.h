@@ -1,0 +1,27 @@
+// Building the report model of a dump from a snapshot: the fiber table's records, each fiber's stitched stack,
+// each thread's native stack, all symbolized with arguments. Composition only: decoding lives in fibers/,
+// unwinding in unwind/, symbols in binary/ (through ModuleMap), printing in report/.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "cli/module_map.h"
+#include "fibers/fiber_table.h"
+#include "report/dump.h"
+#include "target/snapshot.h"
+
+namespace fiberscope::cli {
+
+struct BuildOptions {
+  std::optional<std::uint64_t> only_fiber;  // --fiber ID: that fiber alone, no threads
+  std::size_t max_depth = 1024;             // --depth N: frames per stack (inlined frames count)
+};
+
+// The dump of `snapshot`. `table` is null when the process has no usable fiber table.
+report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTable* table, ModuleMap& modules,
+                        const BuildOptions& options);
+
+}  // namespace fiberscope::cli

@@ -1,0 +1,167 @@
+#include "cli/dump_command.h"
+
+#include <charconv>
+
+#include "cli/dump_builder.h"
+#include "cli/module_map.h"
+#include "fibers/capture_plan.h"
+#include "fibers/fiber_table.h"
+#include "report/folded_reporter.h"
+#include "report/json_reporter.h"
+#include "target/live_capture.h"
+#include "target/proc_files.h"
+
+namespace fiberscope::cli {
+namespace {
+
+template <class Number>
+std::optional<Number> parse_number(const std::string& text) {
+  Number value{};
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+}  // namespace
+
+const char* const kDumpHelp =
+    "usage: fiberscope dump PID [options]\n"
+    "\n"
+    "Prints every fiber and every thread of process PID with symbolized stacks: for each fiber its id, name,\n"
+    "state or wait reason, time in that state and worker thread, one line per frame (function and arguments,\n"
+    "then file:line and the stack the frame lives on: fiber or system), and where it was created. Threads that\n"
+    "run no fiber are listed with their own stacks. A process not built on the fiberscope runtime still gets all\n"
+    "its thread stacks. The target is stopped only while its registers, fiber table and stacks are copied (the\n"
+    "pause is printed), then released before anything is unwound.\n"
+    "\n"
+    "options:\n"
+    "  --format text|json|folded  output format (default text). json: schema in docs/json-schema.md;\n"
+    "                             folded: 'a;b;c N' lines for flame graph tools\n"
+    "  --group                    collapse fibers with identical stacks into one entry (text; default past 100\n"
+    "                             fibers)\n"
+    "  --no-group                 never collapse\n"
+    "  --no-stop                  never stop the target: read it while it runs; records changing under the\n"
+    "                             reader are marked torn, registers of running threads may be missing\n"
+    "  --fiber ID                 only the fiber with this id\n"
+    "  --depth N                  at most N frames per stack (default 1024)\n"
+    "  -h, --help                 this help\n"
+    "\n"
+    "exit codes:\n"
+    "  0  everything was dumped, no findings\n"
+    "  1  findings were reported\n"
+    "  2  error: bad usage, no such process, no permission to trace it (see the message for what to change),\n"
+    "     the target exited during the attach, or its fiber table uses another debug ABI version\n"
+    "  3  partial: the dump was printed but some records or stacks could not be read (listed under errors)\n"
+    "\n"
+    "warnings (the dump still prints): no fiber table found (not built on fiberscope runtime?); no DWARF in a\n"
+    "binary (functions named from symbols, no lines or arguments).\n";
+
+Result<DumpOptions> parse_dump_arguments(const std::vector<std::string>& arguments, bool& help) {
+  DumpOptions options;
+  bool have_pid = false;
+  help = false;
+  for (std::size_t i = 0; i < arguments.size(); ++i) {
+    const std::string& argument = arguments[i];
+    auto value_of = [&](const char* option) -> Result<std::string> {
+      if (i + 1 >= arguments.size()) return fail(option, " needs a value");
+      return arguments[++i];
+    };
+    if (argument == "-h" || argument == "--help") {
+      help = true;
+      return options;
+    } else if (argument == "--format") {
+      auto value = value_of("--format");
+      if (!value) return std::unexpected(value.error());
+      if (*value == "text") options.format = DumpOptions::Format::text;
+      else if (*value == "json") options.format = DumpOptions::Format::json;
+      else if (*value == "folded") options.format = DumpOptions::Format::folded;
+      else return fail("unknown format '", *value, "' (text, json or folded)");
+    } else if (argument == "--group") {
+      options.grouping = report::TextOptions::Grouping::on;
+    } else if (argument == "--no-group") {
+      options.grouping = report::TextOptions::Grouping::off;
+    } else if (argument == "--no-stop") {
+      options.stop = false;
+    } else if (argument == "--fiber") {
+      auto value = value_of("--fiber");
+      if (!value) return std::unexpected(value.error());
+      auto id = parse_number<std::uint64_t>(*value);
+      if (!id || *id == 0) return fail("--fiber needs a fiber id (a positive number), not '", *value, "'");
+      options.only_fiber = *id;
+    } else if (argument == "--depth") {
+      auto value = value_of("--depth");
+      if (!value) return std::unexpected(value.error());
+      auto depth = parse_number<std::size_t>(*value);
+      if (!depth || *depth == 0) return fail("--depth needs a positive number, not '", *value, "'");
+      options.max_depth = *depth;
+    } else if (!argument.empty() && argument.front() == '-') {
+      return fail("unknown option '", argument, "' (see fiberscope dump --help)");
+    } else if (!have_pid) {
+      auto pid = parse_number<int>(argument);
+      if (!pid || *pid <= 0) return fail("'", argument, "' is not a process id");
+      options.pid = *pid;
+      have_pid = true;
+    } else {
+      return fail("unexpected argument '", argument, "'");
+    }
+  }
+  if (!have_pid) return fail("missing PID (usage: fiberscope dump PID [options])");
+  return options;
+}
+
+int run_dump(const DumpOptions& options, std::string& out, std::string& err) {
+  auto error_exit = [&](const std::string& message) {
+    err += "fiberscope: " + message + "\n";
+    return kExitError;
+  };
+  // Modules and the fiber table's root are resolved before the target is stopped, to keep the pause short.
+  std::vector<std::string> map_warnings;
+  auto mappings = target::read_maps(options.pid, &map_warnings);
+  if (!mappings) {
+    if (mappings.error().code == ErrorCode::no_such_process || mappings.error().code == ErrorCode::unspecified)
+      if (!target::exe_path(options.pid)) return error_exit("no process with pid " + std::to_string(options.pid));
+    return error_exit(mappings.error().message);
+  }
+  auto root = fibers::locate_debug_root(*mappings);
+
+  std::optional<fibers::FiberTable> table;
+  std::optional<Error> table_error;
+  auto planner = [&](const target::Memory& live, const std::vector<target::ThreadState>& threads) {
+    if (root) {
+      auto read = fibers::read_fiber_table(live, *root, {.target_stopped = options.stop});
+      if (read) {
+        table = std::move(*read);
+      } else {
+        table_error = read.error();
+      }
+    }
+    return fibers::plan_regions(table ? &*table : nullptr, threads, *mappings);
+  };
+  auto snapshot = target::capture_live(options.pid, {.stop = options.stop}, planner);
+  if (!snapshot) return error_exit(snapshot.error().message);
+
+  ModuleMap modules(snapshot->mappings.empty() ? *mappings : snapshot->mappings, snapshot->exe_path);
+  report::Dump dump =
+      build_dump(*snapshot, table ? &*table : nullptr, modules,
+                 BuildOptions{.only_fiber = options.only_fiber, .max_depth = options.max_depth});
+  if (!root) dump.warnings.insert(dump.warnings.begin(), root.error().message);
+  dump.warnings.insert(dump.warnings.end(), map_warnings.begin(), map_warnings.end());
+  if (table_error) dump.errors.insert(dump.errors.begin(), report::DumpError{table_error->message, {}, {}});
+
+  switch (options.format) {
+    case DumpOptions::Format::text: out += report::render_text(dump, {.grouping = options.grouping}); break;
+    case DumpOptions::Format::json: out += report::render_json(dump); break;
+    case DumpOptions::Format::folded:
+      out += report::render_folded(dump);
+      for (const std::string& warning : dump.warnings) err += "fiberscope: warning: " + warning + "\n";
+      break;
+  }
+  if (table_error) return error_exit(table_error->message);
+  if (options.only_fiber && dump.fibers.empty()) return error_exit("no live fiber with id " +
+                                                                   std::to_string(*options.only_fiber));
+  if (!dump.findings.empty()) return kExitFindings;
+  if (!dump.errors.empty()) return kExitPartial;
+  return kExitClean;
+}
+
+}  // namespace fiberscope::cli

@@ -1,0 +1,40 @@
+// `fiberscope dump`: argument parsing and the pipeline target -> fibers -> unwind -> binary -> report.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "report/text_reporter.h"
+
+namespace fiberscope::cli {
+
+// Exit codes of every subcommand (documented in --help).
+enum ExitCode : int {
+  kExitClean = 0,     // dumped everything, no findings
+  kExitFindings = 1,  // a check reported something
+  kExitError = 2,     // nothing useful could be done (bad usage, no such pid, no permission, ABI mismatch)
+  kExitPartial = 3,   // dumped, but some records or stacks could not be read (listed under errors)
+};
+
+struct DumpOptions {
+  int pid = 0;
+  enum class Format : std::uint8_t { text, json, folded } format = Format::text;
+  report::TextOptions::Grouping grouping = report::TextOptions::Grouping::automatic;
+  bool stop = true;
+  std::optional<std::uint64_t> only_fiber;
+  std::size_t max_depth = 1024;
+};
+
+// Parses the arguments after "dump". `help` is set for --help.
+Result<DumpOptions> parse_dump_arguments(const std::vector<std::string>& arguments, bool& help);
+
+extern const char* const kDumpHelp;
+
+// Runs a dump, writing the report to `out` and one-line errors and warnings to `err`. Returns the exit code.
+int run_dump(const DumpOptions& options, std::string& out, std::string& err);
+
+}  // namespace fiberscope::cli

@@ -1,0 +1,75 @@
+// fiberscope: the command line. Subcommands share the exit codes of cli/dump_command.h.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cli/dump_command.h"
+#include "fiberscope/debug_abi.h"
+
+namespace {
+
+const char* const kHelp =
+    "usage: fiberscope <command> [arguments]\n"
+    "\n"
+    "Looks inside processes built on the fiberscope fiber runtime (and, for threads, any process) on Linux\n"
+    "x86-64, without leaving them stopped.\n"
+    "\n"
+    "commands:\n"
+    "  dump PID     every fiber's and thread's stack, symbolized, with arguments (fiberscope dump --help)\n"
+    "  check PID    the runtime's invariants checked from outside (not in this build yet)\n"
+    "  gcore PID    write a core file fiberscope can read later (not in this build yet)\n"
+    "  top PID      a live, refreshing view of the fibers (not in this build yet)\n"
+    "\n"
+    "options:\n"
+    "  -h, --help   this help\n"
+    "  --version    the version of fiberscope and of the debug ABI it reads\n"
+    "\n"
+    "exit codes:\n"
+    "  0  clean  1  findings reported  2  error (usage, no such process, no permission, ABI mismatch)\n"
+    "  3  partial: output printed, but some records or stacks could not be read\n"
+    "\n"
+    "Attaching needs ptrace permission: the same user and kernel.yama.ptrace_scope=0, or root / CAP_SYS_PTRACE.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace fiberscope::cli;
+  std::vector<std::string> arguments(argv + 1, argv + argc);
+  if (arguments.empty()) {
+    std::fputs(kHelp, stderr);
+    return kExitError;
+  }
+  const std::string command = arguments.front();
+  if (command == "-h" || command == "--help" || command == "help") {
+    std::fputs(kHelp, stdout);
+    return kExitClean;
+  }
+  if (command == "--version") {
+    std::printf("fiberscope %s (debug ABI version %u)\n", FIBERSCOPE_VERSION, FIBERSCOPE_DEBUG_ABI_VERSION_READ);
+    return kExitClean;
+  }
+  if (command == "dump") {
+    bool help = false;
+    auto options = parse_dump_arguments({arguments.begin() + 1, arguments.end()}, help);
+    if (help) {
+      std::fputs(kDumpHelp, stdout);
+      return kExitClean;
+    }
+    if (!options) {
+      std::fprintf(stderr, "fiberscope dump: %s\n", options.error().message.c_str());
+      return kExitError;
+    }
+    std::string out, err;
+    const int code = run_dump(*options, out, err);
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    std::fflush(stdout);
+    std::fwrite(err.data(), 1, err.size(), stderr);
+    return code;
+  }
+  if (command == "check" || command == "gcore" || command == "top") {
+    std::fprintf(stderr, "fiberscope: '%s' is not available in this build yet\n", command.c_str());
+    return kExitError;
+  }
+  std::fprintf(stderr, "fiberscope: unknown command '%s' (see fiberscope --help)\n", command.c_str());
+  return kExitError;
+}

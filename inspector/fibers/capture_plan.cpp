@@ -1,0 +1,152 @@
+#include "fibers/capture_plan.h"
+
+#include <algorithm>
+#include <map>
+
+#include "binary/elf_image.h"
+#include "fiberscope/debug_abi.h"
+
+namespace fiberscope::fibers {
+namespace {
+
+using target::AddressRange;
+using target::Mapping;
+using target::RemoteAddress;
+using target::ThreadState;
+
+// [sp - red zone, hi), keeping the innermost max_bytes.
+AddressRange used_part(std::uint64_t sp, std::uint64_t lo, std::uint64_t hi, const PlanOptions& options) {
+  std::uint64_t start = sp >= lo + options.red_zone_bytes ? sp - options.red_zone_bytes : lo;
+  start = std::max(start, lo);
+  std::uint64_t end = hi;
+  if (end > start && end - start > options.max_stack_bytes) end = start + options.max_stack_bytes;
+  return AddressRange{RemoteAddress(start), RemoteAddress(end)};
+}
+
+const Mapping* mapping_containing(const std::vector<Mapping>& mappings, std::uint64_t address) {
+  for (const Mapping& mapping : mappings)
+    if (mapping.range.contains(RemoteAddress(address))) return &mapping;
+  return nullptr;
+}
+
+}  // namespace
+
+Result<RemoteAddress> locate_debug_root(const std::vector<Mapping>& mappings) {
+  // The mapping with the lowest file offset of each file: where its first PT_LOAD segment went.
+  std::map<std::string, const Mapping*> first_mapping;
+  std::vector<std::string> order;
+  for (const Mapping& mapping : mappings) {
+    if (mapping.path.empty() || mapping.path.front() == '[') continue;
+    auto [it, inserted] = first_mapping.try_emplace(mapping.path, &mapping);
+    if (inserted) order.push_back(mapping.path);
+    if (mapping.file_offset < it->second->file_offset) it->second = &mapping;
+  }
+  std::vector<std::string> problems;
+  for (const std::string& path : order) {
+    auto image = binary::ElfImage::open(path);
+    if (!image) continue;  // not ELF (fonts, locale archives): nothing to find there
+    auto symbol = (*image)->find_symbol(FIBERSCOPE_DEBUG_ROOT_SYMBOL);
+    if (!symbol) continue;
+    const Mapping& first = *first_mapping[path];
+    if (first.file_offset != 0) {
+      problems.push_back(path + " defines " FIBERSCOPE_DEBUG_ROOT_SYMBOL " but its first segment is not mapped");
+      continue;
+    }
+    const std::uint64_t load_bias =
+        (*image)->is_shared_object() ? first.range.start.value() - (*image)->first_load_vaddr() : 0;
+    auto address = RemoteAddress(symbol->address).checked_add(load_bias);
+    if (!address) continue;
+    return *address;
+  }
+  if (!problems.empty()) return fail(problems.front());
+  return fail("no fiber table found (not built on fiberscope runtime?)");
+}
+
+const ThreadState* thread_of(const WorkerRecord& worker, const std::vector<ThreadState>& threads) {
+  if (worker.tid <= 0) return nullptr;
+  for (const ThreadState& thread : threads)
+    if (thread.tid == worker.tid && thread.registers) return &thread;
+  return nullptr;
+}
+
+std::optional<std::uint64_t> lowest_known_sp(const FiberRecord& fiber, const FiberTable& table,
+                                             const std::vector<ThreadState>& threads) {
+  std::optional<std::uint64_t> lowest;
+  auto consider = [&](std::uint64_t sp) {
+    if (fiber.stack.contains(RemoteAddress(sp)) || sp == fiber.stack.end.value())
+      lowest = lowest ? std::min(*lowest, sp) : sp;
+  };
+  switch (fiber.state) {
+    case FiberState::runnable:
+    case FiberState::waiting: consider(fiber.context.sp); break;
+    case FiberState::running:
+    case FiberState::syscall:
+    case FiberState::foreign:
+      if (fiber.worker_index)
+        if (const WorkerRecord* worker = table.worker(*fiber.worker_index))
+          if (const ThreadState* thread = thread_of(*worker, threads)) consider(thread->registers->sp());
+      if (fiber.syscall_sp) consider(fiber.syscall_sp);
+      break;
+    case FiberState::free:
+    case FiberState::dead: break;
+  }
+  // A parked fiber inside a callback still has its outer frames above the transitions.
+  for (const Transition& transition : fiber.transitions) {
+    consider(transition.from_sp);
+    consider(transition.to_sp);
+    consider(transition.address.value());
+  }
+  return lowest;
+}
+
+std::vector<AddressRange> plan_regions(const FiberTable* table, const std::vector<ThreadState>& threads,
+                                       const std::vector<Mapping>& mappings, const PlanOptions& options) {
+  std::vector<AddressRange> ranges;
+  // Every thread's own stack from its sp to the end of the mapping holding it (a worker running a fiber has its
+  // sp in the fiber stack: the same rule copies the fiber's used part).
+  for (const ThreadState& thread : threads) {
+    if (!thread.registers) continue;
+    const std::uint64_t sp = thread.registers->sp();
+    if (const Mapping* mapping = mapping_containing(mappings, sp))
+      ranges.push_back(used_part(sp, mapping->range.start.value(), mapping->range.end.value(), options));
+  }
+  if (!table) return ranges;
+
+  const std::uint64_t root = table->root_address.value();
+  ranges.push_back(AddressRange{RemoteAddress(root), RemoteAddress(root + sizeof(fiberscope_debug_root))});
+  for (const AddressRange& chunk : table->chunk_ranges)
+    ranges.push_back(AddressRange{chunk.start, chunk.start + std::min(chunk.size_bytes(), options.max_chunk_bytes)});
+  for (const FiberRecord& fiber : table->fibers) {
+    if (!fiber.is_live()) continue;
+    if (auto sp = lowest_known_sp(fiber, *table, threads)) {
+      ranges.push_back(used_part(*sp, fiber.stack.start.value(), fiber.stack.end.value(), options));
+    } else {
+      // Nothing says where the used part starts: take the top of the stack, where the outer frames are.
+      const std::uint64_t hi = fiber.stack.end.value();
+      const std::uint64_t size = std::min(fiber.stack.size_bytes(), options.max_stack_bytes);
+      ranges.push_back(AddressRange{RemoteAddress(hi - size), RemoteAddress(hi)});
+    }
+  }
+  for (const WorkerRecord& worker : table->workers) {
+    // A worker in a foreign call runs C on its system stack, and transition records may sit there: copy from the
+    // lowest of the thread's sp and the records down there.
+    if (worker.system_stack.empty() || worker.current_record.is_null()) continue;
+    std::optional<std::uint64_t> lowest;
+    if (const ThreadState* thread = thread_of(worker, threads)) {
+      const std::uint64_t sp = thread->registers->sp();
+      if (worker.system_stack.contains(RemoteAddress(sp))) lowest = sp;
+    }
+    for (const FiberRecord& fiber : table->fibers) {
+      if (fiber.address != worker.current_record) continue;
+      for (const Transition& transition : fiber.transitions)
+        for (std::uint64_t sp : {transition.from_sp, transition.to_sp, transition.address.value()})
+          if (worker.system_stack.contains(RemoteAddress(sp))) lowest = lowest ? std::min(*lowest, sp) : sp;
+    }
+    if (lowest)
+      ranges.push_back(used_part(*lowest, worker.system_stack.start.value(), worker.system_stack.end.value(),
+                                 options));
+  }
+  return ranges;
+}
+
+}  // namespace fiberscope::fibers
