@@ -11,8 +11,9 @@ namespace {
 // Symbolizes unwound frames into `stack`, stopping at `max_depth` report frames (inlined ones included).
 void add_frames(report::Stack& stack, const std::vector<unwind::Frame>& frames, ModuleMap& modules,
                 const target::Memory& memory, std::size_t max_depth, std::optional<report::StackKind> label) {
-  for (const unwind::Frame& frame : frames) {
-    for (report::Frame& symbolized : modules.symbolize(frame, memory, true)) {
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    const unwind::Frame* caller = i + 1 < frames.size() ? &frames[i + 1] : nullptr;
+    for (report::Frame& symbolized : modules.symbolize(frames[i], caller, memory, true)) {
       if (stack.frames.size() >= max_depth) {
         stack.truncated = true;
         return;

@@ -122,7 +122,9 @@ int run_dump(const DumpOptions& options, std::string& out, std::string& err) {
       if (!target::exe_path(options.pid)) return error_exit("no process with pid " + std::to_string(options.pid));
     return error_exit(mappings.error().message);
   }
-  auto root = fibers::locate_debug_root(*mappings);
+  const std::string exe = target::exe_path(options.pid).value_or("");
+  ModuleMap modules(*mappings, exe);
+  auto root = fibers::locate_debug_root(modules.symbols());
 
   std::optional<fibers::FiberTable> table;
   std::optional<Error> table_error;
@@ -140,7 +142,6 @@ int run_dump(const DumpOptions& options, std::string& out, std::string& err) {
   auto snapshot = target::capture_live(options.pid, {.stop = options.stop}, planner);
   if (!snapshot) return error_exit(snapshot.error().message);
 
-  ModuleMap modules(snapshot->mappings.empty() ? *mappings : snapshot->mappings, snapshot->exe_path);
   report::Dump dump =
       build_dump(*snapshot, table ? &*table : nullptr, modules,
                  BuildOptions{.only_fiber = options.only_fiber, .max_depth = options.max_depth});

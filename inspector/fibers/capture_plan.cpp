@@ -1,9 +1,7 @@
 #include "fibers/capture_plan.h"
 
 #include <algorithm>
-#include <map>
 
-#include "binary/elf_image.h"
 #include "fiberscope/debug_abi.h"
 
 namespace fiberscope::fibers {
@@ -31,35 +29,10 @@ const Mapping* mapping_containing(const std::vector<Mapping>& mappings, std::uin
 
 }  // namespace
 
-Result<RemoteAddress> locate_debug_root(const std::vector<Mapping>& mappings) {
-  // The mapping with the lowest file offset of each file: where its first PT_LOAD segment went.
-  std::map<std::string, const Mapping*> first_mapping;
-  std::vector<std::string> order;
-  for (const Mapping& mapping : mappings) {
-    if (mapping.path.empty() || mapping.path.front() == '[') continue;
-    auto [it, inserted] = first_mapping.try_emplace(mapping.path, &mapping);
-    if (inserted) order.push_back(mapping.path);
-    if (mapping.file_offset < it->second->file_offset) it->second = &mapping;
-  }
-  std::vector<std::string> problems;
-  for (const std::string& path : order) {
-    auto image = binary::ElfImage::open(path);
-    if (!image) continue;  // not ELF (fonts, locale archives): nothing to find there
-    auto symbol = (*image)->find_symbol(FIBERSCOPE_DEBUG_ROOT_SYMBOL);
-    if (!symbol) continue;
-    const Mapping& first = *first_mapping[path];
-    if (first.file_offset != 0) {
-      problems.push_back(path + " defines " FIBERSCOPE_DEBUG_ROOT_SYMBOL " but its first segment is not mapped");
-      continue;
-    }
-    const std::uint64_t load_bias =
-        (*image)->is_shared_object() ? first.range.start.value() - (*image)->first_load_vaddr() : 0;
-    auto address = RemoteAddress(symbol->address).checked_add(load_bias);
-    if (!address) continue;
-    return *address;
-  }
-  if (!problems.empty()) return fail(problems.front());
-  return fail("no fiber table found (not built on fiberscope runtime?)");
+Result<RemoteAddress> locate_debug_root(const binary::Symbolizer& symbols) {
+  auto address = symbols.symbol_address(FIBERSCOPE_DEBUG_ROOT_SYMBOL);
+  if (!address) return fail("no fiber table found (not built on fiberscope runtime?)");
+  return *address;
 }
 
 const ThreadState* thread_of(const WorkerRecord& worker, const std::vector<ThreadState>& threads) {

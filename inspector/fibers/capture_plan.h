@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "binary/symbolizer.h"
 #include "fibers/fiber_table.h"
 #include "target/remote_address.h"
 #include "target/snapshot.h"
@@ -32,7 +33,7 @@ struct PlanOptions {
 // Finds `fiberscope_debug_root` in the files mapped by the process (.symtab, else .dynsym, so stripped binaries
 // work) and returns its address in the process. Fails with "no fiber table found (not built on fiberscope
 // runtime?)" when no mapped file defines it.
-Result<target::RemoteAddress> locate_debug_root(const std::vector<target::Mapping>& mappings);
+Result<target::RemoteAddress> locate_debug_root(const binary::Symbolizer& symbols);
 
 // The lowest stack pointer known for `fiber` inside its stack: the saved context for parked fibers, the thread's
 // rsp for running ones, syscall_sp and the transition records for fibers in a syscall or foreign call.
