@@ -144,7 +144,8 @@ Result<CfiSection::EntryHeader> CfiSection::read_header(std::uint64_t offset) co
   header.end_offset = header.body_offset + length;
   std::uint64_t id = 0;
   const std::uint64_t id_offset = header.body_offset;
-  if (header.is_64bit) {
+  // .debug_frame's CIE id grows with the 64-bit format; .eh_frame's CIE pointer stays 4 bytes (LSB 4.1).
+  if (header.is_64bit && format_ == CfiFormat::debug_frame) {
     auto v = reader.fixed<std::uint64_t>();
     if (!v) return fail("truncated entry at ", name(), "+", hex(offset), ": no CIE id");
     id = *v;

@@ -136,13 +136,14 @@ std::expected<StepOutcome, StepError> Unwinder::step_with_row(const Frame& frame
   const CfiRow& row = cached.row;
   const target::Registers& registers = frame.registers;
   const std::uint64_t load_bias = cached.module ? cached.module->load_bias : 0;
-  const std::string where = "pc " + frame.pc.to_string();
+  // Built only when a message needs it: a successful step allocates nothing.
+  const auto where = [&] { return "pc " + frame.pc.to_string(); };
 
   std::uint64_t cfa = 0;
   if (row.cfa.kind == CfaRule::Kind::register_offset) {
     auto base = registers.get(row.cfa.base_register);
     if (!base) {
-      return stop(StopReason::missing_register, "CFA at " + where + " needs register " +
+      return stop(StopReason::missing_register, "CFA at " + where() + " needs register " +
                                                     target::register_name(row.cfa.base_register) +
                                                     ", not known in this frame");
     }
@@ -159,12 +160,12 @@ std::expected<StepOutcome, StepError> Unwinder::step_with_row(const Frame& frame
   outcome.frame_is_signal_trampoline = row.signal_frame;
   if (row.return_address_register >= target::kRegisterCount) {
     return stop(StopReason::bad_cfi, "return address column " + std::to_string(row.return_address_register) +
-                                         " at " + where + " is not a general register");
+                                         " at " + where() + " is not a general register");
   }
   const RegisterRule& ra_rule = row.registers[row.return_address_register];
   if (ra_rule.kind == RegisterRule::Kind::undefined) return outcome;  // .cfi_undefined rip: the outermost frame
   if (ra_rule.kind == RegisterRule::Kind::unspecified) {
-    return stop(StopReason::bad_cfi, "no rule for the return address at " + where);
+    return stop(StopReason::bad_cfi, "no rule for the return address at " + where());
   }
 
   Frame caller;
@@ -187,7 +188,7 @@ std::expected<StepOutcome, StepError> Unwinder::step_with_row(const Frame& frame
       case RegisterRule::Kind::register_copy:
         value = registers.get(rule.source_register);
         if (!value && is_ra) {
-          return stop(StopReason::missing_register, "return address at " + where + " is in register " +
+          return stop(StopReason::missing_register, "return address at " + where() + " is in register " +
                                                         std::to_string(rule.source_register) + ", not known");
         }
         break;
@@ -218,7 +219,7 @@ std::expected<StepOutcome, StepError> Unwinder::step_with_row(const Frame& frame
     if (auto ra = caller.registers.get(row.return_address_register)) caller.registers.set(Reg::rip, *ra);
   }
   const auto pc = caller.registers.get(Reg::rip);
-  if (!pc) return stop(StopReason::missing_register, "return address at " + where + " could not be recovered");
+  if (!pc) return stop(StopReason::missing_register, "return address at " + where() + " could not be recovered");
   if (*pc == 0) return outcome;  // a zeroed return address: the conventional end of a stack
   caller.pc = RemoteAddress(*pc);
   caller.sp = RemoteAddress(caller.registers.get(Reg::rsp).value_or(cfa));
@@ -310,12 +311,13 @@ UnwindResult Unwinder::unwind(const target::Registers& start, const target::Memo
     return nullptr;
   };
   const auto label = [&](Frame& frame) {
-    if (const StackRegion* region = region_of(frame.sp)) {
+    const StackRegion* region = region_of(frame.sp);
+    if (region) {
       frame.stack_kind = region->kind;
       frame.stack_id = region->id;
       frame.on_known_stack = true;
     }
-    return region_of(frame.sp);
+    return region;
   };
   const auto finish = [&](StopReason reason, std::string message) {
     result.stop_reason = reason;
