@@ -6,6 +6,10 @@
  * - fiberscope_entersyscall / fiberscope_exitsyscall: capture the exact caller pc/sp (Go's getcallerpc/sp).
  * - fiberscope_foreign_trampoline (asmcgocall) and fiber_callback (cgocallback): run code on the other stack and
  *   push a fiberscope_transition in their own frame, with CFI that leads an unwinder back across the switch.
+ *   Both FDEs are marked as signal frames (CIE augmentation "S"): the caller's frame lives on another stack, at an
+ *   address that may be below this one, and gdb stops at such a step ("previous frame inner to this frame")
+ *   unless the frame in between is a signal frame. The return addresses they leave are never the last
+ *   instruction of a function, so the exact-pc lookup that "S" implies for the caller still lands in it.
  */
 #include "asm_offsets.h"
 
@@ -117,7 +121,7 @@ fiberscope_exitsyscall:
         .size   fiberscope_exitsyscall, .-fiberscope_exitsyscall
 
 /* long fiberscope_foreign_trampoline(long (*fn)(void*), void* arg, const ForeignTarget* target)
- * Runs fn(arg) on the worker's system stack at target->system_sp. The fiber-side stack pointer stays in rbx
+ * Runs fn(arg) on the worker's system stack at target->system_sp (or simply calls it when target is null). The fiber-side stack pointer stays in rbx
  * (callee-saved, so C code preserves it) and the CFA is defined on it: unwinding from the C frames comes back
  * here and then to the caller on the fiber stack. The FOREIGN_CALL transition lives at the top of the
  * system-side frame and is linked from the fiber record's transition_top under its seqlock (x86 keeps stores
@@ -128,6 +132,9 @@ fiberscope_exitsyscall:
         .p2align 4
 fiberscope_foreign_trampoline:
         .cfi_startproc
+        .cfi_signal_frame
+        testq   %rdx, %rdx
+        jz      1f
         pushq   %rbp
         .cfi_def_cfa_offset 16
         .cfi_offset rbp, -16
@@ -180,6 +187,10 @@ fiberscope_foreign_trampoline:
         .cfi_def_cfa_offset 8
         .cfi_restore rbp
         ret
+1:      /* No target: not called from a fiber, so just call fn(arg) here. */
+        movq    %rdi, %rax
+        movq    %rsi, %rdi
+        jmpq    *%rax
         .cfi_endproc
         .size   fiberscope_foreign_trampoline, .-fiberscope_foreign_trampoline
 
@@ -193,6 +204,7 @@ fiberscope_foreign_trampoline:
         .p2align 4
 fiber_callback:
         .cfi_startproc
+        .cfi_signal_frame
         pushq   %rbp
         .cfi_def_cfa_offset 16
         .cfi_offset rbp, -16
