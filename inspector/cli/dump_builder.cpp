@@ -56,8 +56,10 @@ report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTab
       dump.errors.push_back(std::move(dump_error));
     }
     for (const fibers::WorkerRecord& worker : table->workers) {
+      // A locked worker sleeps on its fiber's stack (a callback parked): its frames are the fiber's.
       const bool runs_fiber = worker.state == fibers::WorkerState::running ||
-                              worker.state == fibers::WorkerState::syscall;
+                              worker.state == fibers::WorkerState::syscall ||
+                              worker.state == fibers::WorkerState::locked;
       if (worker.tid > 0 && runs_fiber && worker.current_fiber) fiber_of_thread[worker.tid] = worker.current_fiber;
     }
     const std::uint64_t now_ns = snapshot.target_clock_ns ? snapshot.target_clock_ns : table->clock_ns;
@@ -75,9 +77,8 @@ report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTab
         fiber.state_since_ns = record.state_since_ns;
         if (now_ns >= record.state_since_ns) fiber.time_in_state_ns = now_ns - record.state_since_ns;
       }
-      if (record.worker_index)
-        if (const fibers::WorkerRecord* worker = table->worker(*record.worker_index); worker && worker->tid > 0)
-          fiber.thread = worker->tid;
+      if (const fibers::WorkerRecord* worker = table->worker_of(record); worker && worker->tid > 0)
+        fiber.thread = worker->tid;
       if (record.integrity != fibers::Integrity::consistent)
         fiber.integrity = std::string(fibers::integrity_name(record.integrity));
       if (record.spawn_pc) fiber.created_by = modules.locate(record.spawn_pc);

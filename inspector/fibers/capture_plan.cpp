@@ -55,9 +55,8 @@ std::optional<std::uint64_t> lowest_known_sp(const FiberRecord& fiber, const Fib
     case FiberState::running:
     case FiberState::syscall:
     case FiberState::foreign:
-      if (fiber.worker_index)
-        if (const WorkerRecord* worker = table.worker(*fiber.worker_index))
-          if (const ThreadState* thread = thread_of(*worker, threads)) consider(thread->registers->sp());
+      if (const WorkerRecord* worker = table.worker_of(fiber))
+        if (const ThreadState* thread = thread_of(*worker, threads)) consider(thread->registers->sp());
       if (fiber.syscall_sp) consider(fiber.syscall_sp);
       break;
     case FiberState::free:

@@ -41,15 +41,14 @@ Result<FiberStart> starting_registers(const FiberRecord& fiber, const FiberTable
       if (!fiber.stack.contains(RemoteAddress(fiber.context.sp)))
         return fail(who, ": saved sp ", hex(fiber.context.sp), " is outside its stack ", range_text(fiber.stack));
       FiberStart start{from_context(fiber.context), FiberStart::Source::saved_context, 0, {}};
-      if (fiber.worker_index)
-        if (const WorkerRecord* worker = table.worker(*fiber.worker_index)) start.tid = worker->tid;
+      if (const WorkerRecord* worker = table.worker_of(fiber)) start.tid = worker->tid;
       return start;
     }
     case FiberState::running:
     case FiberState::syscall:
     case FiberState::foreign: break;
   }
-  const WorkerRecord* worker = fiber.worker_index ? table.worker(*fiber.worker_index) : nullptr;
+  const WorkerRecord* worker = table.worker_of(fiber);
   const target::ThreadState* thread = worker ? thread_of(*worker, threads) : nullptr;
   if (thread) {
     FiberStart start{*thread->registers, FiberStart::Source::thread, thread->tid, {}};
@@ -89,7 +88,7 @@ FiberStack unwind_fiber(unwind::Unwinder& unwinder, const FiberRecord& fiber, co
   }
   if (!start->note.empty()) result.notes.push_back(start->note);
 
-  const WorkerRecord* worker = fiber.worker_index ? table.worker(*fiber.worker_index) : nullptr;
+  const WorkerRecord* worker = table.worker_of(fiber);
   std::vector<unwind::StackRegion> stacks{{fiber.stack, unwind::StackKind::fiber, fiber.id}};
   if (worker && !worker->system_stack.empty())
     stacks.push_back({worker->system_stack, unwind::StackKind::system, static_cast<std::uint64_t>(worker->tid)});

@@ -346,6 +346,14 @@ const WorkerRecord* FiberTable::worker(std::uint32_t index) const {
   return nullptr;
 }
 
+const WorkerRecord* FiberTable::worker_of(const FiberRecord& fiber) const {
+  if (fiber.worker_index)
+    if (const WorkerRecord* by_index = worker(*fiber.worker_index)) return by_index;
+  for (const auto& candidate : workers)
+    if (candidate.current_record == fiber.address && candidate.current_fiber == fiber.id) return &candidate;
+  return nullptr;
+}
+
 const FiberRecord* FiberTable::fiber_by_id(std::uint64_t id) const {
   for (const auto& candidate : fibers)
     if (candidate.id == id) return &candidate;
@@ -410,8 +418,7 @@ Result<FiberTable> read_fiber_table(const Memory& memory, RemoteAddress root, co
     auto fiber = decode_fiber(raw, options, table.errors);
     if (!fiber) continue;
     if (fiber->is_live() && !fiber->transition_top.is_null()) {
-      const WorkerRecord* worker = fiber->worker_index ? table.worker(*fiber->worker_index) : nullptr;
-      read_transitions(memory, *fiber, worker, options, table.errors);
+      read_transitions(memory, *fiber, table.worker_of(*fiber), options, table.errors);
     }
     table.fibers.push_back(std::move(*fiber));
   }

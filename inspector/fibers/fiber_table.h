@@ -120,6 +120,9 @@ struct FiberTable {
   std::vector<target::AddressRange> chunk_ranges;  // header + used records of every chunk read (for captures)
 
   const WorkerRecord* worker(std::uint32_t index) const;
+  // The worker running `fiber` or locked to it: the record's own worker index, else the worker whose
+  // current_record names it (a fiber in a syscall has handed its worker index back but keeps the thread).
+  const WorkerRecord* worker_of(const FiberRecord& fiber) const;
   const FiberRecord* fiber_by_id(std::uint64_t id) const;
 };
 
