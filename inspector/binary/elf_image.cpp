@@ -188,6 +188,8 @@ Result<void> ElfImage::Impl::load_symbols(std::string_view table_name) {
   auto table = std::find_if(sections.begin(), sections.end(), [&](const ElfSection& s) { return s.name == table_name; });
   if (table == sections.end()) return {};
   const std::size_t table_index = static_cast<std::size_t>(table - sections.begin());
+  // A separate debug file keeps the header of .dynsym but not its contents (SHT_NOBITS): nothing to read.
+  if (table->type == SHT_NOBITS) return {};
   if (table->type != SHT_SYMTAB && table->type != SHT_DYNSYM)
     return fail(where("section "), table_name, " has type ", std::to_string(table->type), ", not a symbol table");
   GElf_Shdr shdr;
