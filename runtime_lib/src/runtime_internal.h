@@ -76,8 +76,13 @@ inline T get(const T& field) noexcept {
   return __atomic_load_n(&field, __ATOMIC_RELAXED);
 }
 inline void seq_begin(std::uint64_t& seq) noexcept {
+#if FIBERSCOPE_TSAN
+  // TSan does not model fences; an acquire RMW equally keeps the field stores after the odd count.
+  __atomic_fetch_add(&seq, 1, __ATOMIC_ACQ_REL);
+#else
   put(seq, get(seq) + 1);
   __atomic_thread_fence(__ATOMIC_RELEASE);
+#endif
 }
 inline void seq_end(std::uint64_t& seq) noexcept { __atomic_store_n(&seq, get(seq) + 1, __ATOMIC_RELEASE); }
 void put_context(fiberscope_context& to, const fiberscope_context& from) noexcept;

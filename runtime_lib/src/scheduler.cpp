@@ -879,7 +879,7 @@ FiberId spawn_commit_with_flags(SpawnSlot slot, void (*entry)(void*), std::strin
   seq_begin(r->seq);
   put(r->id, g->id);
   char padded[FIBERSCOPE_FIBER_NAME_BYTES] = {};
-  std::memcpy(padded, name.data(), std::min<std::size_t>(name.size(), FIBERSCOPE_FIBER_NAME_BYTES - 1));
+  if (!name.empty()) std::memcpy(padded, name.data(), std::min<std::size_t>(name.size(), FIBERSCOPE_FIBER_NAME_BYTES - 1));
   for (std::size_t i = 0; i < FIBERSCOPE_FIBER_NAME_BYTES; ++i) put(r->name[i], padded[i]);
   put(r->stack_lo, static_cast<std::uint64_t>(g->stack.lo));
   put(r->stack_hi, static_cast<std::uint64_t>(g->stack.hi));
