@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/user.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -49,10 +50,11 @@ class TempDir {
 };
 
 inline std::vector<std::byte> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::byte> bytes(chars.size());
-  for (std::size_t i = 0; i < chars.size(); ++i) bytes[i] = std::byte(static_cast<unsigned char>(chars[i]));
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return {};
+  std::vector<std::byte> bytes(static_cast<std::size_t>(in.tellg()));
+  in.seekg(0);
+  in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   return bytes;
 }
 
@@ -182,6 +184,9 @@ class ReadyChild {
       if (*line == "READY") break;
     }
     ::close(out);
+    // READY is printed before the threads reach pause(): wait until every one blocks there, so a stop sees each
+    // thread at its final frame (at most 10 s).
+    for (int attempt = 0; attempt < 1000 && !all_threads_paused(); ++attempt) ::usleep(10 * 1000);
   }
   ~ReadyChild() {
     if (pid_ > 0) {
@@ -194,7 +199,18 @@ class ReadyChild {
 
   pid_t pid() const { return pid_; }
   const ChildRun& output() const { return run_; }
-  bool ready() const { return !run_.lines.empty() && run_.lines.back() == "READY"; }
+  bool ready() const { return !run_.lines.empty() && run_.lines.back() == "READY" && all_threads_paused(); }
+
+  // True when every thread of the child is blocked in pause(2).
+  bool all_threads_paused() const {
+    auto tids = target::list_threads(pid_);
+    if (!tids || tids->empty()) return false;
+    for (int tid : *tids) {
+      auto state = target::read_syscall(pid_, tid);
+      if (!state || state->syscall_number != SYS_pause) return false;
+    }
+    return true;
+  }
 
  private:
   pid_t pid_ = -1;
