@@ -172,6 +172,7 @@ struct CallSiteInfo {
 
 struct CompileUnit {
   Dwarf_Off die_offset = 0;
+  bool attributes_read = false;    // version/base/addr_base come from the CU DIE, read on first use
   unsigned version = 0;
   std::uint64_t base_address = 0;  // DW_AT_low_pc of the CU: base for location and range lists
   std::uint64_t addr_base = 0;     // DW_AT_addr_base (DWARF 5 .debug_addr)
@@ -205,12 +206,15 @@ struct DwarfIndex::Impl {
   std::vector<CompileUnit> units;
   std::vector<std::pair<AddressRange, std::size_t>> unit_ranges;  // sorted by low
   std::size_t parsed_count = 0;
-  std::span<const std::byte> debug_loc, debug_loclists, debug_ranges, debug_rnglists, debug_addr;
+  std::span<const std::byte> debug_loc, debug_loclists, debug_ranges, debug_rnglists, debug_addr, debug_aranges,
+      debug_info;
 
   Dwarf_Debug debug() const { return session.debug_; }
   std::string where(std::string_view what) const { return image->path() + ": " + std::string(what); }
 
   Result<void> index_units();
+  Result<bool> index_units_from_aranges();
+  Result<void> read_unit_attributes(CompileUnit& unit, Dwarf_Die cu_die);
   CompileUnit* unit_for(std::uint64_t pc);
   Result<void> parse_unit(CompileUnit& unit);
 
@@ -949,7 +953,101 @@ std::optional<DwarfLine> DwarfIndex::Impl::line_in(const CompileUnit& unit, std:
   return DwarfLine{unit.line_files[row.file], row.line};
 }
 
+Result<void> DwarfIndex::Impl::read_unit_attributes(CompileUnit& unit, Dwarf_Die cu_die) {
+  unit.attributes_read = true;
+  Dwarf_Half version = 0, offset_size = 0;
+  Dwarf_Error error = nullptr;
+  FS_TRY(has_version, dwarf_status(dwarf_get_version_of_die(cu_die, &version, &offset_size), debug(), error,
+                                   "reading a CU's version"));
+  unit.version = version;
+  Dwarf_Addr low = 0;
+  error = nullptr;
+  FS_TRY(has_low, dwarf_status(dwarf_lowpc(cu_die, &low, &error), debug(), error, "reading a CU's low_pc"));
+  unit.base_address = *has_low ? low : 0;
+  FS_TRY(addr_base, unsigned_attribute(cu_die, DW_AT_addr_base));
+  unit.addr_base = addr_base->value_or(0);
+  return {};
+}
+
+Result<bool> DwarfIndex::Impl::index_units_from_aranges() {
+  // .debug_aranges (DWARF 5 6.1.2) maps address ranges to CU header offsets without reading any DIE: opening a
+  // large debug file (libc's has ~1800 units) costs a table walk instead of one libdwarf CU visit per unit.
+  if (debug_aranges.empty() || debug_info.empty()) return false;
+  ByteReader reader(debug_aranges, where(".debug_aranges"));
+  std::unordered_map<std::uint64_t, std::size_t> unit_by_header;
+  for (std::size_t n = 0; !reader.at_end(); ++n) {
+    if (n >= kMaxCompileUnits) return fail(where(".debug_aranges has too many sets"));
+    const std::size_t set_start = reader.offset();
+    FS_TRY(length32, reader.fixed<std::uint32_t>());
+    std::uint64_t length = *length32;
+    bool offset64 = false;
+    if (*length32 == 0xffffffff) {
+      FS_TRY(length64, reader.fixed<std::uint64_t>());
+      length = *length64;
+      offset64 = true;
+    }
+    const std::size_t body_start = reader.offset();
+    if (length > reader.remaining()) return fail(where(".debug_aranges set at "), hex(set_start), " is truncated");
+    const std::size_t set_end = body_start + static_cast<std::size_t>(length);
+    FS_TRY(version, reader.fixed<std::uint16_t>());
+    std::uint64_t info_offset = 0;
+    if (offset64) {
+      FS_TRY(value, reader.fixed<std::uint64_t>());
+      info_offset = *value;
+    } else {
+      FS_TRY(value, reader.fixed<std::uint32_t>());
+      info_offset = *value;
+    }
+    FS_TRY(address_size, reader.fixed<std::uint8_t>());
+    FS_TRY(segment_size, reader.fixed<std::uint8_t>());
+    if (*version != 2 || *address_size != 8 || *segment_size != 0) {
+      if (auto ok = reader.seek(set_end); !ok) return std::unexpected(ok.error());
+      continue;
+    }
+    // Tuples start at a multiple of twice the address size from the set's start.
+    const std::size_t tuples = set_start + ((reader.offset() - set_start + 15) / 16) * 16;
+    if (auto ok = reader.seek(std::min(tuples, set_end)); !ok) return std::unexpected(ok.error());
+    // The CU DIE follows the unit header: 4+2+1+1+4 bytes (DWARF 5) or 4+2+4+1 (DWARF 2-4), 8 more each for 64-bit.
+    ByteReader header(debug_info, where(".debug_info"));
+    if (auto ok = header.seek(info_offset); !ok) return std::unexpected(ok.error());
+    FS_TRY(unit_length, header.fixed<std::uint32_t>());
+    if (*unit_length == 0xffffffff) {
+      FS_TRY(skip, header.fixed<std::uint64_t>());
+    }
+    FS_TRY(unit_version, header.fixed<std::uint16_t>());
+    const bool unit64 = *unit_length == 0xffffffff;
+    const std::uint64_t header_size = (unit64 ? 12 : 4) + 2 + (*unit_version >= 5 ? 2 : 1) + (unit64 ? 8 : 4);
+    auto [slot, inserted] = unit_by_header.try_emplace(info_offset, units.size());
+    if (inserted) {
+      CompileUnit unit;
+      unit.die_offset = info_offset + header_size;
+      unit.version = *unit_version;
+      units.push_back(std::move(unit));
+    }
+    CompileUnit& unit = units[slot->second];
+    for (std::size_t t = 0; reader.offset() + 16 <= set_end; ++t) {
+      if (t >= kMaxListEntries) return fail(where(".debug_aranges set at "), hex(set_start), " has too many ranges");
+      FS_TRY(address, reader.fixed<std::uint64_t>());
+      FS_TRY(size, reader.fixed<std::uint64_t>());
+      if (*address == 0 && *size == 0) break;
+      if (*size != 0 && *address + *size > *address) unit.ranges.push_back({*address, *address + *size});
+    }
+    if (auto ok = reader.seek(set_end); !ok) return std::unexpected(ok.error());
+  }
+  std::erase_if(units, [](const CompileUnit& unit) { return unit.ranges.empty(); });
+  return !units.empty();
+}
+
 Result<void> DwarfIndex::Impl::index_units() {
+  auto from_aranges = index_units_from_aranges();
+  if (from_aranges && *from_aranges) {
+    for (std::size_t i = 0; i < units.size(); ++i)
+      for (const auto& range : units[i].ranges) unit_ranges.push_back({range, i});
+    std::sort(unit_ranges.begin(), unit_ranges.end(), [](const auto& a, const auto& b) { return a.first.low < b.first.low; });
+    return {};
+  }
+  // No usable .debug_aranges (clang omits it by default, or it is corrupt): visit every CU DIE instead.
+  units.clear();
   for (std::size_t n = 0;; ++n) {
     if (n >= kMaxCompileUnits) return fail(where("more than "), std::to_string(kMaxCompileUnits), " compile units");
     Dwarf_Unsigned header_length = 0, type_offset = 0, next_offset = 0;
@@ -971,17 +1069,11 @@ Result<void> DwarfIndex::Impl::index_units() {
     Die cu_die(debug(), raw);
     if (address_size != 8) continue;  // not x86-64 code
     CompileUnit unit;
-    unit.version = version;
     Dwarf_Off offset = 0;
     error = nullptr;
     FS_TRY(has_offset, dwarf_status(dwarf_dieoffset(cu_die.get(), &offset, &error), debug(), error, "reading a DIE offset"));
     unit.die_offset = offset;
-    Dwarf_Addr low = 0;
-    error = nullptr;
-    FS_TRY(has_low, dwarf_status(dwarf_lowpc(cu_die.get(), &low, &error), debug(), error, "reading a CU's low_pc"));
-    unit.base_address = *has_low ? low : 0;
-    FS_TRY(addr_base, unsigned_attribute(cu_die.get(), DW_AT_addr_base));
-    unit.addr_base = addr_base->value_or(0);
+    FS_TRY(attributes, read_unit_attributes(unit, cu_die.get()));
     auto ranges = pc_ranges(cu_die.get(), unit);
     // A unit whose ranges cannot be read is left out of the index rather than failing the whole file.
     if (!ranges || ranges->empty()) continue;
@@ -1014,16 +1106,19 @@ Result<void> DwarfIndex::Impl::parse_unit(CompileUnit& unit) {
   ++parsed_count;
   auto parse = [&]() -> Result<void> {
     FS_TRY(cu_die, die_at(unit.die_offset));
+    if (!unit.attributes_read) {
+      FS_TRY(attributes, read_unit_attributes(unit, cu_die->get()));
+    }
     FS_TRY(lines, load_lines(cu_die->get(), unit));
     std::size_t budget = kMaxDiesPerUnit;
-    FS_TRY(top, walk_top(cu_die->get(), unit, 0, budget));
-    for (std::size_t i = 0; i < unit.functions.size(); ++i)
-      for (const auto& range : unit.functions[i].ranges) unit.function_ranges.push_back({range, i});
-    std::sort(unit.function_ranges.begin(), unit.function_ranges.end(),
-              [](const auto& a, const auto& b) { return a.first.low < b.first.low; });
-    return {};
+    return walk_top(cu_die->get(), unit, 0, budget);
   };
-  if (auto ok = parse(); !ok) {
+  auto parsed = parse();
+  for (std::size_t i = 0; i < unit.functions.size(); ++i)
+    for (const auto& range : unit.functions[i].ranges) unit.function_ranges.push_back({range, i});
+  std::sort(unit.function_ranges.begin(), unit.function_ranges.end(),
+            [](const auto& a, const auto& b) { return a.first.low < b.first.low; });
+  if (auto& ok = parsed; !ok) {
     // Keep what was read (a truncated unit still names its first functions) and remember why the rest is missing.
     unit.parse_error = where("compile unit at .debug_info offset " + hex(unit.die_offset)) + ": " + ok.error().message;
     return fail(unit.parse_error);
@@ -1068,6 +1163,8 @@ Result<std::unique_ptr<DwarfIndex>> DwarfIndex::open(const ElfImage& image) {
   impl.debug_ranges = section_bytes(".debug_ranges");
   impl.debug_rnglists = section_bytes(".debug_rnglists");
   impl.debug_addr = section_bytes(".debug_addr");
+  impl.debug_aranges = section_bytes(".debug_aranges");
+  impl.debug_info = section_bytes(".debug_info");
   impl.session.fd_ = ::open(image.path().c_str(), O_RDONLY | O_CLOEXEC);
   if (impl.session.fd_ < 0) return fail(image.path(), ": cannot open for DWARF: ", std::strerror(errno));
   Dwarf_Error error = nullptr;
@@ -1087,6 +1184,7 @@ Result<std::vector<DwarfFrame>> DwarfIndex::frames_at(std::uint64_t pc) {
   if (!unit) return frames;
   if (auto ok = impl_->parse_unit(*unit); !ok && unit->functions.empty()) return std::unexpected(ok.error());
   const Scope* function = function_containing(*unit, pc);
+  if (!function && !unit->parse_error.empty()) return fail(unit->parse_error);
   if (!function) return frames;
   // The chain of scopes containing pc, outermost first, cut into frames at each inlined subroutine.
   std::vector<std::vector<const Scope*>> frame_scopes{{function}};

@@ -61,6 +61,8 @@ struct ElfImage::Impl {
   std::unordered_map<std::string_view, std::size_t> symbol_by_name;  // first (i.e. .symtab) wins
   std::optional<std::string> build_id;
   std::optional<std::string> debuglink;
+  // Decompressed copies of SHF_COMPRESSED sections, by section index; filled on first use (owned by libelf).
+  std::unordered_map<std::size_t, std::span<const std::byte>> decompressed;
 
   ~Impl() {
     if (elf) elf_end(elf);
@@ -75,7 +77,29 @@ struct ElfImage::Impl {
   Result<void> load_symbols(std::string_view table_name);
   void load_notes();
   void load_debuglink();
+  std::span<const std::byte> decompress(std::size_t index);
 };
+
+// Caps the size a compressed section may claim: a hostile header must not make us allocate gigabytes.
+constexpr std::uint64_t kMaxDecompressedBytes = std::uint64_t{1} << 30;
+
+std::span<const std::byte> ElfImage::Impl::decompress(std::size_t index) {
+  if (auto found = decompressed.find(index); found != decompressed.end()) return found->second;
+  std::span<const std::byte> result;
+  const ElfSection& raw = sections[index];
+  Elf64_Chdr header;
+  if (raw.bytes.size() >= sizeof header) {
+    std::memcpy(&header, raw.bytes.data(), sizeof header);
+    Elf_Scn* scn = elf_getscn(elf, index);
+    // elf_compress(.., 0, 0) inflates into a buffer libelf owns until elf_end; our mapping stays untouched.
+    if (header.ch_size <= kMaxDecompressedBytes && scn && elf_compress(scn, 0, 0) == 1) {
+      if (Elf_Data* data = elf_getdata(scn, nullptr); data && data->d_buf && data->d_size == header.ch_size)
+        result = std::span<const std::byte>(static_cast<const std::byte*>(data->d_buf), data->d_size);
+    }
+  }
+  decompressed.emplace(index, result);
+  return result;
+}
 
 Result<void> ElfImage::Impl::load() {
   GElf_Ehdr header;
@@ -179,6 +203,7 @@ Result<void> ElfImage::Impl::load_sections() {
                     " extends past the end of the file (", std::to_string(file_size_bytes), " bytes)");
       section.bytes = std::span<const std::byte>(file + shdr.sh_offset, shdr.sh_size);
     }
+    section.compressed = (shdr.sh_flags & SHF_COMPRESSED) != 0;
     sections.push_back(std::move(section));
   }
   return {};
@@ -303,8 +328,15 @@ Result<std::unique_ptr<ElfImage>> ElfImage::open(const std::string& path) {
 const std::string& ElfImage::path() const { return impl_->path; }
 
 std::optional<ElfSection> ElfImage::section(std::string_view name) const {
-  for (const ElfSection& section : impl_->sections)
-    if (section.name == name) return section;
+  for (std::size_t i = 0; i < impl_->sections.size(); ++i) {
+    const ElfSection& section = impl_->sections[i];
+    if (section.name != name) continue;
+    if (!section.compressed || section.bytes.empty()) return section;
+    ElfSection inflated = section;
+    inflated.bytes = impl_->decompress(i);  // empty if the compressed data is corrupt
+    inflated.compressed = false;
+    return inflated;
+  }
   return std::nullopt;
 }
 
@@ -344,8 +376,10 @@ std::optional<std::string> ElfImage::build_id() const { return impl_->build_id; 
 std::optional<std::string> ElfImage::debuglink() const { return impl_->debuglink; }
 
 bool ElfImage::has_dwarf() const {
-  auto info = section(".debug_info");
-  return info && !info->bytes.empty();
+  // The raw entry: asking section() would inflate a compressed .debug_info just to see that it exists.
+  for (const ElfSection& section : impl_->sections)
+    if (section.name == ".debug_info") return !section.bytes.empty();
+  return false;
 }
 
 }  // namespace fiberscope::binary

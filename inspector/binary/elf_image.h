@@ -24,6 +24,9 @@ struct ElfSection {
   std::uint64_t address = 0;      // sh_addr (0 for non-allocated sections such as .debug_frame)
   std::uint64_t file_offset = 0;
   std::span<const std::byte> bytes;  // empty for SHT_NOBITS; valid while the ElfImage lives
+  // SHF_COMPRESSED (e.g. Debian's debug files): section() returns the decompressed bytes, decompressing on first
+  // use; sections() lists the raw, compressed ones.
+  bool compressed = false;
 };
 
 struct ElfSymbol {

@@ -169,6 +169,10 @@ const ElfImage* Symbolizer::Impl::find_debug_image(const Module& module, std::st
     return nullptr;
   }
   if (module.image->has_dwarf()) return module.image;
+  if (!options.use_separate_debug_files) {
+    why = "no DWARF in " + module.path + " (separate debug files not used)";
+    return nullptr;
+  }
   const auto build_id = module.image->build_id();
   std::vector<std::string> candidates;
   if (build_id && build_id->size() > 2)

@@ -267,3 +267,32 @@ TEST_CASE("demangle turns Itanium names into C++ and leaves other names alone") 
   CHECK(demangle("main") == "main");
   CHECK(demangle("_Zgarbage") == "_Zgarbage");
 }
+
+TEST_CASE("compressed debug sections (as in Debian's -dbg packages) are inflated and give the same frames") {
+  ScratchDirectory scratch;
+  const std::string compressed = scratch.file("compressed");
+  REQUIRE(std::system(("objcopy --compress-debug-sections=zlib " + program("dwarf_sample_O2") + " " + compressed).c_str()) == 0);
+  auto image = ElfImage::open(compressed);
+  REQUIRE(image);
+  bool any_compressed = false;
+  for (const auto& section : (*image)->sections()) any_compressed = any_compressed || section.compressed;
+  REQUIRE(any_compressed);
+  auto index = DwarfIndex::open(**image);
+  REQUIRE(index);
+  Loaded plain = load("dwarf_sample_O2");
+  const ElfSymbol main_symbol = symbol(*plain.image, "main");
+  for (std::uint64_t pc = main_symbol.address; pc < main_symbol.address + main_symbol.size_bytes; ++pc) {
+    auto expected = plain.index->frames_at(pc);
+    auto actual = (*index)->frames_at(pc);
+    REQUIRE(expected);
+    REQUIRE(actual);
+    REQUIRE(actual->size() == expected->size());
+    for (std::size_t i = 0; i < actual->size(); ++i) {
+      CHECK((*actual)[i].function == (*expected)[i].function);
+      CHECK((*actual)[i].line == (*expected)[i].line);
+      CHECK((*actual)[i].variables.size() == (*expected)[i].variables.size());
+      for (std::size_t v = 0; v < (*actual)[i].variables.size(); ++v)
+        CHECK((*actual)[i].variables[v].location == (*expected)[i].variables[v].location);
+    }
+  }
+}
