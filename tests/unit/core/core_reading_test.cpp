@@ -154,7 +154,7 @@ TEST_CASE("An --exe whose build-id differs from the core's is refused with a war
   CHECK(snapshot->memory->read(RemoteAddress(parse_address(pattern[0])), bytes));
 }
 
-TEST_CASE("--sysroot prefixes the paths the core names, and a file missing there makes only its code unreadable") {
+TEST_CASE("A sysroot prefixes the paths the core names, and a file missing there makes only its code unreadable") {
   TempDir dir;
   auto core = make_kernel_core("segv", dir.path());
   if (!core.unavailable.empty()) {
