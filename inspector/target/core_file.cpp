@@ -471,10 +471,25 @@ std::optional<std::uint64_t> auxv_value(const CoreNotes& notes, std::uint64_t ty
   return std::nullopt;
 }
 
+// The entry of `files` (sorted by start) containing `address`: the last one starting at or below it. Binary
+// search, since a hostile NT_FILE may hold the cap's worth of entries.
 const FileEntry* file_containing(const std::vector<FileEntry>& files, std::uint64_t address) {
-  for (const FileEntry& file : files)
-    if (file.range.contains(RemoteAddress(address))) return &file;
-  return nullptr;
+  auto after = std::upper_bound(files.begin(), files.end(), RemoteAddress(address),
+                                [](RemoteAddress a, const FileEntry& file) { return a < file.range.start; });
+  if (after == files.begin() || !(after - 1)->range.contains(RemoteAddress(address))) return nullptr;
+  return &*(after - 1);
+}
+
+// Keeps the segments of `segments` (sorted by start) that do not overlap an earlier kept one; returns how many
+// were dropped.
+std::uint64_t drop_overlapping(std::vector<Segment>& segments) {
+  std::vector<Segment> disjoint;
+  disjoint.reserve(segments.size());
+  for (Segment& segment : segments)
+    if (disjoint.empty() || disjoint.back().range.end <= segment.range.start) disjoint.push_back(segment);
+  std::uint64_t dropped = segments.size() - disjoint.size();
+  segments = std::move(disjoint);
+  return dropped;
 }
 
 // Reads the program header table, following PN_XNUM to section 0 when there are 65535 or more.
@@ -621,35 +636,31 @@ Result<Snapshot> open_core(const std::string& core_path, const CoreOptions& opti
 
   // Segments sorted and disjoint, so a read finds its segment by binary search; overlaps are hostile or broken.
   auto& segments = memory->segments();
-  std::stable_sort(segments.begin(), segments.end(),
-                   [](const Segment& a, const Segment& b) { return a.range.start < b.range.start; });
-  std::uint64_t overlapping = 0;
-  std::vector<Segment> disjoint;
-  for (Segment& segment : segments) {
-    if (!disjoint.empty() && segment.range.start < disjoint.back().range.end) {
-      ++overlapping;
-      continue;
-    }
-    disjoint.push_back(segment);
-  }
-  if (overlapping)
+  auto by_start = [](const Segment& a, const Segment& b) { return a.range.start < b.range.start; };
+  std::stable_sort(segments.begin(), segments.end(), by_start);
+  if (std::uint64_t overlapping = drop_overlapping(segments))
     warnings.push_back(std::to_string(overlapping) + " PT_LOAD segments overlap earlier ones and were ignored");
 
-  // File mappings NT_FILE lists with no PT_LOAD (some writers omit unreadable ones) still name their memory.
+  // File mappings NT_FILE lists with no PT_LOAD (gdb leaves code out entirely) still name their memory.
   std::sort(notes.files.begin(), notes.files.end(),
             [](const FileEntry& a, const FileEntry& b) { return a.range.start < b.range.start; });
+  std::vector<Segment> file_only;
   for (const FileEntry& file : notes.files) {
-    auto overlaps = [&](const Segment& s) { return s.range.start < file.range.end && file.range.start < s.range.end; };
-    if (std::none_of(disjoint.begin(), disjoint.end(), overlaps)) {
-      Segment segment;
-      segment.range = file.range;
-      segment.flags = PF_R;
-      disjoint.push_back(segment);
-    }
+    // The last PT_LOAD starting before the entry's end is the only one that can overlap it (they are disjoint).
+    auto after = std::lower_bound(segments.begin(), segments.end(), file.range.end,
+                                  [](const Segment& s, RemoteAddress end) { return s.range.start < end; });
+    if (after != segments.begin() && (after - 1)->range.end > file.range.start) continue;
+    Segment segment;
+    segment.range = file.range;
+    segment.flags = PF_R;
+    file_only.push_back(segment);
   }
-  std::sort(disjoint.begin(), disjoint.end(),
-            [](const Segment& a, const Segment& b) { return a.range.start < b.range.start; });
-  segments = std::move(disjoint);
+  if (!file_only.empty()) {
+    segments.insert(segments.end(), file_only.begin(), file_only.end());
+    std::stable_sort(segments.begin(), segments.end(), by_start);
+    if (std::uint64_t overlapping = drop_overlapping(segments))  // NT_FILE entries overlapping each other
+      warnings.push_back(std::to_string(overlapping) + " NT_FILE entries overlap others and were ignored");
+  }
 
   // The executable: --exe, else the file mapped at the entry point, else AT_EXECFN.
   auto entry = auxv_value(notes, AT_ENTRY);
@@ -710,16 +721,17 @@ Result<Snapshot> open_core(const std::string& core_path, const CoreOptions& opti
 
   // Check each file the core relies on (it omitted some of its memory) against the build-id the core recorded in
   // the file's first page. A different file at the same path (an upgraded library) would give wrong code.
+  std::vector<bool> omitted(memory->backing_files().size(), false);
+  std::vector<const Segment*> header_segment(memory->backing_files().size(), nullptr);
+  for (const Segment& segment : segments) {
+    if (segment.backing < 0) continue;
+    auto index = static_cast<std::size_t>(segment.backing);
+    if (segment.dumped_bytes < segment.range.size_bytes()) omitted[index] = true;
+    if (segment.backing_offset == 0 && !header_segment[index]) header_segment[index] = &segment;
+  }
   for (std::size_t index = 0; index < memory->backing_files().size(); ++index) {
     BackingFile& file = memory->backing_files()[index];
-    bool omitted = false;
-    const Segment* header_segment = nullptr;
-    for (const Segment& segment : segments) {
-      if (segment.backing != static_cast<int>(index)) continue;
-      omitted |= segment.dumped_bytes < segment.range.size_bytes();
-      if (segment.backing_offset == 0 && !header_segment) header_segment = &segment;
-    }
-    if (!omitted) continue;
+    if (!omitted[index]) continue;
     struct stat info {};
     if (::stat(file.disk_path.c_str(), &info) != 0) {
       file.refusal = "is not on disk";
@@ -734,8 +746,8 @@ Result<Snapshot> open_core(const std::string& core_path, const CoreOptions& opti
       continue;
     }
     std::optional<ElfIdentity> recorded;
-    if (header_segment) {
-      RemoteAddress base = header_segment->range.start;
+    if (header_segment[index]) {
+      RemoteAddress base = header_segment[index]->range.start;
       auto in_core = read_elf_identity([&](std::uint64_t offset, std::span<std::byte> out) -> Result<void> {
         auto address = base.checked_add(offset);
         if (!address) return fail("offset wraps");

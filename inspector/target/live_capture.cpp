@@ -78,7 +78,7 @@ struct Tracee {
   std::size_t table_index = 0;  // index in g_traced_tids
   bool stopped = false;         // in a ptrace-stop: registers readable, must be detached
   bool gone = false;            // exited or reaped: nothing more to do
-  bool timed_out = false;       // seized but never stopped (uninterruptible sleep): released by release_stragglers
+  bool timed_out = false;       // seized but never stopped (uninterruptible sleep): released by settle()
   int reinject_signal = 0;      // a signal-delivery-stop's signal, given back on detach
   std::string error;            // why its registers are unknown
 };
@@ -136,7 +136,7 @@ class StopSession {
   explicit StopSession(int pid) : pid_(pid) {}
   ~StopSession() {
     detach_all();
-    release_stragglers();
+    settle();
     uninstall();
   }
   StopSession(const StopSession&) = delete;
@@ -206,12 +206,9 @@ class StopSession {
     for (Tracee& tracee : tracees_) {
       if (!tracee.stopped) continue;
       tracee.stopped = false;
-      if (raw_ptrace(PTRACE_DETACH, tracee.tid, tracee.reinject_signal) < 0 && errno == ESRCH) {
-        // Killed while stopped (SIGKILL does that): reap it, or it stays a zombie until we exit.
-        int status = 0;
-        ::waitpid(tracee.tid, &status, __WALL | WNOHANG);
-      }
-      tracee.gone = true;
+      // ESRCH: no longer in a ptrace-stop, which for a stopped tracee means SIGKILL woke it to die. It stays our
+      // tracee until settle() collects its exit; otherwise it would linger as a zombie its parent cannot reap.
+      if (raw_ptrace(PTRACE_DETACH, tracee.tid, tracee.reinject_signal) == 0 || errno != ESRCH) tracee.gone = true;
     }
   }
 
@@ -321,28 +318,35 @@ class StopSession {
     }
   }
 
-  // Threads that never stopped stay seized (PTRACE_DETACH needs a stopped tracee) with our interrupt pending; wait
-  // for them to reach that stop so they can be released rather than left stopped behind us.
-  void release_stragglers() {
+  // Collects every tracee still ours: threads that never stopped (PTRACE_DETACH needs a stopped tracee, so we wait
+  // for the stop our interrupt left pending and detach then) and threads that exit (a traced thread's exit must be
+  // reaped by its tracer, or it stays a zombie and its process can never be reaped). Polls because a thread
+  // group leader's exit is reported only after its siblings', whatever order we visit them in.
+  void settle() {
     auto deadline = Clock::now() + kStragglerTimeout;
-    for (Tracee& tracee : tracees_) {
-      if (tracee.stopped || tracee.gone) continue;
-      for (;;) {
+    for (int pass = 0;; ++pass) {
+      bool pending = false;
+      for (Tracee& tracee : tracees_) {
+        if (tracee.stopped || tracee.gone) continue;
         int status = 0;
         pid_t waited = ::waitpid(tracee.tid, &status, __WALL | WNOHANG);
-        if (waited == tracee.tid && (WIFEXITED(status) || WIFSIGNALED(status))) break;
         if (waited == tracee.tid && WIFSTOPPED(status)) {
           int event = status >> 16;
-          raw_ptrace(PTRACE_DETACH, tracee.tid, event == 0 ? WSTOPSIG(status) : 0);
-          break;
+          if (raw_ptrace(PTRACE_DETACH, tracee.tid, event == 0 ? WSTOPSIG(status) : 0) == 0 || errno != ESRCH)
+            tracee.gone = true;
+        } else if (waited == tracee.tid || (waited < 0 && errno != EINTR)) {
+          tracee.gone = true;  // exited and reaped, or not ours any more (ECHILD)
         }
-        if (waited < 0 && errno != EINTR) break;
-        // Past the deadline the thread stays attached until this process exits, when the kernel detaches it.
-        if (Clock::now() > deadline) break;
+        pending |= !tracee.gone;
+      }
+      // Past the deadline (a thread in uninterruptible sleep for good) the kernel detaches it when we exit.
+      if (!pending || Clock::now() > deadline) return;
+      if (pass < 16) {
+        std::this_thread::yield();
+      } else {
         timespec pause{0, 1'000'000};
         ::nanosleep(&pause, nullptr);
       }
-      tracee.gone = true;
     }
   }
 

@@ -1,0 +1,69 @@
+#include <catch2/catch.hpp>
+
+#include "target/copy_plan.h"
+
+using namespace fiberscope;
+using namespace fiberscope::target;
+
+namespace {
+
+AddressRange range(std::uint64_t start, std::uint64_t end) { return {RemoteAddress(start), RemoteAddress(end)}; }
+
+Mapping mapping(std::uint64_t start, std::uint64_t end, bool readable = true) {
+  Mapping result;
+  result.range = range(start, end);
+  result.readable = readable;
+  return result;
+}
+
+}  // namespace
+
+TEST_CASE("plan_copies merges overlapping, repeated and touching ranges and drops empty ones") {
+  std::vector<AddressRange> requested = {range(0x3000, 0x3100), range(0x1000, 0x1100), range(0x1080, 0x1200),
+                                         range(0x1200, 0x1300), range(0x3000, 0x3100), range(0x5000, 0x5000)};
+  std::vector<std::string> warnings;
+  auto planned = plan_copies(requested, {}, CaptureOptions{}, warnings);
+  REQUIRE(planned.size() == 2);
+  CHECK(planned[0].start == RemoteAddress(0x1000));
+  CHECK(planned[0].end == RemoteAddress(0x1300));
+  CHECK(planned[1].start == RemoteAddress(0x3000));
+  CHECK(warnings.empty());
+}
+
+TEST_CASE("plan_copies clips to readable mappings and joins back-to-back ones") {
+  std::vector<Mapping> mappings = {mapping(0x1000, 0x2000), mapping(0x2000, 0x3000), mapping(0x3000, 0x4000, false),
+                                   mapping(0x8000, 0x9000)};
+  std::vector<AddressRange> requested = {range(0x1800, 0x3800), range(0x6000, 0x6100), range(0x7f00, 0x8100)};
+  std::vector<std::string> warnings;
+  auto planned = plan_copies(requested, mappings, CaptureOptions{}, warnings);
+  REQUIRE(planned.size() == 2);
+  CHECK(planned[0].start == RemoteAddress(0x1800));
+  CHECK(planned[0].end == RemoteAddress(0x3000));
+  CHECK(planned[1].start == RemoteAddress(0x8000));
+  CHECK(planned[1].end == RemoteAddress(0x8100));
+  CHECK(warnings.size() == 3);
+}
+
+TEST_CASE("plan_copies applies the per-region and total caps and says so") {
+  CaptureOptions options;
+  options.max_region_bytes = 0x100;
+  options.max_total_bytes = 0x180;
+  std::vector<AddressRange> requested = {range(0x1000, 0x5000), range(0x9000, 0x9100), range(0xa000, 0xa100)};
+  std::vector<std::string> warnings;
+  auto planned = plan_copies(requested, {}, options, warnings);
+  REQUIRE(planned.size() == 2);
+  CHECK(planned[0].size_bytes() == 0x100);
+  CHECK(planned[1].size_bytes() == 0x80);
+  REQUIRE(warnings.size() == 2);
+  CHECK_THAT(warnings[1], Catch::Contains("total cap"));
+}
+
+TEST_CASE("plan_copies skips reversed ranges and limits how many warnings a hostile plan produces") {
+  std::vector<AddressRange> requested;
+  for (std::uint64_t i = 0; i < 1000; ++i) requested.push_back(range(0x100000 + i * 0x10, 0x1000 + i));
+  std::vector<std::string> warnings;
+  auto planned = plan_copies(requested, {}, CaptureOptions{}, warnings);
+  CHECK(planned.empty());
+  CHECK(warnings.size() <= 10);
+  CHECK_THAT(warnings.back(), Catch::Contains("992 more"));
+}
