@@ -137,6 +137,10 @@ struct Processor {
   std::atomic<std::uint32_t> head{0};
   std::atomic<std::uint32_t> tail{0};
   std::atomic<FiberHandle*> runnext{nullptr};
+  // A fiber that yielded while nothing else was queued here: the owner swaps with it without an atomic
+  // read-modify-write. Never stolen (like Go's runnext it belongs to this processor); flushed to the ring
+  // whenever the ring has work, so it cannot starve. Atomic only so the monitor may peek at it.
+  std::atomic<FiberHandle*> yield_slot{nullptr};
   std::atomic<FiberHandle*> ring[kRingSize] = {};
   Processor* idle_next = nullptr;
   FiberHandle* free_fibers = nullptr;  // owner-only cache of finished fibers
@@ -146,7 +150,7 @@ struct Processor {
   std::uint64_t sysmon_since_ns = 0;
 
   bool has_work() const noexcept {
-    return runnext.load(std::memory_order_relaxed) != nullptr ||
+    return runnext.load(std::memory_order_relaxed) != nullptr || yield_slot.load(std::memory_order_relaxed) != nullptr ||
            head.load(std::memory_order_acquire) != tail.load(std::memory_order_acquire);
   }
 };
@@ -161,7 +165,7 @@ static_assert(offsetof(ForeignTarget, system_sp) == FT_SYSTEM_SP && offsetof(For
 // Work a worker does right after a switch, on the new side (Go's mcall continuation): the fiber that switched
 // away is fully saved only then, so this is where it becomes visible to wakers.
 struct AfterSwitch {
-  enum Kind : std::uint32_t { kNone, kPark, kRequeueLocal, kRequeueGlobal, kRecycle };
+  enum Kind : std::uint32_t { kNone, kPark, kRequeueLocal, kRequeueSlot, kRequeueGlobal, kRecycle };
   Kind kind = kNone;
   FiberHandle* fiber = nullptr;
   std::uint32_t wait_reason = 0;
@@ -239,14 +243,67 @@ extern Scheduler sched;
 // ---- the scheduler (scheduler.cpp) ----
 Worker* this_worker() noexcept;  // never cached across a switch: fibers migrate between threads
 std::uint64_t monotonic_ns() noexcept;
-std::uint64_t clock_now() noexcept;
+// The published clock (root.clock_ns, refreshed by the monitor): what the hot path stamps states with.
+inline std::uint64_t clock_now() noexcept { return get(fiberscope_debug_root.clock_ns); }
+// The worker running on this thread. initial-exec: every read is one %fs-relative load, never a cached
+// __tls_get_addr result; still, code that can resume on another thread re-reads it through this_worker().
+extern thread_local Worker* t_worker __attribute__((tls_model("initial-exec")));
+
 // Writes a fiber's state fields (inside an open seqlock window).
-void write_fiber_state(FiberHandle* fiber, std::uint32_t state, std::uint32_t wait_reason,
-                       const void* wait_object) noexcept;
+inline void write_fiber_state(FiberHandle* g, std::uint32_t state, std::uint32_t wait_reason,
+                       const void* wait_object) noexcept {
+  fiberscope_fiber* r = g->record;
+  put(r->state, state);
+  put(r->wait_reason, wait_reason);
+  put(r->wait_object, reinterpret_cast<std::uint64_t>(wait_object));
+  put(r->state_since_ns, clock_now());
+  if (state != FIBERSCOPE_FIBER_SYSCALL && state != FIBERSCOPE_FIBER_FOREIGN) {
+    put(r->syscall_pc, std::uint64_t{0});
+    put(r->syscall_sp, std::uint64_t{0});
+  }
+  Worker* owner = g->locked_to;
+  if (!owner && state == FIBERSCOPE_FIBER_RUNNING) owner = t_worker;
+  put(r->worker, owner ? static_cast<std::int32_t>(owner->index) : -1);
+  put(r->flags, (get(r->flags) & ~FIBERSCOPE_FIBER_FLAG_LOCKED) | (g->locked_to ? FIBERSCOPE_FIBER_FLAG_LOCKED : 0u));
+}
+
 // Same, in its own seqlock window.
-void set_fiber_state(FiberHandle* fiber, std::uint32_t state, std::uint32_t wait_reason = FIBERSCOPE_WAIT_NONE,
-                     const void* wait_object = nullptr) noexcept;
-void set_worker_state(Worker* worker, std::uint32_t state, int processor) noexcept;
+inline void set_fiber_state(FiberHandle* g, std::uint32_t state, std::uint32_t wait_reason = FIBERSCOPE_WAIT_NONE,
+                            const void* wait_object = nullptr) noexcept {
+  seq_begin(g->record->seq);
+  write_fiber_state(g, state, wait_reason, wait_object);
+  seq_end(g->record->seq);
+}
+
+// Publishes that `worker` now runs `fiber` (or nothing).
+inline void publish_worker_current(Worker* m, FiberHandle* g) noexcept {
+  fiberscope_worker* r = m->record;
+  seq_begin(r->seq);
+  put(r->current_fiber, g ? g->id : 0);
+  put(r->current_record, g ? reinterpret_cast<std::uint64_t>(g->record) : 0);
+  if (get(r->state) != FIBERSCOPE_WORKER_RUNNING) {
+    put(r->state, static_cast<std::uint32_t>(FIBERSCOPE_WORKER_RUNNING));
+    put(r->state_since_ns, clock_now());
+  }
+  put(r->processor, m->p ? static_cast<std::int32_t>(m->p->index) : -1);
+  seq_end(r->seq);
+}
+// Publishes a worker's state (and the processor it holds, -1 for none).
+inline void set_worker_state(Worker* m, std::uint32_t state, int processor) noexcept {
+  fiberscope_worker* r = m->record;
+  seq_begin(r->seq);
+  if (get(r->state) != state) {
+    put(r->state, state);
+    put(r->state_since_ns, clock_now());
+  }
+  if (state != FIBERSCOPE_WORKER_RUNNING && state != FIBERSCOPE_WORKER_SYSCALL &&
+      state != FIBERSCOPE_WORKER_LOCKED) {
+    put(r->current_fiber, std::uint64_t{0});
+    put(r->current_record, std::uint64_t{0});
+  }
+  put(r->processor, static_cast<std::int32_t>(processor));
+  seq_end(r->seq);
+}
 void handoff_processor(Processor* p);
 void wake_processor();
 void global_push(FiberHandle* fiber);
@@ -256,7 +313,6 @@ void park_locked(Worker* worker, FiberHandle* fiber, std::uint32_t state, std::u
                  const void* wait_object, void (*unlock)(void*), void* lock, bool requeue);
 void switch_to_scheduler(Worker* worker, FiberHandle* fiber, AfterSwitch after);
 void after_switch_in_fiber(FiberHandle* fiber) noexcept;
-void publish_worker_current(Worker* worker, FiberHandle* fiber) noexcept;
 FiberId spawn_commit_with_flags(SpawnSlot slot, void (*entry)(void*), std::string_view name, const void* spawn_pc,
                                 std::uint32_t flags);
 // The slow half of exitsyscall: the worker's processor was retaken.

@@ -26,10 +26,10 @@
 namespace fiber::detail {
 
 Scheduler sched;
+thread_local Worker* t_worker = nullptr;
 
 namespace {
 
-thread_local Worker* t_worker = nullptr;
 
 constexpr std::uint32_t kMaxWorkers = 4096;
 constexpr std::uint64_t kRetakeAfterNs = 20'000;        // a syscall blocked this long loses its processor
@@ -164,6 +164,12 @@ FiberHandle* runq_steal(Processor* p, Processor* victim) {
   return g;
 }
 
+FiberHandle* take_yield_slot(Processor* p) {
+  FiberHandle* g = p->yield_slot.load(std::memory_order_relaxed);
+  if (g) p->yield_slot.store(nullptr, std::memory_order_relaxed);
+  return g;
+}
+
 // Takes a batch from the global queue: one to run, the rest into p's local queue.
 FiberHandle* global_get(Processor* p, std::uint32_t max) {
   if (sched.global_size.load(std::memory_order_acquire) == 0) return nullptr;
@@ -279,6 +285,7 @@ FiberHandle* find_runnable(Worker* m) {
       if (FiberHandle* g = global_get(p, 1)) return g;
     }
     if (FiberHandle* g = runq_get(p)) return g;
+    if (FiberHandle* g = take_yield_slot(p)) return g;
     if (FiberHandle* g = global_get(p, Processor::kRingSize / 2)) return g;
     if (sched.next_timer_ns.load(std::memory_order_relaxed) <= monotonic_ns()) {
       fire_timers(monotonic_ns());
@@ -332,7 +339,7 @@ FiberHandle* find_runnable(Worker* m) {
 // ---- publishing ----
 
 // Marks `to` running on m (record and worker record) before the switch into it.
-inline void prepare_run(Worker* m, FiberHandle* to) {
+[[gnu::always_inline]] inline void prepare_run(Worker* m, FiberHandle* to) {
   m->current = to;
   set_fiber_state(to, FIBERSCOPE_FIBER_RUNNING);
   publish_worker_current(m, to);
@@ -371,7 +378,16 @@ void run_after_switch(Worker* m) {
     case AfterSwitch::kRequeueLocal:
       write_fiber_state(g, FIBERSCOPE_FIBER_RUNNABLE, FIBERSCOPE_WAIT_NONE, nullptr);
       seq_end(g->record->seq);
+      if (FiberHandle* parked = m->p->yield_slot.load(std::memory_order_relaxed)) {
+        m->p->yield_slot.store(nullptr, std::memory_order_relaxed);
+        runq_put(m->p, parked, false);
+      }
       runq_put(m->p, g, false);
+      return;
+    case AfterSwitch::kRequeueSlot:
+      write_fiber_state(g, FIBERSCOPE_FIBER_RUNNABLE, FIBERSCOPE_WAIT_NONE, nullptr);
+      seq_end(g->record->seq);
+      m->p->yield_slot.store(g, std::memory_order_relaxed);
       return;
     case AfterSwitch::kRequeueGlobal:
       write_fiber_state(g, FIBERSCOPE_FIBER_RUNNABLE, FIBERSCOPE_WAIT_NONE, nullptr);
@@ -393,6 +409,7 @@ FiberHandle* next_local(Worker* m) {
   Processor* p = m->p;
   if (sched.global_size.load(std::memory_order_relaxed) > 0 && (p->schedule_tick + 1) % 61 == 0) return nullptr;
   FiberHandle* g = runq_get(p);
+  if (!g) g = take_yield_slot(p);
   if (g && g->locked_to && g->locked_to != m) {
     m->next_fiber = g;  // the scheduler hands our processor to its worker
     return nullptr;
@@ -401,7 +418,7 @@ FiberHandle* next_local(Worker* m) {
   return g;
 }
 
-void switch_fiber_to_fiber(Worker* m, FiberHandle* from, FiberHandle* to, const AfterSwitch& after) {
+[[gnu::always_inline]] inline void switch_fiber_to_fiber(Worker* m, FiberHandle* from, FiberHandle* to, const AfterSwitch& after) {
   m->after = after;
   seq_begin(from->record->seq);  // closed by run_after_switch once the context below is complete
   prepare_run(m, to);
@@ -537,18 +554,6 @@ std::mutex run_mutex;  // run() is not reentrant
 
 // ---- shared internals ----
 
-void publish_worker_current(Worker* m, FiberHandle* g) noexcept {
-  fiberscope_worker* r = m->record;
-  seq_begin(r->seq);
-  put(r->current_fiber, g ? g->id : 0);
-  put(r->current_record, g ? reinterpret_cast<std::uint64_t>(g->record) : 0);
-  if (get(r->state) != FIBERSCOPE_WORKER_RUNNING) {
-    put(r->state, static_cast<std::uint32_t>(FIBERSCOPE_WORKER_RUNNING));
-    put(r->state_since_ns, clock_now());
-  }
-  put(r->processor, m->p ? static_cast<std::int32_t>(m->p->index) : -1);
-  seq_end(r->seq);
-}
 
 
 void Note::sleep() noexcept {
@@ -570,7 +575,6 @@ void Note::wake() noexcept {
 }
 
 std::uint64_t monotonic_ns() noexcept { return Clock::now(); }
-std::uint64_t clock_now() noexcept { return get(fiberscope_debug_root.clock_ns); }
 
 void put_context(fiberscope_context& to, const fiberscope_context& from) noexcept {
   put(to.pc, from.pc);
@@ -583,45 +587,8 @@ void put_context(fiberscope_context& to, const fiberscope_context& from) noexcep
   put(to.r15, from.r15);
 }
 
-void write_fiber_state(FiberHandle* g, std::uint32_t state, std::uint32_t wait_reason,
-                       const void* wait_object) noexcept {
-  fiberscope_fiber* r = g->record;
-  put(r->state, state);
-  put(r->wait_reason, wait_reason);
-  put(r->wait_object, reinterpret_cast<std::uint64_t>(wait_object));
-  put(r->state_since_ns, clock_now());
-  if (state != FIBERSCOPE_FIBER_SYSCALL && state != FIBERSCOPE_FIBER_FOREIGN) {
-    put(r->syscall_pc, std::uint64_t{0});
-    put(r->syscall_sp, std::uint64_t{0});
-  }
-  Worker* owner = g->locked_to;
-  if (!owner && state == FIBERSCOPE_FIBER_RUNNING) owner = t_worker;
-  put(r->worker, owner ? static_cast<std::int32_t>(owner->index) : -1);
-  put(r->flags, (get(r->flags) & ~FIBERSCOPE_FIBER_FLAG_LOCKED) | (g->locked_to ? FIBERSCOPE_FIBER_FLAG_LOCKED : 0u));
-}
 
-void set_fiber_state(FiberHandle* g, std::uint32_t state, std::uint32_t wait_reason,
-                     const void* wait_object) noexcept {
-  seq_begin(g->record->seq);
-  write_fiber_state(g, state, wait_reason, wait_object);
-  seq_end(g->record->seq);
-}
 
-void set_worker_state(Worker* m, std::uint32_t state, int processor) noexcept {
-  fiberscope_worker* r = m->record;
-  seq_begin(r->seq);
-  if (get(r->state) != state) {
-    put(r->state, state);
-    put(r->state_since_ns, clock_now());
-  }
-  if (state != FIBERSCOPE_WORKER_RUNNING && state != FIBERSCOPE_WORKER_SYSCALL &&
-      state != FIBERSCOPE_WORKER_LOCKED) {
-    put(r->current_fiber, std::uint64_t{0});
-    put(r->current_record, std::uint64_t{0});
-  }
-  put(r->processor, static_cast<std::int32_t>(processor));
-  seq_end(r->seq);
-}
 
 void acquire_processor(Worker* m, Processor* p) noexcept {
   m->p = p;
@@ -1049,9 +1016,26 @@ void yield() {
     return;
   }
   AfterSwitch after;
-  after.kind = AfterSwitch::kRequeueLocal;
   after.fiber = g;
+  Processor* p = m->p;
+  // Fast path: nothing queued here or globally but the fiber in the yield slot, so trade places with it.
+  FiberHandle* parked = p->yield_slot.load(std::memory_order_relaxed);
+  if (parked && p->runnext.load(std::memory_order_relaxed) == nullptr &&
+      p->head.load(std::memory_order_acquire) == p->tail.load(std::memory_order_relaxed) &&
+      sched.global_size.load(std::memory_order_relaxed) == 0 && !parked->locked_to) {
+    p->yield_slot.store(nullptr, std::memory_order_relaxed);
+    ++p->schedule_tick;
+    after.kind = AfterSwitch::kRequeueSlot;
+    switch_fiber_to_fiber(m, g, parked, after);
+    return;
+  }
+  after.kind = AfterSwitch::kRequeueLocal;
   if (FiberHandle* next = next_local(m)) {
+    // Nothing else queued here now: wait in the yield slot, where the next yield finds us without a CAS.
+    if (!p->yield_slot.load(std::memory_order_relaxed) && p->runnext.load(std::memory_order_relaxed) == nullptr &&
+        p->head.load(std::memory_order_acquire) == p->tail.load(std::memory_order_relaxed)) {
+      after.kind = AfterSwitch::kRequeueSlot;
+    }
     switch_fiber_to_fiber(m, g, next, after);
     return;
   }

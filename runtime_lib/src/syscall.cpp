@@ -106,7 +106,7 @@ using namespace fiber::detail;
 // Called by the fiberscope_entersyscall stub with the caller's frame. Returns where a foreign call's system-stack
 // frames go, or null when not called from a fiber (the call then simply runs on the current stack).
 extern "C" void* fiberscope_entersyscall_impl(std::uint32_t mode, const fiberscope_context* caller) {
-  Worker* m = this_worker();
+  Worker* m = t_worker;  // no switch in between: the plain thread-local read is safe
   FiberHandle* g = m ? m->current : nullptr;
   if (!g) return nullptr;
   return enter_syscall_state(m, g, *caller, mode);
@@ -114,7 +114,7 @@ extern "C" void* fiberscope_entersyscall_impl(std::uint32_t mode, const fibersco
 
 // Called by the fiberscope_exitsyscall stub with the caller's stack pointer.
 extern "C" void fiberscope_exitsyscall_impl(std::uint32_t mode, std::uint64_t caller_sp) {
-  Worker* m = this_worker();
+  Worker* m = t_worker;  // read before any switch the slow path may make
   FiberHandle* g = m ? m->current : nullptr;
   if (!g) return;
   check_syscall_frame(g, caller_sp);
