@@ -127,12 +127,19 @@ struct FiberHandle {
 
 enum : std::uint32_t { kProcessorIdle = 0, kProcessorRunning = 1, kProcessorSyscall = 2 };
 
+// A processor's status word: the state in the low 2 bits, the syscall tick above. Carrying the tick makes a
+// worker's exitsyscall CAS fail if its processor was retaken and has since entered a syscall for someone else
+// (the ABA a bare state would allow).
+inline constexpr std::uint64_t processor_status(std::uint64_t tick, std::uint32_t state) { return tick << 2 | state; }
+inline constexpr std::uint32_t processor_state(std::uint64_t status) { return static_cast<std::uint32_t>(status & 3); }
+inline constexpr std::uint64_t processor_tick(std::uint64_t status) { return status >> 2; }
+
 // A run-queue owner (Go's P). runq is Go's lock-free ring: only the owner pushes; anyone may pop with a CAS.
 struct Processor {
   static constexpr std::uint32_t kRingSize = 256;
   std::uint32_t index = 0;
-  std::atomic<std::uint32_t> status{kProcessorIdle};
-  std::atomic<std::uint32_t> syscall_tick{0};
+  std::atomic<std::uint64_t> status{kProcessorIdle};
+  std::uint64_t syscall_tick = 0;  // owner-only; published through `status`
   std::uint32_t schedule_tick = 0;
   std::atomic<std::uint32_t> head{0};
   std::atomic<std::uint32_t> tail{0};
@@ -146,7 +153,7 @@ struct Processor {
   FiberHandle* free_fibers = nullptr;  // owner-only cache of finished fibers
   std::uint32_t free_count = 0;
   // sysmon's view of a processor in a syscall
-  std::uint32_t sysmon_tick = 0;
+  std::uint64_t sysmon_tick = 0;
   std::uint64_t sysmon_since_ns = 0;
 
   bool has_work() const noexcept {
@@ -181,6 +188,7 @@ struct Worker {
   Processor* p = nullptr;      // held processor
   Processor* oldp = nullptr;   // processor it had when entering a syscall
   Processor* nextp = nullptr;  // handed over by startm / startlockedm before a wake
+  std::uint64_t syscall_status = 0;  // oldp's status word as entersyscall set it
   FiberHandle* current = nullptr;
   FiberHandle* next_fiber = nullptr;  // popped by a fiber but locked to another worker: the scheduler hands it over
   bool spinning = false;
@@ -262,7 +270,11 @@ inline void write_fiber_state(FiberHandle* g, std::uint32_t state, std::uint32_t
     put(r->syscall_sp, std::uint64_t{0});
   }
   Worker* owner = g->locked_to;
-  if (!owner && state == FIBERSCOPE_FIBER_RUNNING) owner = t_worker;
+  // Only the worker running a fiber moves it to these states, so it is the thread writing now.
+  if (!owner && (state == FIBERSCOPE_FIBER_RUNNING || state == FIBERSCOPE_FIBER_SYSCALL ||
+                 state == FIBERSCOPE_FIBER_FOREIGN)) {
+    owner = t_worker;
+  }
   put(r->worker, owner ? static_cast<std::int32_t>(owner->index) : -1);
   put(r->flags, (get(r->flags) & ~FIBERSCOPE_FIBER_FLAG_LOCKED) | (g->locked_to ? FIBERSCOPE_FIBER_FLAG_LOCKED : 0u));
 }

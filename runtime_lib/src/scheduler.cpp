@@ -186,7 +186,7 @@ FiberHandle* global_get(Processor* p, std::uint32_t max) {
 // ---- idle processors and workers (under sched.lock) ----
 
 void idle_processor_put_locked(Processor* p) {
-  p->status.store(kProcessorIdle, std::memory_order_release);
+  p->status.store(processor_status(p->syscall_tick, kProcessorIdle), std::memory_order_release);
   p->idle_next = sched.idle_processors;
   sched.idle_processors = p;
   sched.idle_processor_count.fetch_add(1, std::memory_order_acq_rel);
@@ -499,8 +499,9 @@ void worker_main(Worker* m) {
 bool retake(std::uint64_t now) {
   bool pending_syscalls = false;
   for (Processor* p : sched.processors) {
-    if (p->status.load(std::memory_order_acquire) != kProcessorSyscall) continue;
-    std::uint32_t tick = p->syscall_tick.load(std::memory_order_relaxed);
+    std::uint64_t status = p->status.load(std::memory_order_acquire);
+    if (processor_state(status) != kProcessorSyscall) continue;
+    std::uint64_t tick = processor_tick(status);
     if (p->sysmon_tick != tick || p->sysmon_since_ns == 0) {
       p->sysmon_tick = tick;
       p->sysmon_since_ns = now;
@@ -515,8 +516,7 @@ bool retake(std::uint64_t now) {
     bool work = p->has_work() || sched.global_size.load(std::memory_order_acquire) > 0;
     bool nobody_else = sched.idle_processor_count.load() + sched.spinning_workers.load() == 0;
     if (!work && !nobody_else && blocked < kRetakeAlwaysAfterNs) continue;
-    std::uint32_t expected = kProcessorSyscall;
-    if (p->status.compare_exchange_strong(expected, kProcessorIdle, std::memory_order_acq_rel)) {
+    if (p->status.compare_exchange_strong(status, processor_status(tick, kProcessorIdle), std::memory_order_acq_rel)) {
       p->sysmon_since_ns = 0;
       handoff_processor(p);
     }
@@ -592,7 +592,7 @@ void put_context(fiberscope_context& to, const fiberscope_context& from) noexcep
 
 void acquire_processor(Worker* m, Processor* p) noexcept {
   m->p = p;
-  p->status.store(kProcessorRunning, std::memory_order_release);
+  p->status.store(processor_status(p->syscall_tick, kProcessorRunning), std::memory_order_release);
 }
 
 bool acquire_idle_processor(Worker* m) {
@@ -679,7 +679,7 @@ void park_locked(Worker* m, FiberHandle* g, std::uint32_t state, std::uint32_t w
     global_push_locked(g);
   }
   if (p) {
-    p->status.store(kProcessorIdle, std::memory_order_release);
+    p->status.store(processor_status(p->syscall_tick, kProcessorIdle), std::memory_order_release);
     handoff_processor(p);
   } else if (requeue) {
     wake_processor();

@@ -48,8 +48,8 @@ ForeignTarget* enter_syscall_state(Worker* m, FiberHandle* g, const fiberscope_c
   Processor* p = m->p;
   m->p = nullptr;
   m->oldp = p;
-  p->syscall_tick.store(p->syscall_tick.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  p->status.store(kProcessorSyscall, std::memory_order_release);
+  m->syscall_status = processor_status(++p->syscall_tick, kProcessorSyscall);
+  p->status.store(m->syscall_status, std::memory_order_release);
   m->foreign.record = r;
   return &m->foreign;
 }
@@ -65,8 +65,9 @@ void check_syscall_frame(const FiberHandle* g, std::uint64_t caller_sp) {
 void exit_syscall_state(Worker* m, FiberHandle* g) {
   Processor* p = m->oldp;
   m->oldp = nullptr;
-  std::uint32_t expected = kProcessorSyscall;
-  if (p && p->status.compare_exchange_strong(expected, kProcessorRunning, std::memory_order_acq_rel)) {
+  std::uint64_t expected = m->syscall_status;
+  if (p && p->status.compare_exchange_strong(expected, processor_status(processor_tick(expected), kProcessorRunning),
+                                             std::memory_order_acq_rel)) {
     m->p = p;
     set_fiber_state(g, FIBERSCOPE_FIBER_RUNNING);
     publish_worker_current(m, g);
