@@ -182,15 +182,16 @@ extern "C" long fiberscope_callback_run(fiberscope_transition* transition, long 
   m = this_worker();  // the fiber is locked to this worker; re-read anyway, it is a thread-local
   --g->callback_depth;
   m->foreign.system_sp = outer_system_sp;
+  // Unlink first, so a reader never sees the syscall state with the finished callback still on the chain.
+  seq_begin(r->seq);
+  put(r->transition_top, get(transition->prev));
+  put(r->foreign_depth, get(r->foreign_depth) - 1);
+  seq_end(r->seq);
   if (sched.faults & FIBERSCOPE_FAULT_STALE_SYSCALL_FRAME) {
     // The 7978 bug on purpose: a plain entersyscall saves *this* frame, which is popped as soon as we return.
     fiberscope_entersyscall(kForeignMode);
   } else {
     enter_syscall_state(m, g, saved_frame, kForeignMode);  // reentersyscall(saved pc, saved sp)
   }
-  seq_begin(r->seq);
-  put(r->transition_top, get(transition->prev));
-  put(r->foreign_depth, get(r->foreign_depth) - 1);
-  seq_end(r->seq);
   return result;
 }
