@@ -233,6 +233,9 @@ class CoreMemory final : public Memory {
       const Segment* segment = find(at);
       if (!segment)
         return fail("memory at ", at.to_string(), " is not in core ", core_path_);
+      // Guard pages and PROT_NONE reservations: unreadable in the process, so not zeros here either.
+      if (!(segment->flags & PF_R))
+        return fail("memory at ", at.to_string(), " is not readable (its mapping had no read permission)");
       std::uint64_t in_segment = at - segment->range.start;
       std::uint64_t want = std::min<std::uint64_t>(out.size() - done, segment->range.end - at);
       auto piece = out.subspan(done, want);

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <system_error>
 #include <thread>
 
 #include "target/copy_plan.h"
@@ -390,31 +391,62 @@ Registers registers_from(const user_regs_struct& regs) {
   return registers;
 }
 
-// One anonymous mapping for every copied byte: no per-region allocation, no zero-filling by us, and huge pages
-// (fewer page faults while the target is stopped) when it is big enough.
+// One anonymous mapping for every copied byte: no per-region allocation and no zero-filling by us. Its pages are
+// faulted in up front (MADV_POPULATE_WRITE, as huge pages when big enough): faulting 4 KiB pages one by one inside
+// process_vm_readv costs several times the copy itself (measured: 220 ms vs 30 ms for 156 MB).
 struct Arena {
   std::shared_ptr<const std::byte[]> owner;
   std::byte* bytes = nullptr;
+  std::uint64_t size_bytes = 0;
 };
 Arena allocate_arena(std::uint64_t size_bytes) {
   if (size_bytes == 0) return {};
   void* memory = ::mmap(nullptr, size_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (memory == MAP_FAILED) return {};
   if (size_bytes >= kHugePageBytes) ::madvise(memory, size_bytes, MADV_HUGEPAGE);
+#ifdef MADV_POPULATE_WRITE
+  ::madvise(memory, size_bytes, MADV_POPULATE_WRITE);  // Linux 5.14+; older kernels fault during the copy instead
+#endif
   auto* bytes = static_cast<std::byte*>(memory);
   return {std::shared_ptr<const std::byte[]>(
               bytes, [size_bytes](const std::byte* p) { ::munmap(const_cast<std::byte*>(p), size_bytes); }),
-          bytes};
+          bytes, size_bytes};
 }
 
-// Copies `ranges` (sorted, disjoint) into a RegionMemory with batched reads. Unreadable parts become warnings.
+// Splits a large batch over a few threads. With thousands of small ranges the cost is per range (the kernel pins
+// each remote range's pages under the target's mmap lock, which it takes shared), so threads scale it.
+void read_in_parallel(const ProcessMemory& live, std::span<ProcessMemory::BatchRead> requests) {
+  constexpr std::size_t kMinRequestsPerThread = 2048;
+  std::size_t threads = std::min<std::size_t>({std::max(1u, std::thread::hardware_concurrency()), 4,
+                                               requests.size() / kMinRequestsPerThread});
+  if (threads <= 1) {
+    live.read_batch(requests);
+    return;
+  }
+  std::vector<std::thread> helpers;
+  std::size_t per_thread = (requests.size() + threads - 1) / threads;
+  for (std::size_t first = per_thread; first < requests.size(); first += per_thread) {
+    auto part = requests.subspan(first, std::min(per_thread, requests.size() - first));
+    try {
+      helpers.emplace_back([&live, part] { live.read_batch(part); });
+    } catch (const std::system_error&) {
+      live.read_batch(part);  // no thread to spare (RLIMIT_NPROC): read it here
+    }
+  }
+  live.read_batch(requests.first(per_thread));
+  for (std::thread& helper : helpers) helper.join();
+}
+
+// Copies `ranges` (sorted, disjoint) into a RegionMemory with batched reads, into `reserved` if it is big enough.
+// Unreadable parts become warnings.
 std::unique_ptr<RegionMemory> copy_ranges(const ProcessMemory& live, const std::vector<AddressRange>& ranges,
-                                          std::vector<std::string>& warnings) {
+                                          Arena reserved, std::vector<std::string>& warnings) {
   auto memory = std::make_unique<RegionMemory>();
   std::uint64_t total = 0;
   for (AddressRange range : ranges) total += range.size_bytes();
-  Arena arena = allocate_arena(total);
-  if (total > 0 && !arena.bytes) {
+  if (total == 0) return memory;
+  Arena arena = total <= reserved.size_bytes ? std::move(reserved) : allocate_arena(total);
+  if (!arena.bytes) {
     warnings.push_back("cannot allocate " + hex(total) + " bytes to copy target memory: nothing copied");
     return memory;
   }
@@ -425,7 +457,7 @@ std::unique_ptr<RegionMemory> copy_ranges(const ProcessMemory& live, const std::
     requests[i].out = std::span<std::byte>(arena.bytes + offset, ranges[i].size_bytes());
     offset += ranges[i].size_bytes();
   }
-  live.read_batch(requests);
+  read_in_parallel(live, requests);
 
   std::vector<RegionMemory::ArenaSlice> slices;
   slices.reserve(ranges.size());
@@ -441,7 +473,13 @@ std::unique_ptr<RegionMemory> copy_ranges(const ProcessMemory& live, const std::
     offset += ranges[i].size_bytes();
   }
   if (failures > 8) warnings.push_back(std::to_string(failures - 8) + " more ranges could not be copied fully");
-  if (auto added = memory->add_arena(std::move(arena.owner), total, slices); !added)
+  // An over-estimated reservation gives its unused whole pages back (the mapping itself stays until the snapshot
+  // goes, so nothing else can be mapped there before the final munmap).
+  std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  std::uint64_t used_pages_end = (total + page - 1) / page * page;
+  if (arena.size_bytes > used_pages_end)
+    ::madvise(arena.bytes + used_pages_end, arena.size_bytes - used_pages_end, MADV_DONTNEED);
+  if (auto added = memory->add_arena(std::move(arena.owner), arena.size_bytes, slices); !added)
     warnings.push_back("copied memory dropped: " + added.error().message);  // our own invariant; never expected
   return memory;
 }
@@ -492,7 +530,7 @@ Result<Snapshot> capture_running(Snapshot snapshot, const std::vector<int>& tids
   ProcessMemory live(pid);
   std::vector<AddressRange> requested = planner ? planner(live, snapshot.threads) : std::vector<AddressRange>{};
   auto ranges = plan_copies(requested, snapshot.mappings, options, snapshot.warnings);
-  snapshot.memory = copy_ranges(live, ranges, snapshot.warnings);
+  snapshot.memory = copy_ranges(live, ranges, Arena{}, snapshot.warnings);
   snapshot.target_clock_ns = monotonic_now_ns();
   snapshot.target_was_stopped = false;
   snapshot.pause_ms.reset();
@@ -537,6 +575,8 @@ Result<Snapshot> capture_live(int pid, const CaptureOptions& options, const Regi
   for (int tid : *tids)
     if (auto name = thread_name(pid, tid)) early_names.emplace_back(tid, std::move(*name));
 
+  Arena reserved = allocate_arena(std::min(options.expected_copy_bytes, options.max_total_bytes));
+
   StopSession session(pid);
   if (auto begun = session.begin(); !begun) return std::unexpected(begun.error());
   if (auto attached = session.attach_all(*tids, snapshot.warnings); !attached)
@@ -576,7 +616,7 @@ Result<Snapshot> capture_live(int pid, const CaptureOptions& options, const Regi
   if (int signal_number = g_interrupted_by.load())
     return fail_code(ErrorCode::interrupted, "capture interrupted by signal ", pid_text(signal_number));
   auto ranges = plan_copies(requested, snapshot.mappings, options, snapshot.warnings);
-  snapshot.memory = copy_ranges(live, ranges, snapshot.warnings);
+  snapshot.memory = copy_ranges(live, ranges, std::move(reserved), snapshot.warnings);
   snapshot.target_clock_ns = monotonic_now_ns();
 
   session.detach_all();

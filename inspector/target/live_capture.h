@@ -23,6 +23,10 @@ struct CaptureOptions {
   bool stop = true;                      // false: --no-stop, never ptrace-stop; registers come from /proc where possible
   std::uint64_t max_region_bytes = 8u << 20;     // cap on one copied region
   std::uint64_t max_total_bytes = 1u << 30;      // cap on everything copied
+  // How many bytes the plan is expected to copy, if the caller can guess (e.g. fibers x average used stack).
+  // That much memory is allocated and pre-faulted before the target is stopped: faulting in fresh pages costs more
+  // than copying into them, so this keeps the pause short. 0: allocate once the plan is known, while stopped.
+  std::uint64_t expected_copy_bytes = 0;
 };
 
 // Decides, while the target is stopped, which address ranges to copy into the snapshot. `live` reads the

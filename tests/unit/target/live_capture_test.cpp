@@ -167,6 +167,31 @@ TEST_CASE("planned regions are copied and read back equal to what the program wr
                     [](const std::string& w) { return w.find("0x10") != std::string::npos; }));
 }
 
+TEST_CASE("thousands of small ranges are copied exactly, with or without a pre-faulted reservation") {
+  TestProcess target({bin("threads_blocked"), "1"});
+  BlockedProgram program = start_blocked(target);
+  CaptureOptions options;
+  options.expected_copy_bytes = GENERATE(0u, 16u, 1u << 20);  // none, too small, plenty
+  // Every other byte of the buffer: 4096 ranges that cannot merge, enough to be split over threads.
+  auto snapshot = capture_live(target.pid(), options, [&](const Memory&, const std::vector<ThreadState>&) {
+    std::vector<AddressRange> ranges;
+    for (std::uint64_t i = 0; i < program.buffer_bytes; i += 2) ranges.push_back({program.buffer + i, program.buffer + i + 1});
+    return ranges;
+  });
+  REQUIRE(snapshot);
+  auto* copied = dynamic_cast<RegionMemory*>(snapshot->memory.get());
+  REQUIRE(copied);
+  CHECK(copied->region_count() == program.buffer_bytes / 2);
+  CHECK(copied->total_bytes() == program.buffer_bytes / 2);
+  for (std::uint64_t i = 0; i < program.buffer_bytes; i += 2) {
+    auto byte = snapshot->memory->read_object<std::uint8_t>(program.buffer + i);
+    REQUIRE(byte);
+    REQUIRE(*byte == static_cast<std::uint8_t>(i * 7 + 3));
+    REQUIRE_FALSE(snapshot->memory->read_object<std::uint8_t>(program.buffer + i + 1));
+  }
+  CHECK(snapshot->warnings.empty());
+}
+
 TEST_CASE("the target runs again after a capture and the pause is measured") {
   TestProcess target({bin("threads_blocked"), "2"});
   BlockedProgram program = start_blocked(target);
