@@ -450,6 +450,9 @@ void start_locked(Worker* m, FiberHandle* g) {
 
 void worker_main(Worker* m) {
   t_worker = m;
+  char thread_name[16];
+  std::snprintf(thread_name, sizeof thread_name, "fiber-worker-%u", m->index);
+  pthread_setname_np(pthread_self(), thread_name);
 #if FIBERSCOPE_TSAN
   m->tsan_fiber = __tsan_get_current_fiber();
 #endif
@@ -525,6 +528,7 @@ bool retake(std::uint64_t now) {
 }
 
 void monitor_main() {
+  pthread_setname_np(pthread_self(), "fiber-monitor");
   std::uint64_t delay_ns = 20'000;
   std::unique_lock<std::mutex> guard(sched.monitor_lock);
   while (!sched.shutting_down.load(std::memory_order_acquire)) {
