@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <map>
 #include <memory>
-#include <regex>
 #include <set>
 #include <string>
 #include <vector>
@@ -122,20 +121,30 @@ std::map<int, std::vector<std::string>> gdb_backtraces(int pid) {
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
   REQUIRE(pipe);
   std::map<int, std::vector<std::string>> traces;
-  const std::regex thread_line(R"(^Thread \d+ .*\(LWP (\d+)\))");
-  const std::regex frame_line(R"(^#\d+\s+(?:0x[0-9a-f]+ in )?([A-Za-z_][A-Za-z0-9_.@]*) \()");
   int current = -1;
   char buffer[4096];
   while (fgets(buffer, sizeof buffer, pipe.get())) {
     const std::string line(buffer);
-    std::smatch match;
-    if (std::regex_search(line, match, thread_line)) {
-      current = std::stoi(match[1]);
-      traces[current];
-    } else if (current > 0 && std::regex_search(line, match, frame_line)) {
-      traces[current].push_back(match[1]);
-    } else if (current > 0 && line.find("<signal handler called>") != std::string::npos) {
-      traces[current].push_back("<signal handler called>");
+    if (line.rfind("Thread ", 0) == 0) {  // Thread 2 (Thread 0x7f.. (LWP 1234) "name"):
+      if (const auto lwp = line.find("(LWP "); lwp != std::string::npos) {
+        current = std::atoi(line.c_str() + lwp + 5);
+        traces[current];
+      }
+    } else if (current > 0 && line.rfind("#", 0) == 0) {  // #3  0x55.. in level_c (depth=3) at ...
+      if (line.find("<signal handler called>") != std::string::npos) {
+        traces[current].push_back("<signal handler called>");
+        continue;
+      }
+      std::size_t name_start = line.find_first_of(' ');
+      name_start = line.find_first_not_of(' ', name_start);
+      if (name_start == std::string::npos) continue;
+      if (line.compare(name_start, 2, "0x") == 0) {
+        const auto in = line.find(" in ", name_start);
+        if (in == std::string::npos) continue;
+        name_start = in + 4;
+      }
+      const auto name_end = line.find(" (", name_start);
+      if (name_end != std::string::npos) traces[current].push_back(line.substr(name_start, name_end - name_start));
     }
   }
   return traces;
