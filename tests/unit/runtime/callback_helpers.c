@@ -20,6 +20,11 @@ long c_add_pair(void* pair) {
   return values[0] + values[1];
 }
 
+long c_read_one_byte(void* fd) {
+  char byte;
+  return (long)read(*(const int*)fd, &byte, 1);
+}
+
 long c_do_nothing(void* unused) {
   (void)unused;
   return 0;

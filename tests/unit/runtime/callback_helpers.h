@@ -23,6 +23,9 @@ long c_call_back(void* callback_request);
 /* Returns the sum of two longs packed in `pair` (long[2]): a foreign call with a result. */
 long c_add_pair(void* pair);
 
+/* Blocks in read(2) on the descriptor `fd` points at (int) until one byte arrives; returns what read returned. */
+long c_read_one_byte(void* fd);
+
 /* Returns 0: the empty foreign function. */
 long c_do_nothing(void* unused);
 

@@ -101,35 +101,41 @@ std::vector<std::uint64_t> record_addresses(std::uint64_t first_chunk, std::uint
   return addresses;
 }
 
-std::vector<fiberscope_worker> read_workers(const fiberscope_debug_root& root, std::string& error) {
-  std::vector<fiberscope_worker> workers;
+std::vector<std::optional<fiberscope_worker>> read_workers(const fiberscope_debug_root& root, std::string& error) {
+  std::vector<std::optional<fiberscope_worker>> workers;
   for (std::uint64_t address : record_addresses(root.worker_chunks, sizeof(fiberscope_worker), error)) {
-    for (int attempt = 0; attempt < 8; ++attempt) {
+    std::optional<fiberscope_worker> consistent;
+    for (int attempt = 0; attempt < 8 && !consistent; ++attempt) {
       auto worker = read_own<fiberscope_worker>(address);
       auto seq_after = read_own<std::uint64_t>(address);
       if (!worker || !seq_after) {
         error = "unreadable worker record at " + hex(address);
         return workers;
       }
-      if (worker->seq % 2 == 0 && worker->seq == *seq_after) {
-        workers.push_back(*worker);
-        break;
-      }
+      if (worker->seq % 2 == 0 && worker->seq == *seq_after) consistent = worker;
     }
+    workers.push_back(consistent);
   }
   return workers;
 }
 
-std::optional<FiberSnapshot> fiber_snapshot(std::uint64_t id) {
+std::vector<FiberSnapshot> consistent_fibers() {
+  std::vector<FiberSnapshot> fibers;
   const auto* root_address = find_debug_root();
-  if (root_address == nullptr) return std::nullopt;
+  if (root_address == nullptr) return fibers;
   auto root = read_own<fiberscope_debug_root>(reinterpret_cast<std::uint64_t>(root_address));
-  if (!root) return std::nullopt;
+  if (!root) return fibers;
   std::string error;
   for (std::uint64_t address : record_addresses(root->fiber_chunks, sizeof(fiberscope_fiber), error)) {
     FiberSnapshot snapshot;
-    if (read_fiber(address, snapshot) == ReadOutcome::consistent && snapshot.record.id == id) return snapshot;
+    if (read_fiber(address, snapshot) == ReadOutcome::consistent) fibers.push_back(std::move(snapshot));
   }
+  return fibers;
+}
+
+std::optional<FiberSnapshot> fiber_snapshot(std::uint64_t id) {
+  for (auto& snapshot : consistent_fibers())
+    if (snapshot.record.id == id) return snapshot;
   return std::nullopt;
 }
 
@@ -168,7 +174,7 @@ std::vector<std::string> implausibilities(const FiberSnapshot& snapshot, const f
     problem("worker index " + std::to_string(fiber.worker) + " with " + std::to_string(worker_count) + " workers");
   const bool on_worker = fiber.state == FIBERSCOPE_FIBER_RUNNING || fiber.state == FIBERSCOPE_FIBER_SYSCALL ||
                          fiber.state == FIBERSCOPE_FIBER_FOREIGN;
-  if (on_worker && fiber.worker < 0) problem("on a worker but worker is -1");
+  if (on_worker && fiber.worker < 0) problem("on a worker but worker is " + std::to_string(fiber.worker));
 
   const bool parked = fiber.state == FIBERSCOPE_FIBER_RUNNABLE || fiber.state == FIBERSCOPE_FIBER_WAITING;
   if (parked) {

@@ -45,8 +45,11 @@ ReadOutcome read_fiber(std::uint64_t address, FiberSnapshot& out, int attempts =
 std::vector<std::uint64_t> record_addresses(std::uint64_t first_chunk, std::uint32_t expected_record_size,
                                             std::string& error);
 
-// All worker records, read directly (they have a seqlock too; torn ones are left out).
-std::vector<fiberscope_worker> read_workers(const fiberscope_debug_root& root, std::string& error);
+// All worker records in table order, each through its seqlock; nullopt where a record stayed torn.
+std::vector<std::optional<fiberscope_worker>> read_workers(const fiberscope_debug_root& root, std::string& error);
+
+// Every fiber record of the table that reads consistently, in one pass.
+std::vector<FiberSnapshot> consistent_fibers();
 
 // The record of fiber `id`, if it can be found and read consistently.
 std::optional<FiberSnapshot> fiber_snapshot(std::uint64_t id);

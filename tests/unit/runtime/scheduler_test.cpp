@@ -84,15 +84,19 @@ TEST_CASE("four thousand fibers alive at once all run to completion", "[runtime]
   const int status = fiber::run(
       [&] {
         fiber::Channel<int> gate;  // every fiber parks on it until all have started, so all are alive together
+        fiber::WaitGroup all;      // and the gate outlives every fiber that uses it
+        all.add(kFibers);
         for (int i = 0; i < kFibers; ++i)
           fiber::spawn([&] {
             started.fetch_add(1);
             fiber::yield();
             gate.recv();
             finished.fetch_add(1);
+            all.done();
           });
         while (started.load() < kFibers) fiber::yield();
         gate.close();
+        all.wait();
       },
       fiber::Options{.workers = 2, .stack_bytes = 64 * 1024});
   CHECK(status == 0);

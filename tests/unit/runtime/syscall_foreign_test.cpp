@@ -102,7 +102,7 @@ TEST_CASE("foreign_call runs C on the worker's system stack and a callback runs 
           "[runtime][foreign][debug_abi]") {
   std::uint64_t c_local = 0, callback_local = 0;
   std::optional<runtime_test::FiberSnapshot> inside_callback;
-  std::vector<fiberscope_worker> workers;
+  std::vector<std::optional<fiberscope_worker>> workers;
   fiber::run(
       [&] {
         c_callback_request request{};
@@ -143,7 +143,8 @@ TEST_CASE("foreign_call runs C on the worker's system stack and a callback runs 
   CHECK(callback_local < inside_callback->transitions[1].from_sp);
   REQUIRE(record.worker >= 0);
   REQUIRE(static_cast<std::size_t>(record.worker) < workers.size());
-  const fiberscope_worker& worker = workers[static_cast<std::size_t>(record.worker)];
+  REQUIRE(workers[static_cast<std::size_t>(record.worker)].has_value());
+  const fiberscope_worker& worker = *workers[static_cast<std::size_t>(record.worker)];
   CHECK((c_local >= worker.sysstack_lo && c_local < worker.sysstack_hi));
 }
 
