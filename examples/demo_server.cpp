@@ -93,14 +93,16 @@ bool make_pipe(std::deque<Pipe>& pipes) {
 
 [[gnu::noinline]] void hash_worker_loop(unsigned worker_id, unsigned block_rounds) {
   std::uint64_t hash = worker_id;
+  // Bursts of 40 ms of CPU work (yielding between blocks) and 40 ms pauses, the workers out of phase, so one is
+  // usually seen running while the demo uses about one core in all.
+  fiber::sleep_for(std::chrono::milliseconds(40 * (worker_id % 2)));
   for (;;) {
-    // Bursts of ~20 ms of CPU work with a yield between blocks, then a pause, so the demo does not own a core.
-    const auto burst_end = std::chrono::steady_clock::now() + 20ms;
+    const auto burst_end = std::chrono::steady_clock::now() + 40ms;
     while (std::chrono::steady_clock::now() < burst_end) {
       hash = checksum_block(hash, block_rounds);
       fiber::yield();
     }
-    fiber::sleep_for(30ms);
+    fiber::sleep_for(40ms);
   }
 }
 
