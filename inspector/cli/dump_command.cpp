@@ -2,14 +2,9 @@
 
 #include <charconv>
 
-#include "cli/dump_builder.h"
-#include "cli/module_map.h"
-#include "fibers/capture_plan.h"
-#include "fibers/fiber_table.h"
 #include "report/folded_reporter.h"
 #include "report/json_reporter.h"
-#include "target/live_capture.h"
-#include "target/proc_files.h"
+#include "session/inspection.h"
 
 namespace fiberscope::cli {
 namespace {
@@ -114,40 +109,11 @@ int run_dump(const DumpOptions& options, std::string& out, std::string& err) {
     err += "fiberscope: " + message + "\n";
     return kExitError;
   };
-  // Modules and the fiber table's root are resolved before the target is stopped, to keep the pause short.
-  std::vector<std::string> map_warnings;
-  auto mappings = target::read_maps(options.pid, &map_warnings);
-  if (!mappings) {
-    if (mappings.error().code == ErrorCode::no_such_process || mappings.error().code == ErrorCode::unspecified)
-      if (!target::exe_path(options.pid)) return error_exit("no process with pid " + std::to_string(options.pid));
-    return error_exit(mappings.error().message);
-  }
-  const std::string exe = target::exe_path(options.pid).value_or("");
-  ModuleMap modules(*mappings, exe);
-  auto root = fibers::locate_debug_root(modules.symbols());
-
-  std::optional<fibers::FiberTable> table;
-  std::optional<Error> table_error;
-  auto planner = [&](const target::Memory& live, const std::vector<target::ThreadState>& threads) {
-    if (root) {
-      auto read = fibers::read_fiber_table(live, *root, {.target_stopped = options.stop});
-      if (read) {
-        table = std::move(*read);
-      } else {
-        table_error = read.error();
-      }
-    }
-    return fibers::plan_regions(table ? &*table : nullptr, threads, *mappings);
-  };
-  auto snapshot = target::capture_live(options.pid, {.stop = options.stop}, planner);
-  if (!snapshot) return error_exit(snapshot.error().message);
-
-  report::Dump dump =
-      build_dump(*snapshot, table ? &*table : nullptr, modules,
-                 BuildOptions{.only_fiber = options.only_fiber, .max_depth = options.max_depth});
-  if (!root) dump.warnings.insert(dump.warnings.begin(), root.error().message);
-  dump.warnings.insert(dump.warnings.end(), map_warnings.begin(), map_warnings.end());
-  if (table_error) dump.errors.insert(dump.errors.begin(), report::DumpError{table_error->message, {}, {}});
+  auto inspection = session::inspect_live(options.pid, {.stop = options.stop});
+  if (!inspection) return error_exit(inspection.error().message);
+  report::Dump dump = session::build_dump(
+      *inspection, session::BuildOptions{.only_fiber = options.only_fiber, .max_depth = options.max_depth});
+  const std::optional<Error>& table_error = inspection->table_error;
 
   switch (options.format) {
     case DumpOptions::Format::text: out += report::render_text(dump, {.grouping = options.grouping}); break;

@@ -1,6 +1,6 @@
-#include "cli/module_map.h"
+#include "session/module_map.h"
 
-namespace fiberscope::cli {
+namespace fiberscope::session {
 namespace {
 
 using report::Argument;
@@ -130,4 +130,4 @@ report::CodeLocation ModuleMap::locate(std::uint64_t return_address) {
   return location;
 }
 
-}  // namespace fiberscope::cli
+}  // namespace fiberscope::session

@@ -19,7 +19,7 @@
 #include "unwind/module_cfi.h"
 #include "unwind/unwinder.h"
 
-namespace fiberscope::cli {
+namespace fiberscope::session {
 
 class ModuleMap {
  public:
@@ -47,4 +47,4 @@ class ModuleMap {
   std::vector<std::string> warnings_;
 };
 
-}  // namespace fiberscope::cli
+}  // namespace fiberscope::session

@@ -8,12 +8,12 @@
 #include <optional>
 #include <string>
 
-#include "cli/module_map.h"
+#include "session/module_map.h"
 #include "fibers/fiber_table.h"
 #include "report/dump.h"
 #include "target/snapshot.h"
 
-namespace fiberscope::cli {
+namespace fiberscope::session {
 
 struct BuildOptions {
   std::optional<std::uint64_t> only_fiber;  // --fiber ID: that fiber alone, no threads
@@ -24,4 +24,4 @@ struct BuildOptions {
 report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTable* table, ModuleMap& modules,
                         const BuildOptions& options);
 
-}  // namespace fiberscope::cli
+}  // namespace fiberscope::session

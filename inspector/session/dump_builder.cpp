@@ -1,11 +1,11 @@
-#include "cli/dump_builder.h"
+#include "session/dump_builder.h"
 
 #include <map>
 
 #include "fibers/capture_plan.h"
 #include "fibers/fiber_stacks.h"
 
-namespace fiberscope::cli {
+namespace fiberscope::session {
 namespace {
 
 // Symbolizes unwound frames into `stack`, stopping at `max_depth` report frames (inlined ones included).
@@ -129,4 +129,4 @@ report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTab
   return dump;
 }
 
-}  // namespace fiberscope::cli
+}  // namespace fiberscope::session

@@ -1,0 +1,51 @@
+#include "session/inspection.h"
+
+#include "fibers/capture_plan.h"
+#include "target/live_capture.h"
+#include "target/proc_files.h"
+
+namespace fiberscope::session {
+
+Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
+  Inspection inspection;
+  auto mappings = target::read_maps(pid, &inspection.warnings);
+  if (!mappings) {
+    if (mappings.error().code == ErrorCode::no_such_process || mappings.error().code == ErrorCode::unspecified)
+      if (!target::exe_path(pid))
+        return std::unexpected(Error{"no process with pid " + std::to_string(pid), ErrorCode::no_such_process});
+    return std::unexpected(mappings.error());
+  }
+  const std::string exe = target::exe_path(pid).value_or("");
+  inspection.modules = std::make_unique<ModuleMap>(*mappings, exe);
+  auto root = fibers::locate_debug_root(inspection.modules->symbols());
+  if (!root) inspection.warnings.insert(inspection.warnings.begin(), root.error().message);
+
+  // The table is read from the stopped target itself (where its seqlocks mean something); what it says decides
+  // which stacks get copied.
+  auto planner = [&](const target::Memory& live, const std::vector<target::ThreadState>& threads) {
+    if (root) {
+      auto read = fibers::read_fiber_table(live, *root, {.target_stopped = options.stop});
+      if (read) {
+        inspection.table = std::move(*read);
+      } else {
+        inspection.table_error = read.error();
+      }
+    }
+    return fibers::plan_regions(inspection.table ? &*inspection.table : nullptr, threads, *mappings);
+  };
+  auto snapshot = target::capture_live(pid, {.stop = options.stop}, planner);
+  if (!snapshot) return std::unexpected(snapshot.error());
+  inspection.snapshot = std::move(*snapshot);
+  return inspection;
+}
+
+report::Dump build_dump(Inspection& inspection, const BuildOptions& options) {
+  report::Dump dump = build_dump(inspection.snapshot, inspection.table ? &*inspection.table : nullptr,
+                                 *inspection.modules, options);
+  dump.warnings.insert(dump.warnings.begin(), inspection.warnings.begin(), inspection.warnings.end());
+  if (inspection.table_error)
+    dump.errors.insert(dump.errors.begin(), report::DumpError{inspection.table_error->message, {}, {}});
+  return dump;
+}
+
+}  // namespace fiberscope::session

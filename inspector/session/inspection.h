@@ -1,0 +1,44 @@
+// Inspection: one look at one target — its snapshot, its decoded fiber table and its modules — shared by every
+// command (`dump`, `check`, `top`) so that they all see the same data the same way.
+//
+//   auto inspection = session::inspect_live(pid, {.stop = true});
+//   if (!inspection) fail(inspection.error());
+//   report::Dump dump = session::build_dump(*inspection, {});
+//
+// Modules and the fiber table's root are resolved before the target is stopped (the pause covers only the copy);
+// everything else works on the snapshot after the target was released.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "fibers/fiber_table.h"
+#include "report/dump.h"
+#include "session/dump_builder.h"
+#include "session/module_map.h"
+#include "target/snapshot.h"
+
+namespace fiberscope::session {
+
+struct LiveOptions {
+  bool stop = true;  // false: --no-stop, never ptrace-stop the target
+};
+
+struct Inspection {
+  target::Snapshot snapshot;
+  std::optional<fibers::FiberTable> table;  // empty: no runtime in the target, or its table was unusable
+  std::optional<Error> table_error;         // why the table was unusable (ABI mismatch, bad magic, ...)
+  std::unique_ptr<ModuleMap> modules;
+  std::vector<std::string> warnings;        // e.g. "no fiber table found", /proc/PID/maps oddities
+};
+
+// Captures a live process. Fails only when nothing useful can be shown (no such pid, no permission).
+Result<Inspection> inspect_live(int pid, const LiveOptions& options);
+
+// The report model of an inspection, with its warnings and table errors in place.
+report::Dump build_dump(Inspection& inspection, const BuildOptions& options);
+
+}  // namespace fiberscope::session
