@@ -89,6 +89,16 @@ bool keeps_running(int pid, RemoteAddress counter) {
   });
 }
 
+// READY comes when every worker has started, a moment before each reaches its read(); waits for that.
+bool workers_blocked_in_read(int pid, const BlockedProgram& program) {
+  return eventually([&] {
+    return std::all_of(program.workers.begin(), program.workers.end(), [&](const BlockedProgram::Worker& worker) {
+      auto state = read_syscall(pid, worker.tid);
+      return state && state->syscall_number == 0;
+    });
+  });
+}
+
 RegionPlanner plan_nothing() {
   return [](const Memory&, const std::vector<ThreadState>&) { return std::vector<AddressRange>{}; };
 }
@@ -210,6 +220,7 @@ TEST_CASE("the target runs again after a capture and the pause is measured") {
 TEST_CASE("a no-stop capture never stops the target and takes sp and pc of blocked threads from /proc") {
   TestProcess target({bin("threads_blocked"), "2"});
   BlockedProgram program = start_blocked(target);
+  REQUIRE(workers_blocked_in_read(target.pid(), program));
   CaptureOptions options;
   options.stop = false;
   auto snapshot = capture_live(target.pid(), options, [&](const Memory&, const std::vector<ThreadState>&) {
