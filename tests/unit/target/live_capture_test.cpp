@@ -365,6 +365,20 @@ TEST_CASE("a target that exits during the attach gives a snapshot or a clear err
   CHECK(outcomes_ok + outcomes_exited == 20);
 }
 
+TEST_CASE("a process whose main thread has exited is captured, its zombie main thread listed with the reason") {
+  TestProcess target({bin("threads_main_exited")});
+  REQUIRE(target.wait_for("READY"));
+  auto snapshot = capture_live(target.pid(), {}, plan_nothing());
+  REQUIRE(snapshot);
+  REQUIRE(snapshot->threads.size() == 3);
+  CHECK(snapshot->threads[0].tid == target.pid());
+  CHECK_FALSE(snapshot->threads[0].registers);
+  CHECK_THAT(snapshot->threads[0].error, Catch::Contains("zombie"));
+  CHECK(snapshot->threads[1].registers);
+  CHECK(snapshot->threads[2].registers);
+  CHECK(state_of(snapshot->threads[1].tid) != 't');
+}
+
 TEST_CASE("a target killed while it is stopped does not break the capture") {
   TestProcess target({bin("threads_blocked"), "3"});
   start_blocked(target);
