@@ -8,6 +8,19 @@
 // appears), reads registers and /proc/PID/maps, lets the planner read what it needs to decide which regions to
 // copy, copies them with batched process_vm_readv, and detaches — before returning, on every path, and also when
 // the inspector receives SIGINT/SIGTERM/SIGHUP meanwhile. It never writes to the target.
+//
+// Details callers rely on:
+// - Failures carry an ErrorCode: no_such_process, permission_denied (the message says why: another tracer, uid,
+//   yama ptrace_scope, CAP_SYS_PTRACE), target_exited (exited during the attach, or a zombie), interrupted.
+// - On SIGINT/SIGTERM/SIGHUP the handler detaches, restores the disposition the inspector had before the capture
+//   and re-raises: by default the inspector dies (the kernel detaches whatever is left); if the inspector's own
+//   handler returns instead, capture_live fails with ErrorCode::interrupted. Only one capture runs at a time.
+// - Signals that arrive for the target while it is attached are given back on detach; a SIGSTOPped target stays
+//   stopped. Threads that cannot be stopped (uninterruptible sleep, a zombie main thread) are listed with an
+//   `error` and no registers.
+// - The planner's `live` is a ProcessMemory (dynamic_cast it to use read_batch for bulk reads of the fiber
+//   table). Thread names are read before the stop; the few threads born during the attach get theirs after.
+// - pause_ms runs from the first PTRACE_INTERRUPT to the last PTRACE_DETACH.
 #pragma once
 
 #include <functional>
