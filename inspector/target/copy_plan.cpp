@@ -74,31 +74,48 @@ std::vector<AddressRange> plan_copies(std::span<const AddressRange> requested, s
   merge_ranges(ranges);
 
   if (!mappings.empty()) {
-    // Intersect with the readable mappings (sorted by address); both lists are walked once.
-    std::vector<AddressRange> clipped;
-    clipped.reserve(ranges.size());
-    WarningLimiter limiter(warnings, "requested ranges were partly unmapped or unreadable");
+    // Split at mapping boundaries (both lists sorted, walked once): parts in unreadable mappings are dropped, parts
+    // in readable ones kept, and parts in no mapping kept too, as separate ranges. The maps were read before the
+    // target stopped, so a hole may be a mapping made since (a new fiber's stack); if it is not, its read fails on
+    // its own without taking a readable neighbour down with it (process_vm_readv stops at the first fault).
+    std::vector<AddressRange> split;
+    split.reserve(ranges.size());
+    bool last_is_hole = true;
+    auto emit = [&](AddressRange piece, bool hole) {
+      if (!split.empty() && piece.start < split.back().end) piece.start = split.back().end;  // overlapping maps
+      if (piece.empty()) return;
+      if (!split.empty() && !hole && !last_is_hole && split.back().end == piece.start) {
+        split.back().end = piece.end;  // back-to-back readable mappings: one copy
+      } else {
+        split.push_back(piece);
+      }
+      last_is_hole = hole;
+    };
+    WarningLimiter limiter(warnings, "requested ranges were partly in unreadable mappings");
     std::size_t m = 0;
     for (AddressRange range : ranges) {
       while (m < mappings.size() && mappings[m].range.end <= range.start) ++m;
-      std::uint64_t kept = 0;
+      RemoteAddress cursor = range.start;
+      std::uint64_t unreadable = 0;
       for (std::size_t k = m; k < mappings.size() && mappings[k].range.start < range.end; ++k) {
-        if (!mappings[k].readable) continue;
-        AddressRange piece{std::max(range.start, mappings[k].range.start), std::min(range.end, mappings[k].range.end)};
-        if (piece.empty()) continue;
-        kept += piece.size_bytes();
-        if (!clipped.empty() && clipped.back().end >= piece.start) {
-          // Back-to-back mappings become one copy, so reads may span both (and overlapping ones cannot overlap).
-          clipped.back().end = std::max(clipped.back().end, piece.end);
-        } else {
-          clipped.push_back(piece);
+        const Mapping& mapping = mappings[k];
+        if (mapping.range.start > cursor) emit({cursor, std::min(mapping.range.start, range.end)}, true);
+        AddressRange piece{std::max(cursor, mapping.range.start), std::min(range.end, mapping.range.end)};
+        if (!piece.empty()) {
+          if (mapping.readable) {
+            emit(piece, false);
+          } else {
+            unreadable += piece.size_bytes();
+          }
         }
+        cursor = std::max(cursor, std::min(range.end, mapping.range.end));
       }
-      if (kept < range.size_bytes())
-        limiter.add("requested range " + describe(range) + ": " + hex(range.size_bytes() - kept) +
-                    " bytes are not in a readable mapping, skipped");
+      if (cursor < range.end) emit({cursor, range.end}, true);
+      if (unreadable > 0)
+        limiter.add("requested range " + describe(range) + ": " + hex(unreadable) +
+                    " bytes lie in unreadable mappings, skipped");
     }
-    ranges = std::move(clipped);
+    ranges = std::move(split);
   }
 
   std::uint64_t total = 0;

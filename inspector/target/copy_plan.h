@@ -1,8 +1,9 @@
 // Turning the ranges a planner asks for into the ranges a capture copies.
 //
 // Planners ask for whatever the target's records say (stacks, the fiber table), so requests may overlap, repeat,
-// wrap, be enormous or point at unmapped memory. plan_copies sorts and merges them, clips them to readable
-// mappings and applies the capture's size caps, describing everything it dropped in `warnings`.
+// wrap, be enormous or point at unmapped memory. plan_copies sorts and merges them, drops the parts in mappings
+// known to be unreadable (guard pages), splits them where they leave or enter a mapping, and applies the
+// capture's size caps, describing everything it dropped in `warnings`.
 #pragma once
 
 #include <span>
@@ -14,8 +15,9 @@
 
 namespace fiberscope::target {
 
-// Returns sorted, disjoint, non-adjacent ranges covering the readable part of `requested`, within the caps of
-// `options`. With no `mappings` (maps unreadable) nothing is clipped.
+// Returns sorted, disjoint ranges covering `requested` minus what lies in unreadable mappings, within the caps of
+// `options`. Parts outside every mapping are kept (the maps may predate them) as ranges of their own. With no
+// `mappings` (maps unreadable) nothing is clipped.
 std::vector<AddressRange> plan_copies(std::span<const AddressRange> requested, std::span<const Mapping> mappings,
                                       const CaptureOptions& options, std::vector<std::string>& warnings);
 

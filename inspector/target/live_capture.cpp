@@ -130,6 +130,14 @@ Error permission_error(int pid) {
   return Error{message, ErrorCode::permission_denied};
 }
 
+// Explains a failure to read /proc/PID/maps in the terms the CLI maps to advice and exit codes.
+Error maps_error(int pid, const Error& error) {
+  if (error.code == ErrorCode::permission_denied) return permission_error(pid);
+  if (error.code == ErrorCode::no_such_process)
+    return Error{"process " + pid_text(pid) + " exited before it could be attached", ErrorCode::target_exited};
+  return error.with_context("reading the memory map");
+}
+
 // Owns everything a stopping capture sets up: the claim on the signal-handler table, the installed handlers and
 // the seized threads. Its destructor detaches and restores on every path, exceptions included.
 class StopSession {
@@ -465,8 +473,15 @@ std::unique_ptr<RegionMemory> copy_ranges(const ProcessMemory& live, const std::
   offset = 0;
   for (std::size_t i = 0; i < ranges.size(); ++i) {
     const auto& request = requests[i];
-    if (request.bytes_read > 0)
-      slices.push_back({{ranges[i].start, ranges[i].start + request.bytes_read}, offset});
+    AddressRange copied{ranges[i].start, ranges[i].start + request.bytes_read};
+    // Ranges split at a mapping boundary that were both read lie back to back in the arena too: one region, so
+    // reads may span them.
+    if (!slices.empty() && slices.back().range.end == copied.start &&
+        slices.back().arena_offset + slices.back().range.size_bytes() == offset) {
+      slices.back().range.end = copied.end;
+    } else if (!copied.empty()) {
+      slices.push_back({copied, offset});
+    }
     if (request.bytes_read < request.out.size() && failures++ < 8)
       warnings.push_back("could not copy " + hex(request.out.size() - request.bytes_read) + " bytes at " +
                          (ranges[i].start + request.bytes_read).to_string() + " (unreadable)");
@@ -524,7 +539,7 @@ Result<Snapshot> capture_running(Snapshot snapshot, const std::vector<int>& tids
   if (snapshot.threads.empty())
     return fail_code(ErrorCode::target_exited, "process ", pid_text(pid), " exited while being read");
   auto mappings = read_maps(pid, &snapshot.warnings);
-  if (!mappings) return std::unexpected(mappings.error().with_context("reading the memory map"));
+  if (!mappings) return std::unexpected(maps_error(pid, mappings.error()));
   snapshot.mappings = std::move(*mappings);
 
   ProcessMemory live(pid);
@@ -569,6 +584,12 @@ Result<Snapshot> capture_live(int pid, const CaptureOptions& options, const Regi
   }
   if (!options.stop) return capture_running(std::move(snapshot), *tids, options, planner);
 
+  // The memory map now, while the target runs: with one mapping per fiber stack the kernel takes ~2 ms per 1000
+  // mappings to print it, far more than the whole stop may last. plan_copies copes with mappings made since.
+  auto mappings = read_maps(pid, &snapshot.warnings);
+  if (!mappings) return std::unexpected(maps_error(pid, mappings.error()));
+  snapshot.mappings = std::move(*mappings);
+
   // Names now, while the target runs, to keep the stop short; threads found later are named after detaching.
   std::vector<std::pair<int, std::string>> early_names;
   early_names.reserve(tids->size());
@@ -606,10 +627,6 @@ Result<Snapshot> capture_live(int pid, const CaptureOptions& options, const Regi
                                   [](const auto& entry, int tid) { return entry.first < tid; });
     if (found != early_names.end() && found->first == thread.tid) thread.name = std::move(found->second);
   }
-
-  auto mappings = read_maps(pid, &snapshot.warnings);
-  if (!mappings) return std::unexpected(mappings.error().with_context("reading the memory map"));
-  snapshot.mappings = std::move(*mappings);
 
   ProcessMemory live(pid);
   std::vector<AddressRange> requested = planner ? planner(live, snapshot.threads) : std::vector<AddressRange>{};

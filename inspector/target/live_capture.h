@@ -21,6 +21,8 @@
 // - The planner's `live` is a ProcessMemory (dynamic_cast it to use read_batch for bulk reads of the fiber
 //   table). Thread names are read before the stop; the few threads born during the attach get theirs after.
 // - pause_ms runs from the first PTRACE_INTERRUPT to the last PTRACE_DETACH.
+// - Snapshot::mappings is /proc/PID/maps read just before the stop (printing it takes the kernel milliseconds per
+//   thousand fiber stacks, too slow for the stop); planned ranges outside it are still attempted.
 #pragma once
 
 #include <functional>

@@ -30,18 +30,37 @@ TEST_CASE("plan_copies merges overlapping, repeated and touching ranges and drop
   CHECK(warnings.empty());
 }
 
-TEST_CASE("plan_copies clips to readable mappings and joins back-to-back ones") {
+TEST_CASE("plan_copies drops unreadable mappings, joins back-to-back readable ones and keeps holes apart") {
   std::vector<Mapping> mappings = {mapping(0x1000, 0x2000), mapping(0x2000, 0x3000), mapping(0x3000, 0x4000, false),
                                    mapping(0x8000, 0x9000)};
-  std::vector<AddressRange> requested = {range(0x1800, 0x3800), range(0x6000, 0x6100), range(0x7f00, 0x8100)};
+  std::vector<AddressRange> requested = {range(0x1800, 0x3800), range(0x6000, 0x6100), range(0x7f00, 0x8100),
+                                         range(0x8f00, 0x9100)};
   std::vector<std::string> warnings;
   auto planned = plan_copies(requested, mappings, CaptureOptions{}, warnings);
-  REQUIRE(planned.size() == 2);
-  CHECK(planned[0].start == RemoteAddress(0x1800));
+  REQUIRE(planned.size() == 6);
+  CHECK(planned[0].start == RemoteAddress(0x1800));  // two readable mappings, one range
   CHECK(planned[0].end == RemoteAddress(0x3000));
-  CHECK(planned[1].start == RemoteAddress(0x8000));
-  CHECK(planned[1].end == RemoteAddress(0x8100));
-  CHECK(warnings.size() == 3);
+  CHECK(planned[1].start == RemoteAddress(0x6000));  // a hole: maybe mapped since the maps were read
+  CHECK(planned[1].end == RemoteAddress(0x6100));
+  CHECK(planned[2].end == RemoteAddress(0x8000));    // hole then mapping: split, so one cannot fail the other
+  CHECK(planned[3].start == RemoteAddress(0x8000));
+  CHECK(planned[3].end == RemoteAddress(0x8100));
+  CHECK(planned[4].start == RemoteAddress(0x8f00));  // mapping then hole
+  CHECK(planned[4].end == RemoteAddress(0x9000));
+  CHECK(planned[5].end == RemoteAddress(0x9100));
+  REQUIRE(warnings.size() == 1);
+  CHECK_THAT(warnings[0], Catch::Contains("unreadable mappings"));
+}
+
+TEST_CASE("plan_copies never returns overlapping ranges, even for overlapping mappings") {
+  std::vector<Mapping> mappings = {mapping(0x1000, 0x3000), mapping(0x2000, 0x4000), mapping(0x2800, 0x2900, false)};
+  std::vector<std::string> warnings;
+  auto planned = plan_copies(std::vector<AddressRange>{range(0x0800, 0x5000)}, mappings, CaptureOptions{}, warnings);
+  REQUIRE_FALSE(planned.empty());
+  for (std::size_t i = 0; i < planned.size(); ++i) {
+    CHECK(planned[i].start < planned[i].end);
+    if (i > 0) CHECK(planned[i - 1].end <= planned[i].start);
+  }
 }
 
 TEST_CASE("plan_copies applies the per-region and total caps and says so") {
