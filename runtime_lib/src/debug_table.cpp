@@ -45,8 +45,9 @@ std::mutex worker_slots_lock;
 std::vector<fiberscope_worker*> worker_slots;
 std::uint32_t worker_slots_used = 0;
 
-// Returns a zeroed (state FREE) record; the caller publishes its contents under the record's seqlock.
-void* allocate_record(ChunkList& list) {
+// Returns a zeroed (state FREE / UNUSED) record, after `init` (if any) gave it the fields a reader may rely on
+// for every record below `used`; the caller publishes the rest under the record's seqlock.
+void* allocate_record(ChunkList& list, void (*init)(void* record, std::uint32_t position) = nullptr) {
   std::lock_guard<std::mutex> guard(list.lock);
   if (!list.tail || list.tail->used == list.tail->capacity) {
     std::size_t bytes = sizeof(fiberscope_chunk) + std::size_t{list.capacity} * list.record_size;
@@ -67,6 +68,7 @@ void* allocate_record(ChunkList& list) {
   fiberscope_chunk* chunk = list.tail;
   std::uint32_t used = chunk->used;
   auto* record = reinterpret_cast<char*>(chunk + 1) + std::size_t{used} * list.record_size;
+  if (init) init(record, list.total);
   __atomic_store_n(&chunk->used, used + 1, __ATOMIC_RELEASE);
   ++list.total;
   return record;
@@ -79,7 +81,11 @@ fiberscope_fiber* allocate_fiber_record() { return static_cast<fiberscope_fiber*
 fiberscope_worker* allocate_worker_record(std::uint32_t* index) {
   std::lock_guard<std::mutex> guard(worker_slots_lock);
   if (worker_slots_used == worker_slots.size()) {
-    worker_slots.push_back(static_cast<fiberscope_worker*>(allocate_record(worker_chunks)));
+    worker_slots.push_back(static_cast<fiberscope_worker*>(allocate_record(worker_chunks, [](void* record, std::uint32_t position) {
+      auto* worker = static_cast<fiberscope_worker*>(record);
+      put(worker->index, position);
+      put(worker->processor, -1);
+    })));
   }
   *index = worker_slots_used;
   return worker_slots[worker_slots_used++];
