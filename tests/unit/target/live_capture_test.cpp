@@ -435,3 +435,19 @@ TEST_CASE("SIGINT, SIGTERM or SIGHUP to an inspector mid-capture leaves the targ
   CHECK(state_of(target.pid()) != 't');
   CHECK(keeps_running(target.pid(), program.progress_counter));
 }
+
+TEST_CASE("an inspector whose own SIGINT handler returns gets an interrupted error and the target runs on") {
+  TestProcess target({bin("threads_blocked"), "2"});
+  BlockedProgram program = start_blocked(target);
+  TestProcess inspector({bin("capture_loop"), std::to_string(target.pid()), "300", "own-handler"});
+  REQUIRE(inspector.wait_for("STOPPED"));
+  ::kill(inspector.pid(), SIGINT);
+  CHECK(inspector.wait_for("INTERRUPTED"));
+  int status = 0;
+  REQUIRE(inspector.reap(&status));
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 3);
+  CHECK(state_of(target.pid()) != 't');
+  CHECK(read_status(target.pid()).value_or(ProcessStatus{}).tracer_pid == 0);
+  CHECK(keeps_running(target.pid(), program.progress_counter));
+}
