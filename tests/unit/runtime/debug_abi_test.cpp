@@ -137,9 +137,16 @@ TEST_CASE("each blocked fiber publishes its state, wait reason, wait object, nam
         REQUIRE(::pipe(c_pipe_fds) == 0);
         held_mutex.lock();
 
+        fiber::WaitGroup finished;  // the primitives above outlive every fiber that uses them
         auto spawn_expecting = [&](std::function<void()> body, std::string name, std::uint32_t state,
                                    std::uint32_t reason, const void* object, std::size_t object_bytes) {
-          const fiber::FiberId id = fiber::spawn(std::move(body), name);
+          finished.add(1);
+          const fiber::FiberId id = fiber::spawn(
+              [&finished, body = std::move(body)] {
+                body();
+                finished.done();
+              },
+              name);
           expected.push_back({id, state, reason, object, object_bytes, name});
         };
         spawn_expecting([&] { recv_channel.recv(); }, "chan-receiver", FIBERSCOPE_FIBER_WAITING,
@@ -189,7 +196,7 @@ TEST_CASE("each blocked fiber publishes its state, wait reason, wait object, nam
         group.done();
         REQUIRE(::write(pipe_fds[1], "x", 1) == 1);
         REQUIRE(::write(c_pipe_fds[1], "x", 1) == 1);
-        fiber::sleep_for(10ms);  // the readers take their byte before the pipes go
+        finished.wait();
         for (int fd : {pipe_fds[0], pipe_fds[1], c_pipe_fds[0], c_pipe_fds[1]}) ::close(fd);
       },
       fiber::Options{.workers = 2});
@@ -220,10 +227,17 @@ TEST_CASE("the main fiber is flagged as main and the table counts live fibers", 
   fiber::run([&] {
     main_record = runtime_test::own_fiber_snapshot();
     fiber::Channel<int> gate;
-    for (int i = 0; i < 10; ++i) fiber::spawn([&] { gate.recv(); });
+    fiber::WaitGroup finished;
+    finished.add(10);
+    for (int i = 0; i < 10; ++i)
+      fiber::spawn([&] {
+        gate.recv();
+        finished.done();
+      });
     fiber::sleep_for(5ms);
     live_with_ten_parked = read_root().fibers_live;
     gate.close();
+    finished.wait();
   });
   REQUIRE(main_record.has_value());
   CHECK((main_record->record.flags & FIBERSCOPE_FIBER_FLAG_MAIN) != 0);

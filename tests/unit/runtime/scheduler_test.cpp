@@ -216,9 +216,11 @@ TEST_CASE("a short sleep wakes in order before a long one", "[runtime][scheduler
         for (int ms : {60, 5, 30})
           fiber::spawn([&, ms] {
             fiber::sleep_for(std::chrono::milliseconds(ms));
-            std::lock_guard<fiber::Mutex> guard(order_lock);
-            wake_order.push_back(ms);
-            all.done();
+            {
+              std::lock_guard<fiber::Mutex> guard(order_lock);
+              wake_order.push_back(ms);
+            }
+            all.done();  // last: once main sees it, order_lock goes away
           });
         all.wait();
       },

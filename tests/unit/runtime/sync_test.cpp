@@ -89,6 +89,7 @@ TEST_CASE("CondVar notify_one wakes one waiter and notify_all wakes the rest", "
             changed.wait(guard, [&] { return open || tickets > 0; });
             if (!open) --tickets;
             ++woken;
+            guard.unlock();  // before done(): once main sees the last done, the mutex goes away
             all.done();
           });
         auto count_woken = [&] {
@@ -140,6 +141,7 @@ TEST_CASE("CondVar carries a producer-consumer queue without losing items", "[ru
               sum += queue.back();
               queue.pop_back();
             }
+            guard.unlock();  // before done(): once main sees the last done, the mutex goes away
             consumers.done();
           });
         for (int i = 1; i <= kItems; ++i) {
