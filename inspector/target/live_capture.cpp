@@ -80,6 +80,7 @@ struct Tracee {
   bool stopped = false;         // in a ptrace-stop: registers readable, must be detached
   bool gone = false;            // exited or reaped: nothing more to do
   bool timed_out = false;       // seized but never stopped (uninterruptible sleep): released by settle()
+  bool zombie = false;          // an exited main thread whose siblings run on: listed, never seized
   int reinject_signal = 0;      // a signal-delivery-stop's signal, given back on detach
   std::string error;            // why its registers are unknown
 };
@@ -242,6 +243,7 @@ class StopSession {
           Tracee zombie;
           zombie.tid = tid;
           zombie.gone = true;
+          zombie.zombie = true;
           zombie.error = "thread has exited (zombie)";
           tracees_.push_back(std::move(zombie));
           return {};
@@ -605,7 +607,7 @@ Result<Snapshot> capture_live(int pid, const CaptureOptions& options, const Regi
 
   // ---- The target is stopped from here until detach_all(): nothing slow in between. ----
   for (Tracee& tracee : session.tracees()) {
-    if (tracee.gone && tracee.error.empty()) continue;  // vanished before it could be seized
+    if (tracee.gone && !tracee.zombie) continue;  // exited during the attach: no longer part of the process
     ThreadState thread;
     thread.tid = tracee.tid;
     if (tracee.stopped) {

@@ -144,8 +144,13 @@ TEST_CASE("the /proc readers describe a live multi-threaded process") {
   CHECK(status->parent_pid == ::getpid());
   CHECK(status->name == "threads_blocked");
 
-  // A worker blocked in read(): the kernel saved its sp and pc.
+  // A worker blocked in read(): the kernel saved its sp and pc. READY comes a moment before the last worker is
+  // in read(), so wait for it.
   auto syscall_state = read_syscall(target.pid(), tids->back());
+  for (int attempt = 0; attempt < 400 && !(syscall_state && syscall_state->syscall_number == 0); ++attempt) {
+    ::usleep(5000);
+    syscall_state = read_syscall(target.pid(), tids->back());
+  }
   REQUIRE(syscall_state);
   CHECK(syscall_state->syscall_number == 0);  // read
   CHECK(syscall_state->stack_pointer != 0);
