@@ -250,10 +250,13 @@ namespace {
 
 // What the reader thread found over all its passes.
 struct ReaderTally {
-  std::uint64_t passes = 0;
+  // Also read by the churning fibers, which keep going until the reader has seen the interesting states.
+  std::atomic<std::uint64_t> passes{0};
+  std::atomic<bool> saw_foreign{false};
+  std::atomic<bool> saw_callback{false};
   std::uint64_t consistent = 0;
   std::uint64_t torn = 0;
-  std::set<std::uint32_t> states_seen;
+  std::map<std::uint32_t, std::uint64_t> states_seen;  // state -> consistent records seen in it
   std::set<std::uint32_t> max_depth_seen;
   std::vector<std::string> problems;  // capped
 };
@@ -293,13 +296,15 @@ void walk_table_until(const std::atomic<bool>& stop, ReaderTally& tally) {
       }
       ++tally.consistent;
       const fiberscope_fiber& record = snapshot.record;
-      tally.states_seen.insert(record.state);
+      ++tally.states_seen[record.state];
       if (record.state == FIBERSCOPE_FIBER_FREE) continue;
       // fibers_created is read before the records: a fiber spawned since may have a higher id.
       fiberscope_debug_root root_now = root;
       if (const auto latest = try_read_root()) root_now.fibers_created = latest->fibers_created;
       for (auto& problem : runtime_test::implausibilities(snapshot, root_now, workers.size() + 64)) note(problem);
       if (record.state != FIBERSCOPE_FIBER_DEAD) tally.max_depth_seen.insert(record.foreign_depth);
+      if (record.state == FIBERSCOPE_FIBER_FOREIGN) tally.saw_foreign = true;
+      if (record.state != FIBERSCOPE_FIBER_DEAD && record.foreign_depth >= 2) tally.saw_callback = true;
       auto& last_id = last_id_at[address];
       if (record.id < last_id)
         note("record at " + std::to_string(address) + " went back from id " + std::to_string(last_id) + " to " +
@@ -334,8 +339,14 @@ TEST_CASE("a reader thread walking the table while fibers churn sees only plausi
 
   fiber::run(
       [&] {
-        const auto churn_until = std::chrono::steady_clock::now() + 400ms;
-        auto churning = [churn_until] { return std::chrono::steady_clock::now() < churn_until; };
+        // At least 300 ms, 8 reader passes and until the reader has seen a fiber in C and one inside a callback
+        // (slow to happen under sanitizers), at most 5 s. Once false, it stays false.
+        const auto start = std::chrono::steady_clock::now();
+        auto churning = [start, &tally] {
+          const auto elapsed = std::chrono::steady_clock::now() - start;
+          const bool seen_enough = tally.passes.load() >= 8 && tally.saw_foreign.load() && tally.saw_callback.load();
+          return elapsed < 300ms || (!seen_enough && elapsed < 5s);
+        };
         fiber::Channel<int> feed(4);
         fiber::Mutex lock;
         fiber::WaitGroup churners, feeders;
@@ -363,7 +374,7 @@ TEST_CASE("a reader thread walking the table while fibers churn sees only plausi
           fiber::spawn(
               [&] {
                 while (churning()) {
-                  c_callback_request request{churn_callback, &feed, 50, 0};
+                  c_callback_request request{churn_callback, &feed, 2000, 0};  // 2 ms in C: often seen FOREIGN
                   fiber::foreign_call(c_call_back, &request);
                 }
                 churners.done();
@@ -408,9 +419,13 @@ TEST_CASE("a reader thread walking the table while fibers churn sees only plausi
   stop_reader = true;
   reader.join();
 
-  INFO("passes " << tally.passes << ", consistent records " << tally.consistent << ", torn " << tally.torn);
+  std::string state_counts;
+  for (auto [state, count] : tally.states_seen)
+    state_counts += std::string(" ") + fiberscope_fiber_state_name(state) + "=" + std::to_string(count);
+  INFO("passes " << tally.passes.load() << ", consistent records " << tally.consistent << ", torn " << tally.torn
+                 << ", by state:" << state_counts);
   for (const auto& problem : tally.problems) FAIL_CHECK(problem);
-  CHECK(tally.passes >= 2);
+  CHECK(tally.passes.load() >= 8);
   CHECK(tally.consistent >= 500);
   for (std::uint32_t state : {FIBERSCOPE_FIBER_RUNNABLE, FIBERSCOPE_FIBER_WAITING, FIBERSCOPE_FIBER_DEAD,
                               FIBERSCOPE_FIBER_FOREIGN}) {
