@@ -45,7 +45,19 @@ report::Dump build_dump(Inspection& inspection, const BuildOptions& options) {
   dump.warnings.insert(dump.warnings.begin(), inspection.warnings.begin(), inspection.warnings.end());
   if (inspection.table_error)
     dump.errors.insert(dump.errors.begin(), report::DumpError{inspection.table_error->message, {}, {}});
+  const checks::CheckResult checked = run_checks(inspection);
+  for (const checks::Finding& finding : checked.findings)
+    if (!options.only_fiber || finding.fiber_id == *options.only_fiber)
+      dump.findings.push_back(checks::to_report_finding(finding));
   return dump;
+}
+
+checks::CheckResult run_checks(Inspection& inspection) {
+  if (!inspection.table) return {};
+  return checks::run_checks({.snapshot = inspection.snapshot,
+                             .table = *inspection.table,
+                             .symbols = inspection.modules->symbols(),
+                             .cfi = inspection.modules->cfi()});
 }
 
 }  // namespace fiberscope::session

@@ -3,7 +3,8 @@
 //
 //   auto inspection = session::inspect_live(pid, {.stop = true});
 //   if (!inspection) fail(inspection.error());
-//   report::Dump dump = session::build_dump(*inspection, {});
+//   report::Dump dump = session::build_dump(*inspection, {});      // findings included
+//   checks::CheckResult checked = session::run_checks(*inspection); // the checks alone (`check`, `top`)
 //
 // Modules and the fiber table's root are resolved before the target is stopped (the pause covers only the copy);
 // everything else works on the snapshot after the target was released.
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "checks/checks.h"
 #include "fibers/fiber_table.h"
 #include "report/dump.h"
 #include "session/dump_builder.h"
@@ -38,7 +40,11 @@ struct Inspection {
 // Captures a live process. Fails only when nothing useful can be shown (no such pid, no permission).
 Result<Inspection> inspect_live(int pid, const LiveOptions& options);
 
-// The report model of an inspection, with its warnings and table errors in place.
+// The report model of an inspection, with its warnings, table errors and the checks' findings in place.
 report::Dump build_dump(Inspection& inspection, const BuildOptions& options);
+
+// Runs every check (checks/) on the inspection's snapshot; no findings without a fiber table. The target was
+// released before this: checks add nothing to its pause.
+checks::CheckResult run_checks(Inspection& inspection);
 
 }  // namespace fiberscope::session
