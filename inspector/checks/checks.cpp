@@ -203,7 +203,9 @@ std::optional<std::size_t> frame_owning(const std::vector<unwind::Frame>& frames
                                         std::uint64_t sp) {
   for (std::size_t k = 0; k < frames.size(); ++k) {
     const unwind::Frame& frame = frames[k];
-    if (frame.cfa.is_null() || !stack.contains(frame.sp)) continue;
+    // A switch frame (fiber_callback) has its sp on the fiber stack and its CFA on the system stack: its
+    // [sp, CFA) spans unrelated memory and owns nothing on the fiber stack.
+    if (frame.cfa.is_null() || !stack.contains(frame.sp) || frame.cfa > stack.end) continue;
     if (frame.sp.value() <= sp && sp < frame.cfa.value()) return k;
   }
   return std::nullopt;

@@ -173,10 +173,16 @@ int main(int argc, char** argv) {
           fiber::spawn([] { sink = block_in_foreign_call(); }, "foreign-blocker");
           wait_in_place(1);
         } else if (mode == "dangling") {
+          // The caller exists before the short-lived fiber, so the finished fiber's stack is not reused for it.
+          fiber::spawn(
+              [] {
+                while (!short_lived_done.load(std::memory_order_acquire))
+                  fiber::sleep_for(std::chrono::milliseconds(1));
+                fiber::sleep_for(std::chrono::milliseconds(10));  // let "short-lived" finish
+                sink = carry_dangling_pointer();
+              },
+              "dangling-caller");
           fiber::spawn([] { leave_a_pointer(); }, "short-lived");
-          while (!short_lived_done.load(std::memory_order_acquire)) fiber::sleep_for(std::chrono::milliseconds(1));
-          fiber::sleep_for(std::chrono::milliseconds(10));  // let it finish
-          fiber::spawn([] { sink = carry_dangling_pointer(); }, "dangling-caller");
           wait_in_place(1);
         } else if (mode.starts_with("corrupt=")) {
           const fiber::FiberId id = fiber::spawn([] { sink = block_in_foreign_call(); }, "corrupted");
