@@ -3,8 +3,10 @@
 #include <string>
 #include <vector>
 
+#include "cli/check_command.h"
 #include "cli/dump_command.h"
 #include "fiberscope/debug_abi.h"
+#include "ui/top_command.h"
 
 namespace {
 
@@ -16,9 +18,10 @@ const char* const kHelp =
     "\n"
     "commands:\n"
     "  dump PID     every fiber's and thread's stack, symbolized, with arguments (fiberscope dump --help)\n"
-    "  check PID    the runtime's invariants checked from outside (not in this build yet)\n"
+    "  check PID    the runtime's invariants checked from outside: invalid syscall frames, stale live\n"
+    "               arguments (fiberscope check --help)\n"
     "  gcore PID    write a core file fiberscope can read later (not in this build yet)\n"
-    "  top PID      a live, refreshing view of the fibers (not in this build yet)\n"
+    "  top PID      a live, refreshing view of the fibers, like htop (fiberscope top --help)\n"
     "\n"
     "options:\n"
     "  -h, --help   this help\n"
@@ -66,7 +69,48 @@ int main(int argc, char** argv) {
     std::fwrite(err.data(), 1, err.size(), stderr);
     return code;
   }
-  if (command == "check" || command == "gcore" || command == "top") {
+  if (command == "top") {
+    bool help = false;
+    auto options = fiberscope::ui::parse_top_arguments({arguments.begin() + 1, arguments.end()}, help);
+    if (help) {
+      std::fputs(fiberscope::ui::kTopHelp, stdout);
+      return kExitClean;
+    }
+    if (!options) {
+      std::fprintf(stderr, "fiberscope top: %s\n", options.error().message.c_str());
+      return kExitError;
+    }
+    auto done = fiberscope::ui::run_top(*options);
+    if (!done) {
+      std::fprintf(stderr, "fiberscope: %s\n", done.error().message.c_str());
+      return kExitError;
+    }
+    return kExitClean;
+  }
+  if (command == "check") {
+    bool help = false;
+    auto options = parse_check_arguments({arguments.begin() + 1, arguments.end()}, help);
+    if (help) {
+      std::fputs(kCheckHelp, stdout);
+      return kExitClean;
+    }
+    if (!options) {
+      std::fprintf(stderr, "fiberscope check: %s\n", options.error().message.c_str());
+      return kExitError;
+    }
+    auto flush = [](std::string& out, std::string& err) {
+      std::fwrite(out.data(), 1, out.size(), stdout);
+      std::fflush(stdout);
+      std::fwrite(err.data(), 1, err.size(), stderr);
+      out.clear();
+      err.clear();
+    };
+    std::string out, err;
+    const int code = run_check(*options, out, err, flush);
+    flush(out, err);
+    return code;
+  }
+  if (command == "gcore") {
     std::fprintf(stderr, "fiberscope: '%s' is not available in this build yet\n", command.c_str());
     return kExitError;
   }

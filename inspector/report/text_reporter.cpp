@@ -2,12 +2,11 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <map>
 
 #include "base/hex.h"
+#include "report/grouping.h"
 
 namespace fiberscope::report {
-namespace {
 
 // Names and values come from the target: a control character could rewrite the user's terminal, so it is shown
 // as \xNN instead.
@@ -38,6 +37,8 @@ std::string format_argument(const Argument& arg) {
   }
   return text;
 }
+
+namespace {
 
 std::string where_line(const Frame& frame) {
   std::string text = "\t";
@@ -112,44 +113,18 @@ bool has_notes(const Dump& dump, const Fiber& fiber) {
          std::any_of(dump.errors.begin(), dump.errors.end(), about);
 }
 
-// Fibers with the same state and function sequence; each key names the group.
-std::string group_key(const Fiber& fiber) {
-  std::string key = state_label(fiber);
-  for (const Frame& frame : fiber.stack.frames) {
-    key += '\n';
-    key += function_label(frame);
-    if (frame.inlined) key += " (inlined)";
-  }
-  if (!fiber.stack.stop_reason.empty()) key += "\n!" + fiber.stack.stop_reason;
-  return key;
-}
-
 void append_groups(std::string& out, const Dump& dump) {
-  struct Group {
-    const Fiber* representative;
-    std::vector<std::uint64_t> ids;
-  };
-  std::map<std::string, Group> by_key;
+  std::vector<const Fiber*> grouped;
   std::vector<const Fiber*> alone;  // fibers with findings, errors or torn records stay visible one by one
-  for (const Fiber& fiber : dump.fibers) {
-    if (has_notes(dump, fiber)) {
-      alone.push_back(&fiber);
-      continue;
-    }
-    auto [it, inserted] = by_key.try_emplace(group_key(fiber), Group{&fiber, {}});
-    it->second.ids.push_back(fiber.id);
-  }
-  std::vector<Group*> groups;
-  for (auto& [key, group] : by_key) groups.push_back(&group);
-  std::sort(groups.begin(), groups.end(), [](const Group* a, const Group* b) {
-    if (a->ids.size() != b->ids.size()) return a->ids.size() > b->ids.size();
-    return *std::min_element(a->ids.begin(), a->ids.end()) < *std::min_element(b->ids.begin(), b->ids.end());
-  });
-  for (const Group* group : groups) {
-    const Fiber& fiber = *group->representative;
-    const std::size_t count = group->ids.size();
+  for (const Fiber& fiber : dump.fibers) (has_notes(dump, fiber) ? alone : grouped).push_back(&fiber);
+  for (const FiberGroup& group : group_fibers(grouped)) {
+    const Fiber& fiber = *group.members.front();
+    const std::size_t count = group.members.size();
+    std::vector<std::uint64_t> ids;
+    ids.reserve(count);
+    for (const Fiber* member : group.members) ids.push_back(member->id);
     out += std::to_string(count) + (count == 1 ? " fiber [" : " fibers [") + printable(state_label(fiber)) +
-           "]: " + format_id_ranges(group->ids) + "\n";
+           "]: " + format_id_ranges(std::move(ids)) + "\n";
     append_stack(out, fiber.stack, false);
     out += "\n";
   }

@@ -10,6 +10,8 @@
 #pragma once
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "report/dump.h"
 
@@ -23,6 +25,13 @@ inline constexpr std::size_t kAutoGroupFibers = 100;
 
 // Renders `dump` as text.
 std::string render_text(const Dump& dump, const TextOptions& options = {});
+
+// `text` with control characters shown as \xNN: names and values come from the target and must not drive the
+// terminal.
+std::string printable(std::string_view text);
+
+// "fd=7", "len=<optimized out>": one argument as the reporters and the ui show it.
+std::string format_argument(const Argument& arg);
 
 // "3m12s", "12s", "412ms": Go-style durations for "time in state".
 std::string format_duration(std::uint64_t nanoseconds);
