@@ -1,12 +1,10 @@
 // The checks against real programs (tests/programs/checks/check_scenarios) with the runtime's fault switches:
-// finding kinds, rules and variable names, not only exit codes.
+// finding kinds, rules and variable names, not only exit codes. The CLI on top: check_command_test.cpp.
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
 
 #include "checks/checks.h"
-#include "cli/check_command.h"
-#include "cli/dump_command.h"
 #include "session/inspection.h"
 #include "target/test_process.h"
 
@@ -65,20 +63,6 @@ TEST_CASE("a syscall frame saved inside a returned callback is reported by rule 
   REQUIRE(finding.y);
   CHECK(finding.y->function.find("foreign_call") != std::string::npos);
 
-  // The CLI: exit code 1, the finding under its fiber, and in dump's output too.
-  cli::CheckOptions options;
-  options.pid = target.pid();
-  std::string out, err;
-  CHECK(cli::run_check(options, out, err) == cli::kExitFindings);
-  INFO(out);
-  CHECK(out.find("fiber 2 \"callback-then-block\" [foreign]:\n\tfinding [invalid-syscall-frame] rule 2 "
-                 "(below-live-frame)") != std::string::npos);
-  CHECK(out.find("popped region") != std::string::npos);
-  cli::DumpOptions dump_options;
-  dump_options.pid = target.pid();
-  std::string dump_out, dump_err;
-  CHECK(cli::run_dump(dump_options, dump_out, dump_err) == cli::kExitFindings);
-  CHECK(dump_out.find("finding [invalid-syscall-frame]") != std::string::npos);
 }
 
 TEST_CASE("the same program without the fault gives no finding") {
@@ -183,41 +167,4 @@ TEST_CASE("in --no-stop mode torn records are transient, never findings") {
     INFO("round " << round << "\n" << describe(result));
     REQUIRE(result.findings.empty());
   }
-}
-
-TEST_CASE("--watch reports only findings that persist across two snapshots") {
-  Finding a, b;
-  a.fiber_id = 1;
-  a.rule = SyscallFrameRule::below_live_frame;
-  b.fiber_id = 2;
-  b.rule = SyscallFrameRule::names_no_frame;
-  CHECK(cli::persistent_findings({a}, {a, b}).size() == 1);
-  CHECK(cli::persistent_findings({}, {a, b}).empty());
-
-  Faults faults("stale-syscall-frame");
-  TestProcess target({bin("check_scenarios"), "stale-frame"});
-  REQUIRE(target.wait_for("READY"));
-  cli::CheckOptions options;
-  options.pid = target.pid();
-  options.watch_seconds = 0.05;
-  options.watch_rounds = 3;
-  options.format = cli::CheckOptions::Format::json;
-  std::string out, err;
-  CHECK(cli::run_check(options, out, err) == cli::kExitFindings);
-  CHECK(out.find("\"rule_name\": \"below-live-frame\"") != std::string::npos);
-  CHECK(out.find("\"round\": 3") != std::string::npos);
-}
-
-TEST_CASE("check's arguments are validated") {
-  bool help = false;
-  CHECK_FALSE(cli::parse_check_arguments({}, help));
-  CHECK_FALSE(cli::parse_check_arguments({"12", "--format", "folded"}, help));
-  CHECK_FALSE(cli::parse_check_arguments({"12", "--watch", "-1"}, help));
-  CHECK_FALSE(cli::parse_check_arguments({"12", "--rounds", "3"}, help));
-  auto options = cli::parse_check_arguments({"12", "--watch", "2", "--format", "json"}, help);
-  REQUIRE(options);
-  CHECK(options->pid == 12);
-  CHECK(options->watch_seconds == 2.0);
-  REQUIRE(cli::parse_check_arguments({"--help"}, help));
-  CHECK(help);
 }

@@ -1,0 +1,86 @@
+// `fiberscope check` and `dump` on check_scenarios: exit codes, findings printed under their fiber, --watch
+// persistence, JSON, argument validation.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+
+#include "checks/checks.h"
+#include "cli/check_command.h"
+#include "cli/dump_command.h"
+#include "target/test_process.h"
+
+using namespace fiberscope;
+using fiberscope::checks::Finding;
+using fiberscope::checks::SyscallFrameRule;
+using fiberscope::testing::bin;
+using fiberscope::testing::TestProcess;
+
+namespace {
+
+// FIBERSCOPE_FAULTS for the children started while it lives.
+class Faults {
+ public:
+  explicit Faults(const char* faults) { ::setenv("FIBERSCOPE_FAULTS", faults, 1); }
+  ~Faults() { ::unsetenv("FIBERSCOPE_FAULTS"); }
+  Faults(const Faults&) = delete;
+  Faults& operator=(const Faults&) = delete;
+};
+
+}  // namespace
+
+TEST_CASE("check and dump print a popped syscall frame under its fiber and exit with 1") {
+  Faults faults("stale-syscall-frame");
+  TestProcess target({bin("check_scenarios"), "stale-frame"});
+  REQUIRE(target.wait_for("READY"));
+  // The CLI: exit code 1, the finding under its fiber, and in dump's output too.
+  cli::CheckOptions options;
+  options.pid = target.pid();
+  std::string out, err;
+  CHECK(cli::run_check(options, out, err) == cli::kExitFindings);
+  INFO(out);
+  CHECK(out.find("fiber 2 \"callback-then-block\" [foreign]:\n\tfinding [invalid-syscall-frame] rule 2 "
+                 "(below-live-frame)") != std::string::npos);
+  CHECK(out.find("popped region") != std::string::npos);
+  cli::DumpOptions dump_options;
+  dump_options.pid = target.pid();
+  std::string dump_out, dump_err;
+  CHECK(cli::run_dump(dump_options, dump_out, dump_err) == cli::kExitFindings);
+  CHECK(dump_out.find("finding [invalid-syscall-frame]") != std::string::npos);
+}
+
+TEST_CASE("--watch reports only findings that persist across two snapshots") {
+  Finding a, b;
+  a.fiber_id = 1;
+  a.rule = SyscallFrameRule::below_live_frame;
+  b.fiber_id = 2;
+  b.rule = SyscallFrameRule::names_no_frame;
+  CHECK(cli::persistent_findings({a}, {a, b}).size() == 1);
+  CHECK(cli::persistent_findings({}, {a, b}).empty());
+
+  Faults faults("stale-syscall-frame");
+  TestProcess target({bin("check_scenarios"), "stale-frame"});
+  REQUIRE(target.wait_for("READY"));
+  cli::CheckOptions options;
+  options.pid = target.pid();
+  options.watch_seconds = 0.05;
+  options.watch_rounds = 3;
+  options.format = cli::CheckOptions::Format::json;
+  std::string out, err;
+  CHECK(cli::run_check(options, out, err) == cli::kExitFindings);
+  CHECK(out.find("\"rule_name\": \"below-live-frame\"") != std::string::npos);
+  CHECK(out.find("\"round\": 3") != std::string::npos);
+}
+
+TEST_CASE("check's arguments are validated") {
+  bool help = false;
+  CHECK_FALSE(cli::parse_check_arguments({}, help));
+  CHECK_FALSE(cli::parse_check_arguments({"12", "--format", "folded"}, help));
+  CHECK_FALSE(cli::parse_check_arguments({"12", "--watch", "-1"}, help));
+  CHECK_FALSE(cli::parse_check_arguments({"12", "--rounds", "3"}, help));
+  auto options = cli::parse_check_arguments({"12", "--watch", "2", "--format", "json"}, help);
+  REQUIRE(options);
+  CHECK(options->pid == 12);
+  CHECK(options->watch_seconds == 2.0);
+  REQUIRE(cli::parse_check_arguments({"--help"}, help));
+  CHECK(help);
+}
