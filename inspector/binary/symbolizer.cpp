@@ -86,6 +86,9 @@ struct Symbolizer::Impl {
   };
   std::vector<DwarfState> dwarf;  // parallel to modules
   std::unordered_map<std::uint64_t, Symbolization> by_pc;
+  // DWARF frames (with their variables' location expressions) by target pc: every fiber parked at the same call
+  // chain asks for the same few pcs, and parsing them out of the CU costs far more than evaluating them.
+  std::unordered_map<std::uint64_t, Result<std::vector<DwarfFrame>>> frames_by_pc;
   std::size_t indexes_loaded = 0;
 
   const ElfImage* open_image(const std::string& path, std::string* error) {
@@ -102,6 +105,12 @@ struct Symbolizer::Impl {
   std::size_t index_of(const Module& module) const { return static_cast<std::size_t>(&module - modules.data()); }
   const ElfImage* find_debug_image(const Module& module, std::string& why);
   DwarfIndex* index_for(const Module& module, std::string& why);
+  // index.frames_at(pc - module.load_bias), cached by pc.
+  const Result<std::vector<DwarfFrame>>& frames_at(DwarfIndex& index, const Module& module, std::uint64_t pc) {
+    auto cached = frames_by_pc.find(pc);
+    if (cached != frames_by_pc.end()) return cached->second;
+    return frames_by_pc.emplace(pc, index.frames_at(pc - module.load_bias)).first->second;
+  }
 };
 
 Symbolizer::Symbolizer(const std::vector<target::Mapping>& mappings, SymbolizerOptions options)
@@ -246,7 +255,7 @@ const Symbolization& Symbolizer::symbolize(std::uint64_t pc) {
   const std::uint64_t file_pc = pc - module->load_bias;
   std::string why;
   if (DwarfIndex* index = impl_->index_for(*module, why)) {
-    auto frames = index->frames_at(file_pc);
+    const auto& frames = impl_->frames_at(*index, *module, pc);
     if (frames && !frames->empty()) {
       for (const DwarfFrame& frame : *frames)
         result.frames.push_back(SymbolizedFrame{module->path, frame.function, frame.file, frame.line, frame.inlined,
@@ -284,7 +293,7 @@ Result<std::vector<DwarfFrame>> Symbolizer::dwarf_frames(std::uint64_t pc) {
   std::string why;
   DwarfIndex* index = impl_->index_for(*module, why);
   if (!index) return fail(why);
-  return index->frames_at(pc - module->load_bias);
+  return impl_->frames_at(*index, *module, pc);
 }
 
 namespace {
@@ -366,8 +375,7 @@ Result<std::vector<FrameVariables>> Symbolizer::variables(const VariableQuery& q
   std::string why;
   DwarfIndex* index = impl_->index_for(*module, why);
   if (!index) return fail(why);
-  const std::uint64_t file_pc = query.pc - module->load_bias;
-  auto frames = index->frames_at(file_pc);
+  const auto& frames = impl_->frames_at(*index, *module, query.pc);
   if (!frames) return std::unexpected(frames.error());
 
   ExpressionContext context = frame_context(query.registers, query.memory, query.cfa, module->load_bias);

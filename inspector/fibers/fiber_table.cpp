@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <span>
 #include <unordered_set>
 
 #include "base/hex.h"
@@ -33,11 +34,12 @@ struct ListSpec {
   std::size_t max_records;
 };
 
-// A record copied out of a chunk, with how far its seqlock lets us trust it.
+// A record copied out of a chunk, with how far its seqlock lets us trust it. `bytes` is empty when the record
+// could not be read, and only valid during the visit (it points into the chunk's bulk copy).
 struct RawRecord {
   std::size_t index;
   RemoteAddress address;
-  std::vector<std::byte> bytes;
+  std::span<const std::byte> bytes;
   Integrity integrity;
 };
 
@@ -61,12 +63,15 @@ Integrity reread_until_consistent(const Memory& memory, RemoteAddress address, s
   return Integrity::torn;
 }
 
-// Walks one chunk list (fibers or workers), returning every used record's bytes. Broken chunks end the walk
-// with an error; nothing here trusts `next`, `capacity`, `used` or `record_size`.
-std::vector<RawRecord> walk_chunks(const Memory& memory, RemoteAddress first_chunk, std::uint32_t chunk_header_size,
-                                   const ListSpec& spec, const ReadOptions& options,
-                                   std::vector<TableError>& errors, std::vector<AddressRange>& chunk_ranges) {
-  std::vector<RawRecord> records;
+// Walks one chunk list (fibers or workers), handing every used record's bytes to `visit` in table order (an
+// unreadable record comes with empty bytes). Broken chunks end the walk with an error; nothing here trusts
+// `next`, `capacity`, `used` or `record_size`. Records are visited straight out of one bulk copy per chunk: with
+// the target stopped this runs inside the pause, so it allocates nothing per record.
+template <class Visit>
+void walk_chunks(const Memory& memory, RemoteAddress first_chunk, std::uint32_t chunk_header_size,
+                 const ListSpec& spec, const ReadOptions& options, std::vector<TableError>& errors,
+                 std::vector<AddressRange>& chunk_ranges, Visit&& visit) {
+  std::size_t records_seen = 0;
   std::unordered_set<std::uint64_t> visited;
   auto chunk_error = [&](std::size_t chunk_number, RemoteAddress at, std::string message) {
     errors.push_back(TableError{spec.chunk_where, chunk_number, at, 0,
@@ -74,6 +79,7 @@ std::vector<RawRecord> walk_chunks(const Memory& memory, RemoteAddress first_chu
                                     at.to_string() + ": " + std::move(message)});
   };
 
+  std::vector<std::byte> bulk, bulk_again, single;
   RemoteAddress chunk_address = first_chunk;
   for (std::size_t chunk_number = 0; !chunk_address.is_null(); ++chunk_number) {
     if (chunk_number >= options.max_chunks) {
@@ -112,10 +118,10 @@ std::vector<RawRecord> walk_chunks(const Memory& memory, RemoteAddress first_chu
                       "; reading only capacity records");
       used = header->capacity;
     }
-    if (header->first_index != records.size()) {
+    if (header->first_index != records_seen) {
       // Indexes are only used for messages, so a wrong first_index is worth a note, not the chunk.
       chunk_error(chunk_number, chunk_address,
-                  "first_index " + std::to_string(header->first_index) + " but " + std::to_string(records.size()) +
+                  "first_index " + std::to_string(header->first_index) + " but " + std::to_string(records_seen) +
                       " records precede it; numbering by position");
     }
     auto records_start = chunk_address.checked_add(chunk_header_size);
@@ -124,7 +130,7 @@ std::vector<RawRecord> walk_chunks(const Memory& memory, RemoteAddress first_chu
       chunk_error(chunk_number, chunk_address, "records would wrap past the end of the address space");
       break;
     }
-    if (records.size() + used > spec.max_records) {
+    if (records_seen + used > spec.max_records) {
       chunk_error(chunk_number, chunk_address,
                   "more than " + std::to_string(spec.max_records) + " " + spec.what +
                       " records; the rest of the list is ignored");
@@ -133,31 +139,34 @@ std::vector<RawRecord> walk_chunks(const Memory& memory, RemoteAddress first_chu
 
     chunk_ranges.push_back(AddressRange{chunk_address, *records_start + bytes_total});
 
-    std::vector<std::byte> bulk;
     bool have_bulk = false;
     if (bytes_total > 0 && bytes_total <= kMaxBulkChunkBytes) {
       bulk.resize(bytes_total);
       have_bulk = memory.read(*records_start, bulk).has_value();
     }
     // A second bulk read lets the running-target mode compare every record's seq without a read per record.
-    std::vector<std::byte> bulk_again;
+    bulk_again.clear();
     if (have_bulk && !options.target_stopped) {
       bulk_again.resize(bytes_total);
       if (!memory.read(*records_start, bulk_again)) bulk_again.clear();
     }
 
     for (std::uint32_t slot = 0; slot < used; ++slot) {
-      const std::size_t index = records.size();
+      const std::size_t index = records_seen++;
       const RemoteAddress address = *records_start + std::uint64_t{slot} * spec.record_size;
-      std::vector<std::byte> bytes(spec.record_size);
+      std::span<const std::byte> bytes;
       if (have_bulk) {
-        std::memcpy(bytes.data(), bulk.data() + std::size_t{slot} * spec.record_size, spec.record_size);
-      } else if (auto ok = memory.read(address, bytes); !ok) {
-        errors.push_back(TableError{spec.record_where, index, address, 0,
-                                    std::string(spec.what) + " record " + std::to_string(index) + " at " +
-                                        address.to_string() + ": unreadable: " + ok.error().message});
-        records.push_back(RawRecord{index, address, {}, Integrity::consistent});
-        continue;
+        bytes = std::span<const std::byte>(bulk).subspan(std::size_t{slot} * spec.record_size, spec.record_size);
+      } else {
+        single.resize(spec.record_size);
+        if (auto ok = memory.read(address, single); !ok) {
+          errors.push_back(TableError{spec.record_where, index, address, 0,
+                                      std::string(spec.what) + " record " + std::to_string(index) + " at " +
+                                          address.to_string() + ": unreadable: " + ok.error().message});
+          visit(RawRecord{index, address, {}, Integrity::consistent});
+          continue;
+        }
+        bytes = single;
       }
       std::uint64_t seq = seq_of(bytes);
       Integrity integrity = Integrity::consistent;
@@ -171,13 +180,17 @@ std::vector<RawRecord> walk_chunks(const Memory& memory, RemoteAddress first_chu
           auto seq_after = memory.read_u64(address);
           same = seq_after && *seq_after == seq;
         }
-        if (!same || (seq & 1)) integrity = reread_until_consistent(memory, address, bytes, options.torn_retries);
+        if (!same || (seq & 1)) {
+          std::vector<std::byte> reread(bytes.begin(), bytes.end());
+          integrity = reread_until_consistent(memory, address, reread, options.torn_retries);
+          visit(RawRecord{index, address, reread, integrity});
+          continue;
+        }
       }
-      records.push_back(RawRecord{index, address, std::move(bytes), integrity});
+      visit(RawRecord{index, address, bytes, integrity});
     }
     chunk_address = next;
   }
-  return records;
 }
 
 std::string record_prefix(const char* what, std::size_t index, RemoteAddress address) {
@@ -402,26 +415,28 @@ Result<FiberTable> read_fiber_table(const Memory& memory, RemoteAddress root, co
 
   const ListSpec worker_list{TableError::Where::worker_chunk, TableError::Where::worker_record, "worker",
                              abi_root->worker_record_size, options.max_worker_records};
-  for (const RawRecord& raw : walk_chunks(memory, RemoteAddress(abi_root->worker_chunks),
-                                          abi_root->chunk_header_size, worker_list, options, table.errors,
-                                          table.chunk_ranges)) {
-    if (raw.bytes.empty()) continue;
-    if (auto worker = decode_worker(raw, table.errors)) table.workers.push_back(std::move(*worker));
-  }
+  walk_chunks(memory, RemoteAddress(abi_root->worker_chunks), abi_root->chunk_header_size, worker_list, options,
+              table.errors, table.chunk_ranges, [&](const RawRecord& raw) {
+                if (raw.bytes.empty()) return;
+                if (auto worker = decode_worker(raw, table.errors)) table.workers.push_back(std::move(*worker));
+              });
 
   const ListSpec fiber_list{TableError::Where::fiber_chunk, TableError::Where::fiber_record, "fiber",
                             abi_root->fiber_record_size, options.max_fiber_records};
-  for (const RawRecord& raw : walk_chunks(memory, RemoteAddress(abi_root->fiber_chunks),
-                                          abi_root->chunk_header_size, fiber_list, options, table.errors,
-                                          table.chunk_ranges)) {
-    if (raw.bytes.empty()) continue;
-    auto fiber = decode_fiber(raw, options, table.errors);
-    if (!fiber) continue;
-    if (fiber->is_live() && !fiber->transition_top.is_null()) {
-      read_transitions(memory, *fiber, table.worker_of(*fiber), options, table.errors);
-    }
-    table.fibers.push_back(std::move(*fiber));
-  }
+  // The root's count is only a hint (it may lie, hence the cap): reserving avoids regrowing a 100k-entry vector
+  // while the target is stopped.
+  constexpr std::uint64_t kMaxReservedFibers = 1u << 18;
+  table.fibers.reserve(static_cast<std::size_t>(
+      std::min<std::uint64_t>({abi_root->fibers_live + 16, options.max_fiber_records, kMaxReservedFibers})));
+  walk_chunks(memory, RemoteAddress(abi_root->fiber_chunks), abi_root->chunk_header_size, fiber_list, options,
+              table.errors, table.chunk_ranges, [&](const RawRecord& raw) {
+                if (raw.bytes.empty()) return;
+                auto fiber = decode_fiber(raw, options, table.errors);
+                if (!fiber) return;
+                if (fiber->is_live() && !fiber->transition_top.is_null())
+                  read_transitions(memory, *fiber, table.worker_of(*fiber), options, table.errors);
+                table.fibers.push_back(std::move(*fiber));
+              });
   return table;
 }
 

@@ -1,0 +1,100 @@
+// dump_phases: where `fiberscope dump PID` spends its time and memory, phase by phase, with the same session
+// calls the CLI makes (inspect_live, build_dump, render_text/render_json). For profiling the inspector; the
+// end-to-end comparison with other tools is bench/run_inspector.sh.
+//
+//   dump_phases PID [--format text|json] [--repeat R]
+//
+// Prints one line per phase: `BENCH name=dump_phase phase=<phase> ms=<wall> rss_mb=<after> hwm_mb=<peak so far>`
+// and the pause as `BENCH name=dump_phase phase=pause ms=<pause>`. With --repeat, the whole sequence runs R times
+// in this process (the first run is cold, later ones reuse nothing but the page cache).
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <string_view>
+
+#include "report/json_reporter.h"
+#include "report/text_reporter.h"
+#include "session/inspection.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// VmRSS and VmHWM of this process, in MiB.
+std::pair<double, double> memory_mb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  double rss = 0, hwm = 0;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) rss = std::strtod(line.c_str() + 6, nullptr) / 1024;
+    if (line.rfind("VmHWM:", 0) == 0) hwm = std::strtod(line.c_str() + 6, nullptr) / 1024;
+  }
+  return {rss, hwm};
+}
+
+// User + system CPU time of this process (all its threads), in ms: steadier than wall time on a busy machine.
+double cpu_ms() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1e3 + (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e3;
+}
+
+class PhaseClock {
+ public:
+  void end(const char* phase) {
+    const auto now = Clock::now();
+    const double cpu = cpu_ms();
+    const auto [rss, hwm] = memory_mb();
+    std::printf("BENCH name=dump_phase phase=%s ms=%.1f cpu_ms=%.1f rss_mb=%.0f hwm_mb=%.0f\n", phase,
+                std::chrono::duration<double, std::milli>(now - last_).count(), cpu - last_cpu_, rss, hwm);
+    last_ = Clock::now();
+    last_cpu_ = cpu_ms();
+  }
+
+ private:
+  Clock::time_point last_ = Clock::now();
+  double last_cpu_ = cpu_ms();
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: dump_phases PID [--format text|json] [--repeat R]\n");
+    return 2;
+  }
+  const int pid = std::atoi(argv[1]);
+  bool json = false;
+  int repeat = 1;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    if (std::string_view(argv[i]) == "--format") json = std::string_view(argv[i + 1]) == "json";
+    if (std::string_view(argv[i]) == "--repeat") repeat = std::max(1, std::atoi(argv[i + 1]));
+  }
+  for (int run = 0; run < repeat; ++run) {
+    const auto start = Clock::now();
+    const double start_cpu = cpu_ms();
+    PhaseClock clock;
+    auto inspection = fiberscope::session::inspect_live(pid, {.stop = true});
+    if (!inspection) {
+      std::fprintf(stderr, "dump_phases: %s\n", inspection.error().message.c_str());
+      return 1;
+    }
+    clock.end("inspect_live");
+    std::printf("BENCH name=dump_phase phase=pause ms=%.2f\n", inspection->snapshot.pause_ms.value_or(-1));
+    fiberscope::report::Dump dump = fiberscope::session::build_dump(*inspection, {});
+    clock.end("build_dump");
+    std::string out = json ? fiberscope::report::render_json(dump) : fiberscope::report::render_text(dump);
+    clock.end("render");
+    std::size_t frames = 0;
+    for (const auto& fiber : dump.fibers) frames += fiber.stack.frames.size();
+    std::printf("BENCH name=dump_phase phase=total ms=%.1f cpu_ms=%.1f fibers=%zu frames=%zu output_bytes=%zu\n",
+                std::chrono::duration<double, std::milli>(Clock::now() - start).count(), cpu_ms() - start_cpu,
+                dump.fibers.size(), frames, out.size());
+  }
+  return 0;
+}
