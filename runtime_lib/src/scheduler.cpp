@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <system_error>
 #include <linux/futex.h>
 
 #include "runtime_internal.h"
@@ -32,6 +33,7 @@ namespace {
 
 
 constexpr std::uint32_t kMaxWorkers = 4096;
+constexpr std::size_t kMaxStackBytes = std::size_t{1} << 30;
 constexpr std::uint64_t kRetakeAfterNs = 20'000;        // a syscall blocked this long loses its processor
 constexpr std::uint64_t kRetakeAlwaysAfterNs = 10'000'000;
 constexpr std::uint32_t kFiberCacheSize = 64;
@@ -229,7 +231,11 @@ void start_worker(Processor* p, bool spinning) {
   m->nextp = p;
   m->spinning = spinning;
   sched.workers.push_back(m);
-  m->thread = std::thread(worker_main, m);
+  try {
+    m->thread = std::thread(worker_main, m);
+  } catch (const std::system_error&) {
+    fatal("cannot start a worker thread (thread creation failed)");
+  }
 }
 
 // Go's stopm: parks the worker until it is handed a processor (or the runtime shuts down).
@@ -934,6 +940,14 @@ int run(std::function<void()> main, Options options) {
     return EBUSY;
   }
   unsigned processors = options.workers ? options.workers : std::max(1u, std::thread::hardware_concurrency());
+  if (processors > kMaxWorkers) {
+    std::fprintf(stderr, "fiberscope: fiber::run: %u workers requested, at most %u\n", processors, kMaxWorkers);
+    return EINVAL;
+  }
+  if (options.stack_bytes > kMaxStackBytes) {
+    std::fprintf(stderr, "fiberscope: fiber::run: stack_bytes %zu exceeds %zu\n", options.stack_bytes, kMaxStackBytes);
+    return EINVAL;
+  }
   std::size_t page = page_bytes();
   std::size_t stack_bytes = std::max<std::size_t>(options.stack_bytes, 4 * page);
   stack_bytes = (stack_bytes + page - 1) / page * page;
@@ -962,7 +976,19 @@ int run(std::function<void()> main, Options options) {
   using Main = std::function<void()>;
   SpawnSlot slot = spawn_prepare(sizeof(Main), alignof(Main));
   ::new (slot.storage) Main(std::move(main));
-  sched.monitor = std::thread(monitor_main);
+  try {
+    sched.monitor = std::thread(monitor_main);
+  } catch (const std::system_error& error) {
+    std::fprintf(stderr, "fiberscope: fiber::run: cannot start the monitor thread: %s\n", error.what());
+    for (Processor* p : sched.processors) delete p;
+    sched.processors.clear();
+    __atomic_store_n(&fiberscope_debug_root.running, 0, __ATOMIC_RELEASE);
+    // The main fiber's slot goes back to the pool unused.
+    slot.fiber->queue_next = sched.pool;
+    sched.pool = slot.fiber;
+    static_cast<Main*>(slot.storage)->~Main();
+    return EAGAIN;
+  }
   spawn_commit_with_flags(slot, &fiber_entry<Main>, "main", __builtin_return_address(0), FIBERSCOPE_FIBER_FLAG_MAIN);
 
   {
