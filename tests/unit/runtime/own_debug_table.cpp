@@ -42,6 +42,30 @@ bool read_own_memory(std::uint64_t address, void* out, std::size_t size_bytes) {
   return ::process_vm_readv(::getpid(), &local, 1, &remote, 1, 0) == static_cast<ssize_t>(size_bytes);
 }
 
+// Follows the transition chain of out.record; the caller decides through the seqlock whether it belongs.
+void read_chain(FiberSnapshot& out) {
+  out.transitions.clear();
+  out.transition_addresses.clear();
+  out.chain_error.clear();
+  std::uint64_t next = out.record.transition_top;
+  std::set<std::uint64_t> visited;
+  while (next != 0) {
+    if (out.transitions.size() >= kMaxTransitions || !visited.insert(next).second) {
+      out.chain_error =
+          "transition chain longer than " + std::to_string(kMaxTransitions) + " or cyclic at " + hex(next);
+      return;
+    }
+    auto transition = read_own<fiberscope_transition>(next);
+    if (!transition) {
+      out.chain_error = "unreadable transition record at " + hex(next);
+      return;
+    }
+    out.transitions.push_back(*transition);
+    out.transition_addresses.push_back(next);
+    next = transition->prev;
+  }
+}
+
 ReadOutcome read_fiber(std::uint64_t address, FiberSnapshot& out, int attempts) {
   for (int attempt = 0; attempt < attempts; ++attempt) {
     out = FiberSnapshot{};
@@ -51,28 +75,59 @@ ReadOutcome read_fiber(std::uint64_t address, FiberSnapshot& out, int attempts) 
     if (seq_before % 2 != 0) continue;
     // The chain lives on stacks that change under us; it belongs to this record only if the seqlock holds
     // across the whole read.
-    std::uint64_t next = out.record.transition_top;
-    std::set<std::uint64_t> visited;
-    while (next != 0) {
-      if (out.transitions.size() >= kMaxTransitions || !visited.insert(next).second) {
-        out.chain_error = "transition chain longer than " + std::to_string(kMaxTransitions) + " or cyclic at " +
-                          hex(next);
-        break;
-      }
-      auto transition = read_own<fiberscope_transition>(next);
-      if (!transition) {
-        out.chain_error = "unreadable transition record at " + hex(next);
-        break;
-      }
-      out.transitions.push_back(*transition);
-      out.transition_addresses.push_back(next);
-      next = transition->prev;
-    }
+    read_chain(out);
     auto seq_after = read_own<std::uint64_t>(address + offsetof(fiberscope_fiber, seq));
     if (!seq_after) return ReadOutcome::unreadable;
     if (*seq_after == seq_before) return ReadOutcome::consistent;
   }
   return ReadOutcome::torn;
+}
+
+std::vector<FiberRead> read_all_fibers(std::uint64_t first_chunk, std::string& error) {
+  std::vector<FiberRead> reads;
+  std::set<std::uint64_t> visited;
+  for (std::uint64_t chunk_address = first_chunk; chunk_address != 0;) {
+    if (visited.size() >= kMaxChunks || !visited.insert(chunk_address).second) {
+      error = "chunk list cyclic or longer than " + std::to_string(kMaxChunks) + " at " + hex(chunk_address);
+      break;
+    }
+    auto chunk = read_own<fiberscope_chunk>(chunk_address);
+    if (!chunk) {
+      error = "unreadable chunk at " + hex(chunk_address);
+      break;
+    }
+    if (chunk->record_size != sizeof(fiberscope_fiber) || chunk->used > chunk->capacity) {
+      error = "chunk at " + hex(chunk_address) + " has record_size " + std::to_string(chunk->record_size) +
+              ", used " + std::to_string(chunk->used) + " of " + std::to_string(chunk->capacity);
+      break;
+    }
+    const std::uint64_t first_record = chunk_address + sizeof(fiberscope_chunk);
+    std::vector<fiberscope_fiber> before(chunk->used), after(chunk->used);
+    const std::size_t bytes = before.size() * sizeof(fiberscope_fiber);
+    if (!read_own_memory(first_record, before.data(), bytes)) {
+      error = "unreadable records of chunk " + hex(chunk_address);
+      break;
+    }
+    const std::size_t first_read = reads.size();
+    for (std::size_t slot = 0; slot < before.size(); ++slot) {
+      FiberRead read;
+      read.snapshot.address = first_record + slot * sizeof(fiberscope_fiber);
+      read.snapshot.record = before[slot];
+      if (before[slot].seq % 2 == 0) read_chain(read.snapshot);
+      reads.push_back(std::move(read));
+    }
+    const bool second_copy = read_own_memory(first_record, after.data(), bytes);
+    for (std::size_t slot = 0; slot < before.size(); ++slot) {
+      FiberRead& read = reads[first_read + slot];
+      if (second_copy && before[slot].seq % 2 == 0 && before[slot].seq == after[slot].seq) {
+        read.outcome = ReadOutcome::consistent;
+      } else {
+        read.outcome = read_fiber(read.snapshot.address, read.snapshot);
+      }
+    }
+    chunk_address = chunk->next;
+  }
+  return reads;
 }
 
 std::vector<std::uint64_t> record_addresses(std::uint64_t first_chunk, std::uint32_t expected_record_size,
@@ -126,10 +181,8 @@ std::vector<FiberSnapshot> consistent_fibers() {
   auto root = read_own<fiberscope_debug_root>(reinterpret_cast<std::uint64_t>(root_address));
   if (!root) return fibers;
   std::string error;
-  for (std::uint64_t address : record_addresses(root->fiber_chunks, sizeof(fiberscope_fiber), error)) {
-    FiberSnapshot snapshot;
-    if (read_fiber(address, snapshot) == ReadOutcome::consistent) fibers.push_back(std::move(snapshot));
-  }
+  for (auto& read : read_all_fibers(root->fiber_chunks, error))
+    if (read.outcome == ReadOutcome::consistent) fibers.push_back(std::move(read.snapshot));
   return fibers;
 }
 

@@ -48,6 +48,16 @@ std::vector<std::uint64_t> record_addresses(std::uint64_t first_chunk, std::uint
 // All worker records in table order, each through its seqlock; nullopt where a record stayed torn.
 std::vector<std::optional<fiberscope_worker>> read_workers(const fiberscope_debug_root& root, std::string& error);
 
+// One record of a whole-table pass.
+struct FiberRead {
+  ReadOutcome outcome = ReadOutcome::unreadable;
+  FiberSnapshot snapshot;
+};
+
+// Every record of the fiber table in one pass: each chunk is copied twice in one call each, records whose
+// seqlock moved in between are re-read one by one. On a malformed chunk list `error` says where.
+std::vector<FiberRead> read_all_fibers(std::uint64_t first_chunk, std::string& error);
+
 // Every fiber record of the table that reads consistently, in one pass.
 std::vector<FiberSnapshot> consistent_fibers();
 
