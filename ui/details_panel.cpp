@@ -1,5 +1,7 @@
 #include "ui/details_panel.h"
 
+#include <algorithm>
+
 #include "base/hex.h"
 #include "report/text_reporter.h"
 
@@ -35,15 +37,18 @@ std::string frame_where(const report::Frame& frame) {
   return text + "  [" + std::string(report::stack_kind_name(frame.stack)) + " stack]";
 }
 
-// Splits a message on its newlines: findings carry their evidence one item per line.
+// Splits a message into lines at its newlines and at "; ": a finding's message carries its evidence as
+// "summary; key: value; key: value", which reads best one item per line.
 void add_text_block(std::vector<DetailsPanel::Line>& lines, const std::string& text, Role role, int indent) {
   std::size_t start = 0;
   while (start <= text.size()) {
-    const std::size_t end = text.find('\n', start);
+    const std::size_t newline = text.find('\n', start);
+    const std::size_t semicolon = text.find("; ", start);
+    const std::size_t end = std::min(newline, semicolon);
     const std::string piece = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
     lines.push_back({std::string(static_cast<std::size_t>(indent), ' ') + report::printable(piece), role, indent + 2});
     if (end == std::string::npos) break;
-    start = end + 1;
+    start = end + (end == semicolon ? 2 : 1);
   }
 }
 
@@ -116,11 +121,18 @@ void DetailsPanel::draw(Canvas& canvas, const Rect& area) {
       continue;
     }
     const std::size_t indent = std::min<std::size_t>(static_cast<std::size_t>(line.indent), width / 2);
-    rows.push_back({line.text.substr(0, width), line.role, 0});
-    for (std::size_t at = width; at < line.text.size() && rows.size() < 100000;) {
-      const std::size_t take = width - indent;
+    // Break at the last blank that leaves at least half a row, else mid-word (long paths, hex runs).
+    auto piece_length = [&](std::size_t at, std::size_t room) {
+      if (line.text.size() - at <= room) return line.text.size() - at;
+      const std::size_t blank = line.text.rfind(' ', at + room - 1);
+      return blank != std::string::npos && blank > at + room / 2 ? blank + 1 - at : room;
+    };
+    std::size_t at = 0;
+    std::size_t take = piece_length(0, width);
+    rows.push_back({line.text.substr(0, take), line.role, 0});
+    for (at = take; at < line.text.size() && rows.size() < 100000; at += take) {
+      take = piece_length(at, width - indent);
       rows.push_back({std::string(indent, ' ') + line.text.substr(at, take), line.role, 0});
-      at += take;
     }
   }
   const std::size_t first = scroll_.first_visible(rows.size(), area.height);

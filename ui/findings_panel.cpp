@@ -9,7 +9,7 @@ void FindingsPanel::draw(Canvas& canvas, const Rect& area) {
   const auto& findings = model_.dump().findings;
   cursor_.set_count(findings.size());
   canvas.fill_row(area.row, Role::column_title);
-  int x = canvas.put(area.row, area.column, fit("FIBER", 6, true) + " " + fit("NAME", 16) + " ", Role::column_title);
+  int x = canvas.put(area.row, area.column, fit("FIBER", 6, true) + " " + fit("NAME", 20) + " ", Role::column_title);
   x = canvas.put(area.row, x, fit("KIND", 22) + " ", Role::column_title);
   canvas.put(area.row, x, "FRAME: MESSAGE", Role::column_title);
   const int list_rows = area.height - 1;
@@ -31,7 +31,7 @@ void FindingsPanel::draw(Canvas& canvas, const Rect& area) {
     const FiberRow* row = finding.fiber_id ? model_.row_of(*finding.fiber_id) : nullptr;
     x = canvas.put(y, area.column, fit(finding.fiber_id ? std::to_string(*finding.fiber_id) : "-", 6, true) + " ",
                    role(Role::normal));
-    x = canvas.put(y, x, fit(row ? report::printable(row->fiber->name) : "", 16) + " ", role(Role::normal));
+    x = canvas.put(y, x, fit(row ? report::printable(row->fiber->name) : "", 20) + " ", role(Role::normal));
     x = canvas.put(y, x, fit(report::printable(finding.kind), 22) + " ", role(Role::finding));
     const std::string first_line = finding.message.substr(0, finding.message.find('\n'));
     std::string text = finding.frame.empty() ? "" : report::printable(finding.frame) + ": ";

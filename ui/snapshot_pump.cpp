@@ -3,6 +3,8 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <chrono>
+
 namespace fiberscope::ui {
 
 SnapshotPump::SnapshotPump(DumpSource source) : source_(std::move(source)) {
@@ -39,9 +41,9 @@ bool SnapshotPump::busy() const {
   return requested_ || result_.has_value();
 }
 
-std::optional<Result<report::Dump>> SnapshotPump::take_result() {
+std::optional<PumpResult> SnapshotPump::take_result() {
   std::lock_guard lock(mutex_);
-  std::optional<Result<report::Dump>> result = std::move(result_);
+  std::optional<PumpResult> result = std::move(result_);
   result_.reset();
   return result;
 }
@@ -53,9 +55,11 @@ void SnapshotPump::run() {
       wake_.wait(lock, [&] { return stopping_ || requested_; });
       if (stopping_) return;
     }
+    const auto start = std::chrono::steady_clock::now();
     Result<report::Dump> dump = source_();
+    const std::chrono::duration<double, std::milli> elapsed = std::chrono::steady_clock::now() - start;
     std::lock_guard lock(mutex_);
-    result_ = std::move(dump);
+    result_ = PumpResult{std::move(dump), elapsed.count()};
     requested_ = false;
   }
 }

@@ -3,7 +3,7 @@
 //
 //   SnapshotPump pump([&] { return take_dump(); });
 //   if (!pump.busy()) pump.request();
-//   if (auto result = pump.take_result()) show(*result);
+//   if (auto result = pump.take_result()) show(result->dump);
 //
 // Signals: the pump's thread blocks SIGWINCH (curses reads it on the ui thread) and is the one that receives
 // SIGINT/SIGTERM/SIGHUP (the ui thread blocks them), so a Ctrl-C during a capture lands where the capture's own
@@ -24,6 +24,11 @@ namespace fiberscope::ui {
 // One snapshot of the target as a report model, or why none could be taken.
 using DumpSource = std::function<Result<report::Dump>()>;
 
+struct PumpResult {
+  Result<report::Dump> dump;
+  double elapsed_ms = 0;  // capture, unwinding, symbols and checks: how long the snapshot took to arrive
+};
+
 class SnapshotPump {
  public:
   explicit SnapshotPump(DumpSource source);
@@ -37,7 +42,7 @@ class SnapshotPump {
   // True from request() until the result was collected with take_result().
   bool busy() const;
   // The finished snapshot, once.
-  std::optional<Result<report::Dump>> take_result();
+  std::optional<PumpResult> take_result();
 
  private:
   void run();
@@ -46,7 +51,7 @@ class SnapshotPump {
   std::condition_variable wake_;
   bool requested_ = false;
   bool stopping_ = false;
-  std::optional<Result<report::Dump>> result_;
+  std::optional<PumpResult> result_;
   std::thread thread_;
 };
 

@@ -146,13 +146,15 @@ Result<void> run_top(const TopOptions& options) {
   DumpSource source = live_source(options);
   // The first snapshot before the terminal is taken over: if the target cannot be inspected, the error is
   // printed like any other command's.
+  const auto start = Clock::now();
   auto first = source();
   if (!first) return std::unexpected(first.error());
+  const std::chrono::duration<double, std::milli> first_elapsed = Clock::now() - start;
 
   TopScreen screen({.target = "pid " + std::to_string(options.pid) + " " + first->exe_path,
                     .interval_seconds = options.interval_seconds,
                     .live = true});
-  screen.show_snapshot(std::move(*first));
+  screen.show_snapshot(std::move(*first), first_elapsed.count());
 
   QuitSignals quit_signals;
   auto terminal = open_curses_terminal();
@@ -175,12 +177,12 @@ Result<void> run_top(const TopOptions& options) {
       next_capture = Clock::now() + interval;
     }
     if (auto result = pump->take_result()) {
-      if (*result) {
-        screen.show_snapshot(std::move(**result));
-      } else if (target_is_gone(result->error())) {
+      if (result->dump) {
+        screen.show_snapshot(std::move(*result->dump), result->elapsed_ms);
+      } else if (target_is_gone(result->dump.error())) {
         screen.stop_refreshing("target exited: showing its last snapshot (q quits)");
       } else {
-        screen.show_message("snapshot failed: " + result->error().message, true);
+        screen.show_message("snapshot failed: " + result->dump.error().message, true);
       }
       dirty = true;
     }

@@ -54,8 +54,9 @@ std::string_view view_title(TopScreen::View view) {
 
 TopScreen::TopScreen(TopSettings settings) : settings_(std::move(settings)) {}
 
-void TopScreen::show_snapshot(report::Dump dump) {
+void TopScreen::show_snapshot(report::Dump dump, std::optional<double> elapsed_ms) {
   model_.set_dump(std::move(dump));
+  elapsed_ms_ = elapsed_ms;
   ++snapshots_;
   list_.refresh();
   groups_.refresh();
@@ -248,6 +249,11 @@ void TopScreen::draw_header(Canvas& canvas) {
     pause = text;
   }
   x = canvas.put(2, x, pause, Role::value);
+  if (elapsed_ms_) {
+    char text[48];
+    std::snprintf(text, sizeof text, " (snapshot took %.0f ms)", *elapsed_ms_);
+    x = canvas.put(2, x, text, Role::dim);
+  }
   x = canvas.put(2, x, "  findings ", Role::label);
   x = canvas.put(2, x, std::to_string(dump.findings.size()), dump.findings.empty() ? Role::value : Role::finding);
   if (!dump.errors.empty()) {

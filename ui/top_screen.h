@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,8 +37,9 @@ class TopScreen {
   TopScreen(const TopScreen&) = delete;
   TopScreen& operator=(const TopScreen&) = delete;
 
-  // Shows a new snapshot; the selection, filters, order and view are kept.
-  void show_snapshot(report::Dump dump);
+  // Shows a new snapshot; the selection, filters, order and view are kept. `elapsed_ms`: how long it took to
+  // take and decode (shown beside the pause, which is only the part the target was stopped for).
+  void show_snapshot(report::Dump dump, std::optional<double> elapsed_ms = std::nullopt);
   // A line under the header: a capture that failed (`error`) or news such as "target exited".
   void show_message(std::string message, bool error);
   // Refreshing ends for good (the target exited): the last snapshot stays, with `why` on the status line.
@@ -79,6 +81,7 @@ class TopScreen {
   bool paused_ = false;
   bool stopped_ = false;
   std::uint64_t snapshots_ = 0;
+  std::optional<double> elapsed_ms_;
   std::string message_;
   bool message_is_error_ = false;
 };

@@ -108,10 +108,10 @@ inline report::Dump small_server() {
   dump.threads.push_back(worker);
 
   dump.findings.push_back({"invalid-syscall-frame", 22, "fiber::foreign_call<long>",
-                           "syscall_sp 0x7f00aa001f00 lies below the deepest live frame (sp 0x7f00aa002000): its "
-                           "frames were popped (Go issue 7978)\n"
-                           "syscall_pc: 0x405210 (fiber::foreign_call<long> at /src/runtime/foreign.h:31)\n"
-                           "stack: [0x7f00aa000000, 0x7f00aa010000)"});
+                           "rule 2 (below-live-frame): syscall_sp 0x7f00aa001f00 lies below the deepest live frame "
+                           "(sp 0x7f00aa002000): its frames were popped; "
+                           "syscall_pc: 0x405210 (fiber::foreign_call<long> at /src/runtime/foreign.h:31); "
+                           "stack: [0x7f00aa000000, 0x7f00aa010000)\nThe bug class of Go issue 7978."});
   dump.errors.push_back({"fiber 23: unwinding stopped early", 23, {}});
   return dump;
 }

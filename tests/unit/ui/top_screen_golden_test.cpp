@@ -24,7 +24,7 @@ void press(TopScreen& screen, std::initializer_list<Key> keys) {
 TopScreen& small_screen(std::unique_ptr<TopScreen>& holder) {
   holder = std::make_unique<TopScreen>(TopSettings{.target = "pid 4242 /opt/demo/demo_server",
                                                    .interval_seconds = 1.0, .live = true});
-  holder->show_snapshot(testing::small_server());
+  holder->show_snapshot(testing::small_server(), 123.4);
   return *holder;
 }
 

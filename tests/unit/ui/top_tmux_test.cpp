@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -215,15 +216,21 @@ TEST_CASE("with ten thousand fibers and -d 0.5 the snapshot counter advances and
   Tmux tmux(top_command(target.pid(), "-d 0.5"), 140, 40);
   REQUIRE(tmux.started());
   std::string screen;
-  REQUIRE(tmux.wait_for("fibers 10", &screen, 60s));
+  REQUIRE(tmux.wait_for("fibers 10000", &screen, 60s));
   const std::uint64_t first = snapshot_number(screen);
-  std::this_thread::sleep_for(4s);
-  screen = tmux.screen();
-  const std::uint64_t later = snapshot_number(screen);
-  // Figures, not assertions on time (bench/ measures): what a user of this machine sees.
-  const std::string pause_line = line_with(screen, "pause ");
-  WARN("10k fibers, -d 0.5: snapshots " << first << " -> " << later << " in 4 s; " << pause_line);
-  CHECK(later >= first + 2);
+  // Refreshes keep coming; how fast depends on the machine (each takes a capture plus unwinding 10k stacks), so
+  // the rate is printed, and only "it refreshes" is asserted.
+  const auto start = std::chrono::steady_clock::now();
+  std::uint64_t later = first;
+  while (later < first + 3 && std::chrono::steady_clock::now() - start < 30s) {
+    std::this_thread::sleep_for(250ms);
+    screen = tmux.screen();
+    later = std::max(later, snapshot_number(screen));
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  WARN("10k fibers, -d 0.5: snapshots " << first << " -> " << later << " in " << seconds << " s; "
+                                        << line_with(screen, "pause "));
+  CHECK(later >= first + 3);
   // Scrolling to the end of the list is one key, not ten thousand redraws.
   tmux.send("End");
   REQUIRE(tmux.wait_for("10000 of 10", &screen, 5s));
@@ -233,8 +240,28 @@ TEST_CASE("with ten thousand fibers and -d 0.5 the snapshot counter advances and
 }
 
 TEST_CASE("top shows the finding of a fault-injected program and jumps to its fiber", "[ui][tmux]") {
-  SKIP_BECAUSE("needs dump.findings filled by the session layer (issue 4: checks run inside session::build_dump or a "
-       "session-level check function); until then top has no findings to show");
+  if (!tmux_available()) SKIP_BECAUSE("tmux is not installed (scripts/setup.sh installs it)");
+  ::setenv("FIBERSCOPE_FAULTS", "stale-syscall-frame", 1);
+  TestProcess target({bin("check_scenarios"), "stale-frame"});
+  ::unsetenv("FIBERSCOPE_FAULTS");
+  REQUIRE(target.wait_for("READY"));
+  Tmux tmux(top_command(target.pid()));
+  REQUIRE(tmux.started());
+  std::string screen;
+  REQUIRE(tmux.wait_for("findings 1", &screen));
+  CHECK(line_with(screen, "callback-then-block").find("!") != std::string::npos);
+  tmux.send("F");
+  REQUIRE(tmux.wait_for("FINDINGS", &screen));
+  CHECK(line_with(screen, "callback-then-block").find("invalid-syscall-frame") != std::string::npos);
+  tmux.send("Enter");
+  REQUIRE(tmux.wait_for("backtrace, innermost first", &screen));
+  CHECK(screen.find("fiber") != std::string::npos);
+  CHECK(screen.find("\"callback-then-block\"") != std::string::npos);
+  CHECK(screen.find("[invalid-syscall-frame]") != std::string::npos);
+  CHECK(screen.find("below-live-frame") != std::string::npos);
+  tmux.send("q");
+  REQUIRE(tmux.wait_for("top exited with 0", &screen));
+  CHECK(tracer_pid(target.pid()) == 0);
 }
 
 TEST_CASE("top --help and bad arguments answer without touching the terminal", "[ui]") {
