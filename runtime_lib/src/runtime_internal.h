@@ -140,6 +140,12 @@ struct Processor {
   std::uint32_t index = 0;
   std::atomic<std::uint64_t> status{kProcessorIdle};
   std::uint64_t syscall_tick = 0;  // owner-only; published through `status`
+  // The exitsyscall fast path without a CAS (an asymmetric Dekker handshake with the monitor, whose membarrier
+  // supplies the fence the exiting worker leaves out): the worker raises `exiting` and then looks at
+  // `retake_intent`; the monitor raises `retake_intent`, runs membarrier and then looks at `exiting`. At most
+  // one side misses the other, so they never both take the processor.
+  std::atomic<std::uint32_t> exiting{0};
+  std::atomic<std::uint32_t> retake_intent{0};
   std::uint32_t schedule_tick = 0;
   std::atomic<std::uint32_t> head{0};
   std::atomic<std::uint32_t> tail{0};
@@ -229,6 +235,7 @@ struct Scheduler {
 
   std::size_t stack_bytes = 0;
   std::uint32_t faults = 0;
+  bool asymmetric_fence = false;  // membarrier(PRIVATE_EXPEDITED) registered: exitsyscall needs no CAS
 
   std::mutex pool_lock;
   FiberHandle* pool = nullptr;

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <system_error>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 
 #include "runtime_internal.h"
 
@@ -505,6 +506,19 @@ void worker_main(Worker* m) {
 
 // ---- the monitor (Go's sysmon) ----
 
+// The heavy half of the exitsyscall handshake: a full fence on every running thread of the process.
+void asymmetric_heavy_fence() {
+  if (::syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) fatal("membarrier failed");
+}
+
+bool register_asymmetric_fence() {
+#if FIBERSCOPE_TSAN
+  return false;  // TSan cannot see the fence membarrier adds; the CAS path keeps its reports exact
+#else
+  return ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+#endif
+}
+
 bool retake(std::uint64_t now) {
   bool pending_syscalls = false;
   for (Processor* p : sched.processors) {
@@ -525,7 +539,19 @@ bool retake(std::uint64_t now) {
     bool work = p->has_work() || sched.global_size.load(std::memory_order_acquire) > 0;
     bool nobody_else = sched.idle_processor_count.load() + sched.spinning_workers.load() == 0;
     if (!work && !nobody_else && blocked < kRetakeAlwaysAfterNs) continue;
-    if (p->status.compare_exchange_strong(status, processor_status(tick, kProcessorIdle), std::memory_order_acq_rel)) {
+    bool retaken = false;
+    if (sched.asymmetric_fence) {
+      p->retake_intent.store(1, std::memory_order_relaxed);
+      asymmetric_heavy_fence();
+      retaken = p->exiting.load(std::memory_order_relaxed) == 0 &&
+                p->status.compare_exchange_strong(status, processor_status(tick, kProcessorIdle),
+                                                  std::memory_order_acq_rel);
+      p->retake_intent.store(0, std::memory_order_release);
+    } else {
+      retaken = p->status.compare_exchange_strong(status, processor_status(tick, kProcessorIdle),
+                                                  std::memory_order_acq_rel);
+    }
+    if (retaken) {
       p->sysmon_since_ns = 0;
       handoff_processor(p);
     }
@@ -953,6 +979,7 @@ int run(std::function<void()> main, Options options) {
   stack_bytes = (stack_bytes + page - 1) / page * page;
   sched.stack_bytes = stack_bytes;
   sched.faults = parse_faults(std::getenv("FIBERSCOPE_FAULTS"));
+  sched.asymmetric_fence = register_asymmetric_fence();
   sched.shutting_down.store(false);
   sched.done = false;
   sched.fibers_live.store(0);

@@ -49,6 +49,7 @@ ForeignTarget* enter_syscall_state(Worker* m, FiberHandle* g, const fiberscope_c
   m->p = nullptr;
   m->oldp = p;
   m->syscall_status = processor_status(++p->syscall_tick, kProcessorSyscall);
+  p->exiting.store(0, std::memory_order_relaxed);  // published by the release below
   p->status.store(m->syscall_status, std::memory_order_release);
   m->foreign.record = r;
   return &m->foreign;
@@ -66,8 +67,22 @@ void exit_syscall_state(Worker* m, FiberHandle* g) {
   Processor* p = m->oldp;
   m->oldp = nullptr;
   std::uint64_t expected = m->syscall_status;
-  if (p && p->status.compare_exchange_strong(expected, processor_status(processor_tick(expected), kProcessorRunning),
-                                             std::memory_order_acq_rel)) {
+  const std::uint64_t running = processor_status(processor_tick(expected), kProcessorRunning);
+  bool reacquired = false;
+  if (p && sched.asymmetric_fence) {
+    p->exiting.store(1, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // the monitor's membarrier is the CPU fence
+    if (p->retake_intent.load(std::memory_order_acquire) == 0 &&
+        p->status.load(std::memory_order_acquire) == expected) {
+      p->status.store(running, std::memory_order_relaxed);  // the monitor will see `exiting` and keep off
+      reacquired = true;
+    }
+  }
+  // Without the handshake (or while the monitor is deciding): one CAS arbitrates with the monitor's.
+  if (!reacquired && p) {
+    reacquired = p->status.compare_exchange_strong(expected, running, std::memory_order_acq_rel);
+  }
+  if (reacquired) {
     m->p = p;
     set_fiber_state(g, FIBERSCOPE_FIBER_RUNNING);
     publish_worker_current(m, g);
