@@ -2,7 +2,8 @@
 // calls the CLI makes (inspect_live, build_dump, render_text/render_json). For profiling the inspector; the
 // end-to-end comparison with other tools is bench/run_inspector.sh.
 //
-//   dump_phases PID [--format text|json] [--repeat R]
+//   dump_phases PID [--format text|json] [--repeat R] [--no-args]   (--no-args: BuildOptions::fiber_args = false)
+//   dump_phases PID --pause-only [--repeat R]   the capture alone, with the planner's share of the pause
 //
 // Prints one line per phase: `BENCH name=dump_phase phase=<phase> ms=<wall> rss_mb=<after> hwm_mb=<peak so far>`
 // and the pause as `BENCH name=dump_phase phase=pause ms=<pause>`. With --repeat, the whole sequence runs R times
@@ -17,9 +18,12 @@
 #include <string>
 #include <string_view>
 
+#include "fibers/capture_plan.h"
 #include "report/json_reporter.h"
 #include "report/text_reporter.h"
 #include "session/inspection.h"
+#include "target/live_capture.h"
+#include "target/proc_files.h"
 
 namespace {
 
@@ -61,6 +65,39 @@ class PhaseClock {
   double last_cpu_ = cpu_ms();
 };
 
+// The capture as session::inspect_live does it, timing the planner (table read + plan), which runs while the
+// target is stopped.
+int pause_only(int pid) {
+  using namespace fiberscope;
+  auto mappings = target::read_maps(pid, nullptr);
+  if (!mappings) {
+    std::fprintf(stderr, "dump_phases: %s\n", mappings.error().message.c_str());
+    return 1;
+  }
+  session::ModuleMap modules(*mappings, target::exe_path(pid).value_or(""));
+  auto root = fibers::locate_debug_root(modules.symbols());
+  double planner_ms = 0;
+  std::size_t fibers = 0;
+  auto planner = [&](const target::Memory& live, const std::vector<target::ThreadState>& threads) {
+    const auto start = Clock::now();
+    std::optional<fibers::FiberTable> table;
+    if (root)
+      if (auto read = fibers::read_fiber_table(live, *root, {.target_stopped = true})) table = std::move(*read);
+    auto ranges = fibers::plan_regions(table ? &*table : nullptr, threads, *mappings);
+    fibers = table ? table->fibers.size() : 0;
+    planner_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    return ranges;
+  };
+  auto snapshot = target::capture_live(pid, {}, planner);
+  if (!snapshot) {
+    std::fprintf(stderr, "dump_phases: %s\n", snapshot.error().message.c_str());
+    return 1;
+  }
+  std::printf("BENCH name=dump_pause fibers=%zu pause_ms=%.2f planner_ms=%.2f\n", fibers,
+              snapshot->pause_ms.value_or(-1), planner_ms);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -70,8 +107,19 @@ int main(int argc, char** argv) {
   }
   const int pid = std::atoi(argv[1]);
   bool json = false;
+  bool with_args = true;
   int repeat = 1;
-  for (int i = 2; i + 1 < argc; i += 2) {
+  for (int i = 2; i < argc; ++i)
+    if (std::string_view(argv[i]) == "--no-args") with_args = false;
+  for (int i = 2; i < argc; ++i)
+    if (std::string_view(argv[i]) == "--pause-only") {
+      for (int j = i + 1; j + 1 < argc; ++j)
+        if (std::string_view(argv[j]) == "--repeat") repeat = std::max(1, std::atoi(argv[j + 1]));
+      for (int run = 0; run < repeat; ++run)
+        if (int failed = pause_only(pid)) return failed;
+      return 0;
+    }
+  for (int i = 2; i + 1 < argc; ++i) {
     if (std::string_view(argv[i]) == "--format") json = std::string_view(argv[i + 1]) == "json";
     if (std::string_view(argv[i]) == "--repeat") repeat = std::max(1, std::atoi(argv[i + 1]));
   }
@@ -86,7 +134,9 @@ int main(int argc, char** argv) {
     }
     clock.end("inspect_live");
     std::printf("BENCH name=dump_phase phase=pause ms=%.2f\n", inspection->snapshot.pause_ms.value_or(-1));
-    fiberscope::report::Dump dump = fiberscope::session::build_dump(*inspection, {});
+    fiberscope::session::BuildOptions build_options;
+    build_options.fiber_args = with_args;
+    fiberscope::report::Dump dump = fiberscope::session::build_dump(*inspection, build_options);
     clock.end("build_dump");
     std::string out = json ? fiberscope::report::render_json(dump) : fiberscope::report::render_text(dump);
     clock.end("render");

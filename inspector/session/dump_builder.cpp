@@ -1,5 +1,6 @@
 #include "session/dump_builder.h"
 
+#include <algorithm>
 #include <map>
 
 #include "fibers/capture_plan.h"
@@ -10,10 +11,12 @@ namespace {
 
 // Symbolizes unwound frames into `stack`, stopping at `max_depth` report frames (inlined ones included).
 void add_frames(report::Stack& stack, const std::vector<unwind::Frame>& frames, ModuleMap& modules,
-                const target::Memory& memory, std::size_t max_depth, std::optional<report::StackKind> label) {
+                const target::Memory& memory, std::size_t max_depth, bool with_args,
+                std::optional<report::StackKind> label) {
+  stack.frames.reserve(std::min(frames.size(), max_depth));
   for (std::size_t i = 0; i < frames.size(); ++i) {
     const unwind::Frame* caller = i + 1 < frames.size() ? &frames[i + 1] : nullptr;
-    for (report::Frame& symbolized : modules.symbolize(frames[i], caller, memory, true)) {
+    for (report::Frame& symbolized : modules.symbolize(frames[i], caller, memory, with_args)) {
       if (stack.frames.size() >= max_depth) {
         stack.truncated = true;
         return;
@@ -63,6 +66,7 @@ report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTab
       if (worker.tid > 0 && runs_fiber && worker.current_fiber) fiber_of_thread[worker.tid] = worker.current_fiber;
     }
     const std::uint64_t now_ns = snapshot.target_clock_ns ? snapshot.target_clock_ns : table->clock_ns;
+    dump.fibers.reserve(table->fibers.size());
     for (const fibers::FiberRecord& record : table->fibers) {
       if (!record.is_live()) continue;
       if (options.only_fiber && record.id != *options.only_fiber) continue;
@@ -85,7 +89,7 @@ report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTab
 
       fibers::FiberStack stack =
           fibers::unwind_fiber(unwinder, record, *table, snapshot.threads, memory, {.max_depth = options.max_depth});
-      add_frames(fiber.stack, stack.frames, modules, memory, options.max_depth, std::nullopt);
+      add_frames(fiber.stack, stack.frames, modules, memory, options.max_depth, options.fiber_args, std::nullopt);
       fiber.stack.truncated |= stack.truncated;
       if (!stack.complete && !stack.truncated) fiber.stack.stop_reason = stack.stop_message;
       if (stack.frames.empty() && !stack.stop_message.empty())
@@ -120,7 +124,7 @@ report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTab
       stacks.push_back({mapping->range, unwind::StackKind::system, static_cast<std::uint64_t>(state.tid)});
     unwind::UnwindResult result =
         unwinder.unwind(*state.registers, memory, {.max_depth = options.max_depth, .stacks = stacks});
-    add_frames(thread.stack, result.frames, modules, memory, options.max_depth, report::StackKind::thread);
+    add_frames(thread.stack, result.frames, modules, memory, options.max_depth, true, report::StackKind::thread);
     if (!result.complete() && result.stop_reason != unwind::StopReason::max_depth)
       thread.stack.stop_reason = result.stop_message;
     if (result.stop_reason == unwind::StopReason::max_depth) thread.stack.truncated = true;

@@ -18,6 +18,9 @@ namespace fiberscope::session {
 struct BuildOptions {
   std::optional<std::uint64_t> only_fiber;  // --fiber ID: that fiber alone, no threads
   std::size_t max_depth = 1024;             // --depth N: frames per stack (inlined frames count)
+  // false: fiber frames get no arguments (args_known stays false; threads keep theirs). Evaluating them is about
+  // half the cost of a dump with many fibers, and grouped text does not print them.
+  bool fiber_args = true;
 };
 
 // The dump of `snapshot`. `table` is null when the process has no usable fiber table.
