@@ -12,6 +12,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "target/test_process.h"
 
@@ -56,6 +57,9 @@ class Tmux {
   Tmux& operator=(const Tmux&) = delete;
 
   bool started() const { return started_; }
+  void resize(int width, int height) {
+    run_output(tmux() + " resize-window -t top -x " + std::to_string(width) + " -y " + std::to_string(height));
+  }
   std::string screen() { return run_output(tmux() + " capture-pane -p -t top"); }
   // Keys in tmux's send-keys syntax ("Enter", "Escape", "C-c") or literal text with `literal`.
   void send(const std::string& keys, bool literal = false) {
@@ -170,6 +174,35 @@ TEST_CASE("top shows a known fiber, its backtrace, a sorted list, and leaves the
   CHECK(process_state(target.pid()) != 't');
   CHECK(process_state(target.pid()) != 'T');
   CHECK(tracer_pid(target.pid()) == 0);
+}
+
+TEST_CASE("resizing the terminal lays the screen out again without leftovers", "[ui][tmux]") {
+  if (!tmux_available()) SKIP_BECAUSE("tmux is not installed (scripts/setup.sh installs it)");
+  TestProcess target({bin("fiber_states_O0")});
+  REQUIRE(target.wait_for("READY"));
+  Tmux tmux(top_command(target.pid()), 120, 30);
+  REQUIRE(tmux.started());
+  std::string screen;
+  REQUIRE(tmux.wait_for("THREAD", &screen));
+  tmux.resize(64, 16);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  std::vector<std::string> lines;
+  do {
+    std::this_thread::sleep_for(200ms);
+    screen = tmux.screen();
+    std::istringstream stream(screen);
+    lines.clear();
+    for (std::string line; std::getline(stream, line);) lines.push_back(line);
+  } while ((lines.size() != 16 || screen.find("THREAD") != std::string::npos) &&
+           std::chrono::steady_clock::now() < deadline);
+  INFO(screen);
+  REQUIRE(lines.size() == 16);
+  CHECK(screen.find("THREAD") == std::string::npos);  // the narrow layout
+  CHECK(lines.front().rfind("fiberscope top", 0) == 0);
+  CHECK(lines.back().rfind("?Help", 0) == 0);
+  for (const std::string& line : lines) CHECK(line.size() <= 64);
+  tmux.send("q");
+  REQUIRE(tmux.wait_for("top exited with 0", &screen));
 }
 
 TEST_CASE("Ctrl-C ends top cleanly and the target is neither stopped nor traced", "[ui][tmux]") {
