@@ -216,6 +216,12 @@ Result<CoreWriteSummary> write_core(const Snapshot& snapshot, const Memory& full
   for (std::size_t i = 0; i < snapshot.mappings.size(); ++i) {
     const Mapping& mapping = snapshot.mappings[i];
     std::uint64_t contents = bytes_to_write(mapping, module_paths, options);
+    if (contents > options.max_memory_bytes - summary.memory_bytes) {
+      summary.warnings.push_back("mapping " + mapping.range.start.to_string() + " of " + hex(contents) +
+                                 " bytes left out: the core would exceed max_memory_bytes (" +
+                                 hex(options.max_memory_bytes) + ")");
+      contents = 0;
+    }
     Elf64_Phdr& phdr = phdrs[i + 1];
     phdr.p_type = PT_LOAD;
     phdr.p_flags = (mapping.readable ? PF_R : 0) | (mapping.writable ? PF_W : 0) | (mapping.executable ? PF_X : 0);

@@ -37,6 +37,9 @@ struct CoreWriteOptions {
   std::string command_line;                 // NT_PRPSINFO's pr_psargs (cut to 79 bytes); default: the name
   bool write_read_only_files = false;       // true: also write read-only file-backed memory in full
   std::uint64_t chunk_bytes = 1u << 20;     // memory is read and written this much at a time
+  // Cap on memory contents written; mappings past it keep their PT_LOAD without contents, with a warning. Guards
+  // against terabyte reservations (sanitizer shadow memory) that are readable but never touched.
+  std::uint64_t max_memory_bytes = std::uint64_t{64} << 30;
 };
 
 struct CoreWriteSummary {

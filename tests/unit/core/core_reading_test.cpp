@@ -5,6 +5,7 @@
 
 #include "core_test_support.h"
 #include "target/core_file.h"
+#include "target/live_capture.h"
 
 using namespace fiberscope;
 using namespace fiberscope::target;
@@ -205,10 +206,13 @@ TEST_CASE("gdb's gcore of a live program gives the threads and registers of the 
   CHECK(snapshot->pid == child.pid());
 
   // gdb has detached; every thread is blocked again exactly where it was (pause() restarts in place).
-  StoppedProcess live(child.pid());
-  REQUIRE(live.error().empty());
-  REQUIRE(snapshot->threads.size() == live.threads().size());
-  for (const ThreadState& live_thread : live.threads()) {
+  auto live = capture_live(child.pid(), {}, [](const Memory&, const std::vector<ThreadState>&) {
+    return std::vector<AddressRange>{};  // registers and maps are all this comparison needs
+  });
+  INFO((live ? "" : live.error().message));
+  REQUIRE(live);
+  REQUIRE(snapshot->threads.size() == live->threads.size());
+  for (const ThreadState& live_thread : live->threads) {
     INFO("thread " << live_thread.tid);
     auto it = std::find_if(snapshot->threads.begin(), snapshot->threads.end(),
                            [&](const ThreadState& t) { return t.tid == live_thread.tid; });
@@ -221,9 +225,7 @@ TEST_CASE("gdb's gcore of a live program gives the threads and registers of the 
     REQUIRE(code);
     CHECK_FALSE(code->path.empty());  // gdb leaves text out and names it only in NT_FILE: flags unknown there
   }
-  auto live_maps = read_maps(child.pid());
-  REQUIRE(live_maps);
-  for (const Mapping& live_mapping : *live_maps) {
+  for (const Mapping& live_mapping : live->mappings) {
     if (live_mapping.path.empty() || live_mapping.path[0] != '/') continue;
     INFO(live_mapping.path << " at " << live_mapping.range.start.to_string());
     auto* mapping = mapping_containing(*snapshot, live_mapping.range.start.value());

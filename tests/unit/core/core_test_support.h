@@ -1,12 +1,10 @@
-// Helpers of the core file tests: temporary directories, running a crasher until it dumps core, a child that
-// blocks until killed, and a minimal ptrace stop of such a child (until the target layer's capture is used here).
+// Helpers of the core file tests: temporary directories, running a crasher until it dumps core, and a child that
+// blocks until killed.
 #pragma once
 
 #include <signal.h>
-#include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
-#include <sys/user.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -215,57 +213,6 @@ class ReadyChild {
  private:
   pid_t pid_ = -1;
   ChildRun run_;
-};
-
-// Every thread of a process stopped with PTRACE_SEIZE + PTRACE_INTERRUPT and its registers, detached on
-// destruction. Enough for tests to hold a target still; the inspector's real capture lives in target/.
-class StoppedProcess {
- public:
-  explicit StoppedProcess(int pid) : pid_(pid) {
-    auto tids = target::list_threads(pid);
-    if (!tids) {
-      error_ = tids.error().message;
-      return;
-    }
-    for (int tid : *tids) {
-      if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) {
-        error_ = "PTRACE_SEIZE " + std::to_string(tid) + " failed";
-        return;
-      }
-      seized_.push_back(tid);
-      ::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr);
-    }
-    for (int tid : seized_) {
-      int status = 0;
-      ::waitpid(tid, &status, __WALL);
-      user_regs_struct regs{};
-      if (::ptrace(PTRACE_GETREGS, tid, nullptr, &regs) != 0) {
-        error_ = "PTRACE_GETREGS " + std::to_string(tid) + " failed";
-        return;
-      }
-      std::array<std::uint64_t, target::kUserRegsWords> words;
-      std::memcpy(words.data(), &regs, sizeof regs);
-      target::ThreadState thread;
-      thread.tid = tid;
-      thread.name = target::thread_name(pid, tid).value_or("");
-      thread.registers = target::registers_from_user_regs(words);
-      threads_.push_back(thread);
-    }
-  }
-  ~StoppedProcess() {
-    for (int tid : seized_) ::ptrace(PTRACE_DETACH, tid, nullptr, nullptr);
-  }
-  StoppedProcess(const StoppedProcess&) = delete;
-  StoppedProcess& operator=(const StoppedProcess&) = delete;
-
-  const std::string& error() const { return error_; }
-  const std::vector<target::ThreadState>& threads() const { return threads_; }
-
- private:
-  int pid_;
-  std::vector<int> seized_;
-  std::vector<target::ThreadState> threads_;
-  std::string error_;
 };
 
 // Runs a shell command, returning its stdout (stderr merged).

@@ -9,6 +9,7 @@
 #include "core_test_support.h"
 #include "target/core_file.h"
 #include "target/core_writer.h"
+#include "target/live_capture.h"
 #include "target/process_memory.h"
 
 using namespace fiberscope;
@@ -27,26 +28,34 @@ std::size_t count_of(const std::string& text, const std::string& needle) {
   return count;
 }
 
-// A snapshot of the stopped child as the live capture would give it: threads, maps, exe, the process's memory.
+// What write_core was given inside the capture's pause, and what the capture returned.
 struct LiveCore {
-  Snapshot snapshot;
-  std::vector<std::byte> auxv;
-  std::vector<ThreadState> threads;
+  Snapshot written;                    // threads (main first), mappings and exe as passed to write_core
+  std::vector<ThreadState> threads;    // = written.threads
+  Result<CoreWriteSummary> summary = fail("write_core was not called");
 };
 
-LiveCore describe_live(const StoppedProcess& stopped, int pid) {
+// Writes a core of `pid` the way `fiberscope gcore` does: inside capture_live's pause, with the stopped process's
+// memory, then detaches. The main thread goes first, as gdb takes the first NT_PRSTATUS for the current thread.
+LiveCore write_core_of_live(int pid, CoreWriteOptions options, const std::string& core_path) {
   LiveCore live;
-  live.snapshot.pid = pid;
-  live.snapshot.threads = stopped.threads();
-  // The main thread first, as gdb expects of the current thread.
-  std::stable_partition(live.snapshot.threads.begin(), live.snapshot.threads.end(),
-                        [&](const ThreadState& t) { return t.tid == pid; });
-  live.snapshot.mappings = read_maps(pid).value_or(std::vector<Mapping>{});
-  live.snapshot.exe_path = exe_path(pid).value_or("");
   auto auxv_text = read_proc_file("/proc/" + std::to_string(pid) + "/auxv", 1 << 16);
   if (auxv_text)
-    for (char c : *auxv_text) live.auxv.push_back(std::byte(static_cast<unsigned char>(c)));
-  live.threads = live.snapshot.threads;
+    for (char c : *auxv_text) options.auxv.push_back(std::byte(static_cast<unsigned char>(c)));
+  auto captured = capture_live(pid, {}, [&](const Memory& stopped, const std::vector<ThreadState>& threads) {
+    live.written.pid = pid;
+    live.written.threads = threads;
+    std::stable_partition(live.written.threads.begin(), live.written.threads.end(),
+                          [&](const ThreadState& t) { return t.tid == pid; });
+    live.written.mappings = read_maps(pid).value_or(std::vector<Mapping>{});
+    live.written.exe_path = exe_path(pid).value_or("");
+    for (ExtraThread& extra : options.extra_threads)  // a fiber's context in gcore; a worker's registers here
+      if (extra.tid != 0 && live.written.threads.size() > 1) extra.registers = *live.written.threads.back().registers;
+    live.summary = write_core(live.written, stopped, options, core_path);
+    return std::vector<AddressRange>{};
+  });
+  if (!captured) live.summary = std::unexpected(captured.error().with_context("capture_live"));
+  live.threads = live.written.threads;
   return live;
 }
 
@@ -57,25 +66,15 @@ TEST_CASE("A core written of a stopped live process shows every thread's frames 
   ReadyChild child(test_program("crasher_threads"), "ready", dir.path());
   REQUIRE(child.ready());
   std::string core_path = dir.path() + "/written.core";
-  LiveCore live;
-  {
-    StoppedProcess stopped(child.pid());
-    REQUIRE(stopped.error().empty());
-    live = describe_live(stopped, child.pid());
-    REQUIRE(live.snapshot.threads.size() == 4);
-    REQUIRE_FALSE(live.snapshot.mappings.empty());
-
-    // The extra thread replays a worker's registers, as --fibers-as-threads replays a parked fiber's context.
-    CoreWriteOptions options;
-    options.auxv = live.auxv;
-    options.extra_threads.push_back({kSyntheticTid, *live.snapshot.threads.back().registers});
-    ProcessMemory memory(child.pid());
-    auto written = write_core(live.snapshot, memory, options, core_path);
-    INFO((written ? "" : written.error().message));
-    REQUIRE(written);
-    CHECK(written->file_bytes == std::filesystem::file_size(core_path));
-    CHECK(written->memory_bytes > 0);
-  }  // detached: the child runs on
+  CoreWriteOptions options;
+  options.extra_threads.push_back({kSyntheticTid, Registers{}});  // registers filled in while stopped
+  LiveCore live = write_core_of_live(child.pid(), options, core_path);
+  INFO((live.summary ? "" : live.summary.error().message));
+  REQUIRE(live.summary);
+  CHECK(live.summary->file_bytes == std::filesystem::file_size(core_path));
+  CHECK(live.summary->memory_bytes > 0);
+  REQUIRE(live.threads.size() == 4);
+  REQUIRE_FALSE(live.written.mappings.empty());
 
   struct stat info {};
   REQUIRE(::stat(core_path.c_str(), &info) == 0);
@@ -104,7 +103,7 @@ TEST_CASE("A core written of a stopped live process shows every thread's frames 
     INFO(warnings);
     CHECK(snapshot->warnings.empty());
     CHECK(snapshot->pid == child.pid());
-    CHECK(snapshot->exe_path == live.snapshot.exe_path);
+    CHECK(snapshot->exe_path == live.written.exe_path);
     REQUIRE(snapshot->threads.size() == live.threads.size() + 1);
     for (std::size_t i = 0; i < live.threads.size(); ++i) {
       INFO("thread " << live.threads[i].tid);
@@ -116,9 +115,9 @@ TEST_CASE("A core written of a stopped live process shows every thread's frames 
     CHECK(snapshot->threads.back().tid == kSyntheticTid);
     CHECK(snapshot->threads.back().registers->pc() == live.threads.back().registers->pc());
 
-    REQUIRE(snapshot->mappings.size() == live.snapshot.mappings.size());
-    for (std::size_t i = 0; i < live.snapshot.mappings.size(); ++i) {
-      const Mapping& expected = live.snapshot.mappings[i];
+    REQUIRE(snapshot->mappings.size() == live.written.mappings.size());
+    for (std::size_t i = 0; i < live.written.mappings.size(); ++i) {
+      const Mapping& expected = live.written.mappings[i];
       const Mapping& got = snapshot->mappings[i];
       INFO(expected.path << " at " << expected.range.start.to_string());
       CHECK(got.range.start == expected.range.start);
@@ -155,15 +154,11 @@ TEST_CASE("A core written with read-only files in full reads their code without 
   ReadyChild child(test_program("crasher_threads"), "ready", dir.path());
   REQUIRE(child.ready());
   std::string core_path = dir.path() + "/full.core";
-  {
-    StoppedProcess stopped(child.pid());
-    REQUIRE(stopped.error().empty());
-    LiveCore live = describe_live(stopped, child.pid());
-    CoreWriteOptions options;
-    options.write_read_only_files = true;
-    ProcessMemory memory(child.pid());
-    REQUIRE(write_core(live.snapshot, memory, options, core_path));
-  }
+  CoreWriteOptions options;
+  options.write_read_only_files = true;
+  LiveCore live = write_core_of_live(child.pid(), options, core_path);
+  INFO((live.summary ? "" : live.summary.error().message));
+  REQUIRE(live.summary);
   // An empty sysroot: no file NT_FILE names can be found, so the code must come from the core itself.
   auto snapshot = open_core(core_path, {.exe_path = "", .sysroot = dir.path() + "/empty-sysroot"});
   REQUIRE(snapshot);
@@ -187,4 +182,58 @@ TEST_CASE("write_core fails without leaving a file when the directory does not e
   auto written = write_core(snapshot, memory, {}, "/nonexistent-dir/core");
   REQUIRE_FALSE(written);
   CHECK_THAT(written.error().message, Catch::Contains("/nonexistent-dir/core"));
+}
+
+TEST_CASE("A core with more than 65535 segments uses extended numbering and reads back") {
+  TempDir dir;
+  Snapshot snapshot;
+  snapshot.pid = 42;
+  ThreadState thread;
+  thread.tid = 42;
+  Registers registers;
+  registers.set(Reg::rip, 0x401000);
+  registers.set(Reg::rsp, 0x7ff000);
+  thread.registers = registers;
+  snapshot.threads.push_back(thread);
+  // 70000 inaccessible guard pages (no contents), then one readable page with known bytes.
+  constexpr std::uint64_t kGuards = 70000;
+  for (std::uint64_t i = 0; i < kGuards; ++i) {
+    Mapping guard;
+    guard.range = {RemoteAddress(0x10000000 + i * 0x2000), RemoteAddress(0x10000000 + i * 0x2000 + 0x1000)};
+    snapshot.mappings.push_back(guard);
+  }
+  Mapping data;
+  data.range = {RemoteAddress(0x7fe000), RemoteAddress(0x800000)};
+  data.readable = data.writable = true;
+  snapshot.mappings.push_back(data);
+  RegionMemory memory;
+  std::vector<std::byte> bytes(0x2000);
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = std::byte(i % 251);
+  REQUIRE(memory.add(data.range.start, bytes));
+
+  std::string path = dir.path() + "/many.core";
+  auto written = write_core(snapshot, memory, {}, path);
+  INFO((written ? "" : written.error().message));
+  REQUIRE(written);
+  CHECK(written->memory_bytes == 0x2000);
+
+  auto opened = open_core(path, {});
+  REQUIRE(opened);
+  CHECK(opened->mappings.size() == kGuards + 1);
+  REQUIRE(opened->threads.size() == 1);
+  CHECK(opened->threads[0].registers->pc() == 0x401000);
+  std::vector<std::byte> back(bytes.size());
+  REQUIRE(opened->memory->read(data.range.start, back));
+  CHECK(back == bytes);
+  auto guard = opened->memory->read(RemoteAddress(0x10000000), std::span(back).first(8));
+  REQUIRE_FALSE(guard);  // as in the live process
+  CHECK_THAT(guard.error().message, Catch::Contains("not readable"));
+
+  CoreWriteOptions capped;
+  capped.max_memory_bytes = 0x1000;
+  auto capped_written = write_core(snapshot, memory, capped, dir.path() + "/capped.core");
+  REQUIRE(capped_written);
+  CHECK(capped_written->memory_bytes == 0);
+  REQUIRE(capped_written->warnings.size() == 1);
+  CHECK_THAT(capped_written->warnings[0], Catch::Contains("max_memory_bytes"));
 }
