@@ -281,7 +281,9 @@ void serve(const DemoOptions& options, const sigset_t& shutdown_signals) {
   // The fixed cast: one or a few fibers of each kind that needs a thread (syscall, foreign call, callback).
   constexpr unsigned kConnReaders = 8, kResolvers = 3, kHandshakes = 3, kPlugins = 2, kHashWorkers = 2;
   constexpr unsigned kBatchParts = 4;
-  constexpr unsigned kFixed = 8 + kConnReaders + kResolvers + kHandshakes + kPlugins + kHashWorkers + kBatchParts;
+  constexpr unsigned kSingletons = 8;  // this main fiber and the seven one-of-a-kind fibers spawned first
+  constexpr unsigned kFixed =
+      kSingletons + kConnReaders + kResolvers + kHandshakes + kPlugins + kHashWorkers + kBatchParts;
   for (unsigned k = 0; k < kConnReaders; ++k)
     if (!make_pipe(server.conn_pipes)) std::exit(1);
   for (unsigned k = 0; k < kResolvers + kPlugins; ++k)
@@ -335,7 +337,7 @@ void serve(const DemoOptions& options, const sigset_t& shutdown_signals) {
   }
 
   fiber::sleep_for(200ms);  // let every fiber reach the state it is meant to be seen in
-  std::printf("demo_server: pid %d, %u fibers, %u workers\nREADY\n", int(::getpid()), kFixed + crowd + 1,
+  std::printf("demo_server: pid %d, %u fibers, %u workers\nREADY\n", int(::getpid()), kFixed + crowd,
               options.workers);
   std::fflush(stdout);
 
