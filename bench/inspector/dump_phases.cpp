@@ -3,7 +3,8 @@
 // end-to-end comparison with other tools is bench/run_inspector.sh.
 //
 //   dump_phases PID [--format text|json] [--repeat R] [--no-args]   (--no-args: BuildOptions::fiber_args = false)
-//   dump_phases PID --pause-only [--repeat R]   the capture alone, with the planner's share of the pause
+//   dump_phases PID --pause-only [--reserve] [--repeat R]   the capture alone, with the planner's share of the
+//                                                           pause; --reserve: expected_copy_bytes from the root
 //
 // Prints one line per phase: `BENCH name=dump_phase phase=<phase> ms=<wall> rss_mb=<after> hwm_mb=<peak so far>`
 // and the pause as `BENCH name=dump_phase phase=pause ms=<pause>`. With --repeat, the whole sequence runs R times
@@ -23,6 +24,7 @@
 #include "report/text_reporter.h"
 #include "session/inspection.h"
 #include "target/live_capture.h"
+#include "target/process_memory.h"
 #include "target/proc_files.h"
 
 namespace {
@@ -67,7 +69,7 @@ class PhaseClock {
 
 // The capture as session::inspect_live does it, timing the planner (table read + plan), which runs while the
 // target is stopped.
-int pause_only(int pid) {
+int pause_only(int pid, bool reserve) {
   using namespace fiberscope;
   auto mappings = target::read_maps(pid, nullptr);
   if (!mappings) {
@@ -88,13 +90,15 @@ int pause_only(int pid) {
     planner_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     return ranges;
   };
-  auto snapshot = target::capture_live(pid, {}, planner);
+  target::CaptureOptions options;
+  if (reserve && root) options.expected_copy_bytes = fibers::expected_copy_bytes(target::ProcessMemory(pid), *root);
+  auto snapshot = target::capture_live(pid, options, planner);
   if (!snapshot) {
     std::fprintf(stderr, "dump_phases: %s\n", snapshot.error().message.c_str());
     return 1;
   }
-  std::printf("BENCH name=dump_pause fibers=%zu pause_ms=%.2f planner_ms=%.2f\n", fibers,
-              snapshot->pause_ms.value_or(-1), planner_ms);
+  std::printf("BENCH name=dump_pause fibers=%zu pause_ms=%.2f planner_ms=%.2f reserved_mb=%.1f\n", fibers,
+              snapshot->pause_ms.value_or(-1), planner_ms, options.expected_copy_bytes / 1048576.0);
   return 0;
 }
 
@@ -115,8 +119,10 @@ int main(int argc, char** argv) {
     if (std::string_view(argv[i]) == "--pause-only") {
       for (int j = i + 1; j + 1 < argc; ++j)
         if (std::string_view(argv[j]) == "--repeat") repeat = std::max(1, std::atoi(argv[j + 1]));
+      bool reserve = false;
+      for (int j = i + 1; j < argc; ++j) reserve |= std::string_view(argv[j]) == "--reserve";
       for (int run = 0; run < repeat; ++run)
-        if (int failed = pause_only(pid)) return failed;
+        if (int failed = pause_only(pid, reserve)) return failed;
       return 0;
     }
   for (int i = 2; i + 1 < argc; ++i) {

@@ -35,6 +35,19 @@ Result<RemoteAddress> locate_debug_root(const binary::Symbolizer& symbols) {
   return *address;
 }
 
+std::uint64_t expected_copy_bytes(const target::Memory& running, RemoteAddress root,
+                                  std::uint64_t used_stack_bytes) {
+  // The estimate only sizes a reservation, but a hostile root must not make it huge: capped like the copy itself.
+  constexpr std::uint64_t kMaxFibers = 1u << 20;
+  constexpr std::uint64_t kMaxEstimateBytes = 1ull << 30;
+  auto abi = running.read_object<fiberscope_debug_root>(root);
+  if (!abi || abi->magic != FIBERSCOPE_DEBUG_MAGIC || abi->abi_version != FIBERSCOPE_DEBUG_ABI_VERSION) return 0;
+  const std::uint64_t fibers = std::min<std::uint64_t>(abi->fibers_live, kMaxFibers);
+  const std::uint64_t per_fiber = std::min<std::uint64_t>(abi->fiber_record_size, 4096) +
+                                  std::min<std::uint64_t>(used_stack_bytes, 1u << 20);
+  return std::min(fibers * per_fiber, kMaxEstimateBytes);
+}
+
 const ThreadState* thread_of(const WorkerRecord& worker, const std::vector<ThreadState>& threads) {
   if (worker.tid <= 0) return nullptr;
   for (const ThreadState& thread : threads)

@@ -35,6 +35,12 @@ struct PlanOptions {
 // runtime?)" when no mapped file defines it.
 Result<target::RemoteAddress> locate_debug_root(const binary::Symbolizer& symbols);
 
+// A guess, made before the target is stopped, of how many bytes plan_regions will ask to copy: every live fiber's
+// record plus `used_stack_bytes` of its stack. Pass it as target::CaptureOptions::expected_copy_bytes so the
+// copy's memory is faulted in before the pause rather than inside it. Reads only the root; 0 if it is unusable.
+std::uint64_t expected_copy_bytes(const target::Memory& running, target::RemoteAddress root,
+                                  std::uint64_t used_stack_bytes = 1024);
+
 // The lowest stack pointer known for `fiber` inside its stack: the saved context for parked fibers, the thread's
 // rsp for running ones, syscall_sp and the transition records for fibers in a syscall or foreign call.
 std::optional<std::uint64_t> lowest_known_sp(const FiberRecord& fiber, const FiberTable& table,

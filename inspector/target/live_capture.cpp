@@ -447,57 +447,80 @@ void read_in_parallel(const ProcessMemory& live, std::span<ProcessMemory::BatchR
   for (std::thread& helper : helpers) helper.join();
 }
 
-// Copies `ranges` (sorted, disjoint) into a RegionMemory with batched reads, into `reserved` if it is big enough.
-// Unreadable parts become warnings.
+// Copies `ranges` (sorted, disjoint) into a RegionMemory with batched reads. The ranges that fit in `reserved` go
+// there, in order; the rest get an arena of their own, faulted in now (inside the pause), so an under-estimated
+// reservation costs only its shortfall. Unreadable parts become warnings.
 std::unique_ptr<RegionMemory> copy_ranges(const ProcessMemory& live, const std::vector<AddressRange>& ranges,
                                           Arena reserved, std::vector<std::string>& warnings) {
   auto memory = std::make_unique<RegionMemory>();
   std::uint64_t total = 0;
   for (AddressRange range : ranges) total += range.size_bytes();
   if (total == 0) return memory;
-  Arena arena = total <= reserved.size_bytes ? std::move(reserved) : allocate_arena(total);
-  if (!arena.bytes) {
-    warnings.push_back("cannot allocate " + hex(total) + " bytes to copy target memory: nothing copied");
-    return memory;
+
+  struct Part {
+    Arena arena;
+    std::size_t first = 0, end = 0;  // ranges[first, end) live in this arena, back to back
+    std::uint64_t used_bytes = 0;
+  };
+  std::vector<Part> parts;
+  std::size_t fitting = 0;
+  std::uint64_t prefix_bytes = 0;
+  while (fitting < ranges.size() && ranges[fitting].size_bytes() <= reserved.size_bytes - prefix_bytes)
+    prefix_bytes += ranges[fitting++].size_bytes();
+  if (fitting > 0) parts.push_back({std::move(reserved), 0, fitting, prefix_bytes});
+  if (fitting < ranges.size()) {
+    Arena rest = allocate_arena(total - prefix_bytes);
+    if (!rest.bytes) {
+      warnings.push_back("cannot allocate " + hex(total - prefix_bytes) + " bytes to copy target memory: " +
+                         std::to_string(ranges.size() - fitting) + " ranges not copied");
+    } else {
+      parts.push_back({std::move(rest), fitting, ranges.size(), total - prefix_bytes});
+    }
   }
-  std::vector<ProcessMemory::BatchRead> requests(ranges.size());
-  std::uint64_t offset = 0;
-  for (std::size_t i = 0; i < ranges.size(); ++i) {
-    requests[i].address = ranges[i].start;
-    requests[i].out = std::span<std::byte>(arena.bytes + offset, ranges[i].size_bytes());
-    offset += ranges[i].size_bytes();
+
+  std::vector<ProcessMemory::BatchRead> requests;
+  requests.reserve(ranges.size());
+  for (const Part& part : parts) {
+    std::uint64_t offset = 0;
+    for (std::size_t i = part.first; i < part.end; ++i) {
+      requests.push_back({ranges[i].start, std::span<std::byte>(part.arena.bytes + offset, ranges[i].size_bytes())});
+      offset += ranges[i].size_bytes();
+    }
   }
   read_in_parallel(live, requests);
 
-  std::vector<RegionMemory::ArenaSlice> slices;
-  slices.reserve(ranges.size());
   std::size_t failures = 0;
-  offset = 0;
-  for (std::size_t i = 0; i < ranges.size(); ++i) {
-    const auto& request = requests[i];
-    AddressRange copied{ranges[i].start, ranges[i].start + request.bytes_read};
-    // Ranges split at a mapping boundary that were both read lie back to back in the arena too: one region, so
-    // reads may span them.
-    if (!slices.empty() && slices.back().range.end == copied.start &&
-        slices.back().arena_offset + slices.back().range.size_bytes() == offset) {
-      slices.back().range.end = copied.end;
-    } else if (!copied.empty()) {
-      slices.push_back({copied, offset});
+  std::size_t request_index = 0;
+  const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  for (Part& part : parts) {
+    std::vector<RegionMemory::ArenaSlice> slices;
+    slices.reserve(part.end - part.first);
+    std::uint64_t offset = 0;
+    for (std::size_t i = part.first; i < part.end; ++i) {
+      const auto& request = requests[request_index++];
+      AddressRange copied{ranges[i].start, ranges[i].start + request.bytes_read};
+      // Ranges split at a mapping boundary that were both read lie back to back in the arena too: one region, so
+      // reads may span them.
+      if (!slices.empty() && slices.back().range.end == copied.start &&
+          slices.back().arena_offset + slices.back().range.size_bytes() == offset) {
+        slices.back().range.end = copied.end;
+      } else if (!copied.empty()) {
+        slices.push_back({copied, offset});
+      }
+      if (request.bytes_read < request.out.size() && failures++ < 8)
+        warnings.push_back("could not copy " + hex(request.out.size() - request.bytes_read) + " bytes at " +
+                           (ranges[i].start + request.bytes_read).to_string() + " (unreadable)");
+      offset += ranges[i].size_bytes();
     }
-    if (request.bytes_read < request.out.size() && failures++ < 8)
-      warnings.push_back("could not copy " + hex(request.out.size() - request.bytes_read) + " bytes at " +
-                         (ranges[i].start + request.bytes_read).to_string() + " (unreadable)");
-    offset += ranges[i].size_bytes();
+    // An over-estimated reservation gives its unused whole pages back (the mapping itself stays until the
+    // snapshot goes, so nothing else can be mapped there before the final munmap).
+    const std::uint64_t used_pages_end = (part.used_bytes + page - 1) / page * page;
+    if (part.arena.size_bytes > used_pages_end)
+      ::madvise(part.arena.bytes + used_pages_end, part.arena.size_bytes - used_pages_end, MADV_DONTNEED);
+    if (auto added = memory->add_arena(std::move(part.arena.owner), part.arena.size_bytes, slices); !added)
+      warnings.push_back("copied memory dropped: " + added.error().message);  // our own invariant; never expected
   }
   if (failures > 8) warnings.push_back(std::to_string(failures - 8) + " more ranges could not be copied fully");
-  // An over-estimated reservation gives its unused whole pages back (the mapping itself stays until the snapshot
-  // goes, so nothing else can be mapped there before the final munmap).
-  std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-  std::uint64_t used_pages_end = (total + page - 1) / page * page;
-  if (arena.size_bytes > used_pages_end)
-    ::madvise(arena.bytes + used_pages_end, arena.size_bytes - used_pages_end, MADV_DONTNEED);
-  if (auto added = memory->add_arena(std::move(arena.owner), arena.size_bytes, slices); !added)
-    warnings.push_back("copied memory dropped: " + added.error().message);  // our own invariant; never expected
   return memory;
 }
 
