@@ -87,6 +87,7 @@ std::optional<std::uint64_t> lowest_known_sp(const FiberRecord& fiber, const Fib
 std::vector<AddressRange> plan_regions(const FiberTable* table, const std::vector<ThreadState>& threads,
                                        const std::vector<Mapping>& mappings, const PlanOptions& options) {
   std::vector<AddressRange> ranges;
+  ranges.reserve(threads.size() + (table ? table->fibers.size() + table->chunk_ranges.size() + 1 : 0));
   // Every thread's own stack from its sp to the end of the mapping holding it (a worker running a fiber has its
   // sp in the fiber stack: the same rule copies the fiber's used part).
   for (const ThreadState& thread : threads) {
@@ -112,18 +113,23 @@ std::vector<AddressRange> plan_regions(const FiberTable* table, const std::vecto
       ranges.push_back(AddressRange{RemoteAddress(hi - size), RemoteAddress(hi)});
     }
   }
+  // A worker in a foreign call runs C on its system stack, and transition records may sit there: copy from the
+  // lowest of the thread's sp and the records down there. Only fibers with transitions can put records there, so
+  // the workers' records are matched against those alone (not every worker against every fiber: this runs
+  // inside the pause, with up to millions of fibers).
+  std::vector<const FiberRecord*> with_transitions;
+  for (const FiberRecord& fiber : table->fibers)
+    if (!fiber.transitions.empty()) with_transitions.push_back(&fiber);
   for (const WorkerRecord& worker : table->workers) {
-    // A worker in a foreign call runs C on its system stack, and transition records may sit there: copy from the
-    // lowest of the thread's sp and the records down there.
     if (worker.system_stack.empty() || worker.current_record.is_null()) continue;
     std::optional<std::uint64_t> lowest;
     if (const ThreadState* thread = thread_of(worker, threads)) {
       const std::uint64_t sp = thread->registers->sp();
       if (worker.system_stack.contains(RemoteAddress(sp))) lowest = sp;
     }
-    for (const FiberRecord& fiber : table->fibers) {
-      if (fiber.address != worker.current_record) continue;
-      for (const Transition& transition : fiber.transitions)
+    for (const FiberRecord* fiber : with_transitions) {
+      if (fiber->address != worker.current_record) continue;
+      for (const Transition& transition : fiber->transitions)
         for (std::uint64_t sp : {transition.from_sp, transition.to_sp, transition.address.value()})
           if (worker.system_stack.contains(RemoteAddress(sp))) lowest = lowest ? std::min(*lowest, sp) : sp;
     }
