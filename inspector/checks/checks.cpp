@@ -49,6 +49,28 @@ bool same_function(const FunctionIdentity& a, const FunctionIdentity& b) {
   return !a.name.empty() && a.name == b.name;
 }
 
+// The pc at which to ask DWARF whether a variable is live across the call that `return_address` returns from.
+// Scopes are found with return_address - 1 (the call instruction, as debuggers do), but liveness *across* the call
+// is what matters to a reader of a suspended frame, and DWARF states it at the return address itself: gcc ends an
+// argument's location list right after the call that consumes it, so at the call instruction a dead-after-the-call
+// argument still looks live. The return address is used whenever it is still inside the same function (a call to
+// a noreturn function can end the function's code right at the call).
+std::uint64_t liveness_pc(binary::Symbolizer& symbols, std::uint64_t return_address) {
+  if (return_address == 0) return 0;
+  return same_function(function_at(symbols, return_address), function_at(symbols, return_address - 1))
+             ? return_address
+             : return_address - 1;
+}
+
+// Whether a location expression names a place this frame keeps the value in. A location made only of
+// DW_OP_entry_value (DWARF 5) or DW_OP_GNU_entry_value says "the value the caller passed": the frame itself no
+// longer holds it, so for liveness it is dead.
+bool held_by_frame(const std::vector<std::byte>& location) {
+  if (location.empty()) return false;
+  const auto op = static_cast<unsigned char>(location.front());
+  return op != 0xa3 /* DW_OP_entry_value */ && op != 0xf3 /* DW_OP_GNU_entry_value */;
+}
+
 CodePoint code_point(binary::Symbolizer& symbols, std::uint64_t return_address) {
   CodePoint point{return_address, {}, {}, 0};
   if (return_address == 0) return point;
@@ -331,8 +353,9 @@ void check_live_arguments(const FiberContext& context, const RealStack& real, st
     }
   }
   const std::uint64_t x = fiber.syscall_pc, y = frame.pc.value();
-  auto at_x = symbols.dwarf_frames(x - 1);
-  auto at_y = symbols.dwarf_frames(frame.lookup_pc().value());
+  const std::uint64_t live_x = liveness_pc(symbols, x), live_y = liveness_pc(symbols, y);
+  auto at_x = symbols.dwarf_frames(live_x);
+  auto at_y = symbols.dwarf_frames(live_y);
   if (!at_x || !at_y) {
     context.result.errors.push_back("fiber " + std::to_string(fiber.id) + ": no DWARF for the foreign-call frame: " +
                                     (!at_x ? at_x.error().message : at_y.error().message));
@@ -347,7 +370,7 @@ void check_live_arguments(const FiberContext& context, const RealStack& real, st
   std::optional<binary::CallerState> caller_state;
   if (caller) caller_state = binary::CallerState{caller->pc.value(), &caller->registers,
                                                  caller->cfa.is_null() ? std::nullopt : std::optional(caller->cfa.value())};
-  auto values = symbols.variables({.pc = x - 1,
+  auto values = symbols.variables({.pc = live_x,
                                    .registers = &frame.registers,
                                    .memory = context.input.snapshot.memory.get(),
                                    .cfa = frame.cfa.is_null() ? std::nullopt : std::optional(frame.cfa.value()),
@@ -365,11 +388,11 @@ void check_live_arguments(const FiberContext& context, const RealStack& real, st
   const CodePoint point_x = code_point(symbols, x);
   const CodePoint point_y = code_point(symbols, y);
   for (const binary::DwarfVariable& variable : frame_x->variables) {
-    if (variable.location.empty()) continue;  // not live at X: a reader from X would not look at it
+    if (!held_by_frame(variable.location)) continue;  // not live at X: a reader from X would not look at it
     const binary::DwarfVariable* at_y_variable = nullptr;
     for (const binary::DwarfVariable& candidate : frame_y->variables)
       if (candidate.name == variable.name) at_y_variable = &candidate;
-    const bool dead_at_y = !at_y_variable || at_y_variable->location.empty();
+    const bool dead_at_y = !at_y_variable || !held_by_frame(at_y_variable->location);
     const bool moved = !dead_at_y && at_y_variable->location != variable.location;
 
     VariableEvidence evidence;
