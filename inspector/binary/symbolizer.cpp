@@ -105,6 +105,16 @@ struct Symbolizer::Impl {
   std::size_t index_of(const Module& module) const { return static_cast<std::size_t>(&module - modules.data()); }
   const ElfImage* find_debug_image(const Module& module, std::string& why);
   DwarfIndex* index_for(const Module& module, std::string& why);
+  // The call site returning to `return_address` (a target address), cached: entry values of every fiber parked
+  // under the same caller ask for it again.
+  std::unordered_map<std::uint64_t, Result<std::optional<DwarfCallSite>>> call_sites_by_return_address;
+  const Result<std::optional<DwarfCallSite>>& call_site(DwarfIndex& index, const Module& module,
+                                                       std::uint64_t return_address) {
+    auto cached = call_sites_by_return_address.find(return_address);
+    if (cached != call_sites_by_return_address.end()) return cached->second;
+    return call_sites_by_return_address.emplace(return_address, index.call_site(return_address - module.load_bias))
+        .first->second;
+  }
   // index.frames_at(pc - module.load_bias), cached by pc.
   const Result<std::vector<DwarfFrame>>& frames_at(DwarfIndex& index, const Module& module, std::uint64_t pc) {
     auto cached = frames_by_pc.find(pc);
@@ -369,6 +379,30 @@ ValueBytes bytes_of(const Location& location, std::uint64_t size_bytes, const Ex
 
 }  // namespace
 
+std::optional<std::uint64_t> Symbolizer::entry_value(const CallerState& caller, const target::Memory* memory,
+                                                    std::span<const std::byte> inner) {
+  const Module* caller_module = module_at(caller.return_address - 1);
+  if (!caller_module) return std::nullopt;
+  std::string unused;
+  DwarfIndex* caller_index = impl_->index_for(*caller_module, unused);
+  if (!caller_index) return std::nullopt;
+  const auto& site = impl_->call_site(*caller_index, *caller_module, caller.return_address);
+  if (!site || !*site) return std::nullopt;
+  for (const DwarfCallSiteParameter& parameter : (*site)->parameters) {
+    if (!std::equal(parameter.location.begin(), parameter.location.end(), inner.begin(), inner.end())) continue;
+    ExpressionContext caller_context = frame_context(caller.registers, memory, caller.cfa, caller_module->load_bias);
+    caller_context.frame_base = frame_base_of((*site)->caller_frame_base, caller_context);
+    auto value = evaluate(parameter.value, caller_context);
+    if (!value) return std::nullopt;
+    // DW_AT_call_value computes the value itself: a "memory" result is the value on the stack top.
+    if (value->kind == Location::Kind::memory) return value->address;
+    if (value->kind == Location::Kind::value) return value->value;
+    if (value->kind == Location::Kind::reg && caller.registers) return caller.registers->get(value->register_number);
+    return std::nullopt;
+  }
+  return std::nullopt;
+}
+
 Result<std::vector<FrameVariables>> Symbolizer::variables(const VariableQuery& query) {
   const Module* module = module_at(query.pc);
   if (!module) return fail("no module mapped at ", hex(query.pc));
@@ -379,30 +413,18 @@ Result<std::vector<FrameVariables>> Symbolizer::variables(const VariableQuery& q
   if (!frames) return std::unexpected(frames.error());
 
   ExpressionContext context = frame_context(query.registers, query.memory, query.cfa, module->load_bias);
-  // DW_OP_entry_value: the callee's register on entry is what the caller's call site says it passed.
+  // DW_OP_entry_value: the callee's register on entry is what the caller's call site says it passed. The closure
+  // holds one pointer, so std::function keeps it inline: this runs for every frame of every fiber.
+  struct EntryValueSource {
+    Symbolizer* symbolizer;
+    CallerState caller;
+    const target::Memory* memory;
+  };
+  std::optional<EntryValueSource> entry_source;
   if (query.caller) {
-    const CallerState caller = *query.caller;
-    context.entry_value = [this, caller, memory = query.memory](std::span<const std::byte> inner) -> std::optional<std::uint64_t> {
-      const Module* caller_module = module_at(caller.return_address - 1);
-      if (!caller_module) return std::nullopt;
-      std::string unused;
-      DwarfIndex* caller_index = impl_->index_for(*caller_module, unused);
-      if (!caller_index) return std::nullopt;
-      auto site = caller_index->call_site(caller.return_address - caller_module->load_bias);
-      if (!site || !*site) return std::nullopt;
-      for (const DwarfCallSiteParameter& parameter : (*site)->parameters) {
-        if (!std::equal(parameter.location.begin(), parameter.location.end(), inner.begin(), inner.end())) continue;
-        ExpressionContext caller_context = frame_context(caller.registers, memory, caller.cfa, caller_module->load_bias);
-        caller_context.frame_base = frame_base_of((*site)->caller_frame_base, caller_context);
-        auto value = evaluate(parameter.value, caller_context);
-        if (!value) return std::nullopt;
-        // DW_AT_call_value computes the value itself: a "memory" result is the value on the stack top.
-        if (value->kind == Location::Kind::memory) return value->address;
-        if (value->kind == Location::Kind::value) return value->value;
-        if (value->kind == Location::Kind::reg && caller.registers) return caller.registers->get(value->register_number);
-        return std::nullopt;
-      }
-      return std::nullopt;
+    entry_source = EntryValueSource{this, *query.caller, query.memory};
+    context.entry_value = [source = &*entry_source](std::span<const std::byte> inner) -> std::optional<std::uint64_t> {
+      return source->symbolizer->entry_value(source->caller, source->memory, inner);
     };
   }
 

@@ -126,6 +126,10 @@ class Symbolizer {
   std::size_t dwarf_indexes_loaded() const;
 
  private:
+  // DW_OP_entry_value(inner) in a frame whose caller is `caller`, through the caller's call site; empty if unknown.
+  std::optional<std::uint64_t> entry_value(const CallerState& caller, const target::Memory* memory,
+                                           std::span<const std::byte> inner);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -122,7 +122,11 @@ FiberStack unwind_fiber(unwind::Unwinder& unwinder, const FiberRecord& fiber, co
     }
     if (next_transition >= fiber.transitions.size()) {
       // No switch left to explain: keep everything the unwinder found.
-      result.frames.insert(result.frames.end(), piece.frames.begin(), piece.frames.end());
+      if (result.frames.empty()) {
+        result.frames = std::move(piece.frames);  // the common case (no transitions): no copy per fiber
+      } else {
+        result.frames.insert(result.frames.end(), piece.frames.begin(), piece.frames.end());
+      }
       result.complete = piece.complete();
       result.truncated = piece.stop_reason == unwind::StopReason::max_depth;
       result.stop_message = piece.stop_message;

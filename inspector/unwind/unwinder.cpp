@@ -333,7 +333,7 @@ UnwindResult Unwinder::unwind(const target::Registers& start, const target::Memo
     return finish(StopReason::missing_register, "the start registers lack rip or rsp");
   }
   const StackRegion* current_region = label(first);
-  result.frames.reserve(16);
+  result.frames.reserve(32);  // most stacks fit without regrowing (frames carry a register file each)
   result.frames.push_back(first);
   if (first.pc.is_null()) return finish(StopReason::end_of_stack, "");
 
