@@ -1,6 +1,7 @@
 #include "session/dump_builder.h"
 
 #include <algorithm>
+#include <iterator>
 #include <map>
 
 #include "fibers/capture_plan.h"
@@ -9,22 +10,26 @@
 namespace fiberscope::session {
 namespace {
 
-// Symbolizes unwound frames into `stack`, stopping at `max_depth` report frames (inlined ones included).
+// Symbolizes unwound frames into `stack`, stopping at `max_depth` report frames (inlined ones included). The
+// frames are gathered in `scratch` (reused from stack to stack) so that each stack's vector is allocated once at
+// its exact size: with 100k fibers, spare capacity is hundreds of megabytes.
 void add_frames(report::Stack& stack, const std::vector<unwind::Frame>& frames, ModuleMap& modules,
                 const target::Memory& memory, std::size_t max_depth, bool with_args,
-                std::optional<report::StackKind> label) {
-  stack.frames.reserve(std::min(frames.size(), max_depth));
-  for (std::size_t i = 0; i < frames.size(); ++i) {
+                std::optional<report::StackKind> label, std::vector<report::Frame>& scratch) {
+  scratch.clear();
+  for (std::size_t i = 0; i < frames.size() && !stack.truncated; ++i) {
     const unwind::Frame* caller = i + 1 < frames.size() ? &frames[i + 1] : nullptr;
     for (report::Frame& symbolized : modules.symbolize(frames[i], caller, memory, with_args)) {
-      if (stack.frames.size() >= max_depth) {
+      if (scratch.size() >= max_depth) {
         stack.truncated = true;
-        return;
+        break;
       }
       if (label) symbolized.stack = *label;
-      stack.frames.push_back(std::move(symbolized));
+      scratch.push_back(std::move(symbolized));
     }
   }
+  stack.frames.reserve(stack.frames.size() + scratch.size());
+  std::move(scratch.begin(), scratch.end(), std::back_inserter(stack.frames));
 }
 
 const target::Mapping* mapping_containing(const target::Snapshot& snapshot, std::uint64_t address) {
@@ -47,6 +52,7 @@ report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTab
   dump.warnings.insert(dump.warnings.end(), modules.warnings().begin(), modules.warnings().end());
   const target::Memory& memory = *snapshot.memory;
   unwind::Unwinder unwinder(modules.cfi());
+  std::vector<report::Frame> scratch;
 
   // Which thread runs which fiber, from the worker records.
   std::map<int, std::uint64_t> fiber_of_thread;
@@ -89,7 +95,8 @@ report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTab
 
       fibers::FiberStack stack =
           fibers::unwind_fiber(unwinder, record, *table, snapshot.threads, memory, {.max_depth = options.max_depth});
-      add_frames(fiber.stack, stack.frames, modules, memory, options.max_depth, options.fiber_args, std::nullopt);
+      add_frames(fiber.stack, stack.frames, modules, memory, options.max_depth, options.fiber_args, std::nullopt,
+                 scratch);
       fiber.stack.truncated |= stack.truncated;
       if (!stack.complete && !stack.truncated) fiber.stack.stop_reason = stack.stop_message;
       if (stack.frames.empty() && !stack.stop_message.empty())
@@ -124,7 +131,8 @@ report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTab
       stacks.push_back({mapping->range, unwind::StackKind::system, static_cast<std::uint64_t>(state.tid)});
     unwind::UnwindResult result =
         unwinder.unwind(*state.registers, memory, {.max_depth = options.max_depth, .stacks = stacks});
-    add_frames(thread.stack, result.frames, modules, memory, options.max_depth, true, report::StackKind::thread);
+    add_frames(thread.stack, result.frames, modules, memory, options.max_depth, true, report::StackKind::thread,
+               scratch);
     if (!result.complete() && result.stop_reason != unwind::StopReason::max_depth)
       thread.stack.stop_reason = result.stop_message;
     if (result.stop_reason == unwind::StopReason::max_depth) thread.stack.truncated = true;
