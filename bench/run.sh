@@ -2,6 +2,7 @@
 # Runs every benchmark program of a build directory and prints their `BENCH name=... impl=... ns_per_op=...`
 # lines, then a table. Builds nothing: configure with -DFIBERSCOPE_BUILD_BENCH=ON and build first.
 #   bench/run.sh [build-dir]     (default: build, relative to the current directory)
+#   BENCH_CLOCK=cpu bench/run.sh  times with process CPU time instead of wall time (steadier on a loaded machine)
 set -euo pipefail
 
 build_dir=${1:-build}

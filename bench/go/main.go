@@ -1,6 +1,7 @@
 // Go peer for the fiberscope benchmarks: Gosched round trip, goroutine spawn+finish, unbuffered channel
 // ping-pong, an empty cgo call and a cgo call whose C code calls back into Go once, all with GOMAXPROCS=1.
-// Prints the same `BENCH name=... impl=go ns_per_op=...` lines as the C++ programs (median of several samples).
+// Prints the same `BENCH name=... impl=go ns_per_op=...` lines as the C++ programs (median of several samples),
+// timed on the wall clock or, with BENCH_CLOCK=cpu, on the process's CPU time.
 package main
 
 /*
@@ -15,19 +16,33 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 )
 
 const repetitions = 7
+
+var cpuClock = os.Getenv("BENCH_CLOCK") == "cpu"
+
+// nowNs reads the clock BENCH_CLOCK chose, in nanoseconds.
+func nowNs() float64 {
+	if cpuClock {
+		var usage syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err == nil {
+			return float64(usage.Utime.Nano() + usage.Stime.Nano())
+		}
+	}
+	return float64(time.Now().UnixNano())
+}
 
 // medianNsPerOp runs body once to warm up, then repetitions times, and returns the median ns per iteration.
 func medianNsPerOp(iterations int, body func(n int)) float64 {
 	body(iterations/10 + 1)
 	samples := make([]float64, 0, repetitions)
 	for r := 0; r < repetitions; r++ {
-		start := time.Now()
+		start := nowNs()
 		body(iterations)
-		samples = append(samples, float64(time.Since(start).Nanoseconds())/float64(iterations))
+		samples = append(samples, (nowNs()-start)/float64(iterations))
 	}
 	sort.Float64s(samples)
 	return samples[len(samples)/2]
