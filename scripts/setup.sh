@@ -13,7 +13,7 @@ packages=(
   # fuzzing and sanitizers (clang's libFuzzer runtime)
   clang libclang-rt-14-dev
   # benchmark peers
-  libboost-context-dev libboost-fiber-dev golang-go delve
+  libboost-context-dev libboost-fiber-dev golang-go delve time
 )
 
 missing=()
