@@ -58,8 +58,9 @@ bool target_is_gone(const Error& error) {
 }
 
 DumpSource live_source(const TopOptions& options) {
-  return [pid = options.pid, stop = options.stop]() -> Result<report::Dump> {
-    auto inspection = session::inspect_live(pid, {.stop = stop});
+  auto cache = std::make_shared<session::ModuleCache>();
+  return [pid = options.pid, stop = options.stop, cache]() -> Result<report::Dump> {
+    auto inspection = session::inspect_live(pid, {.stop = stop, .cache = cache.get()});
     if (!inspection) return std::unexpected(inspection.error());
     return session::build_dump(*inspection, {});
   };

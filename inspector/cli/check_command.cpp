@@ -35,8 +35,8 @@ struct Round {
   std::optional<fibers::FiberTable> table;
 };
 
-Result<Round> take_round(const CheckOptions& options) {
-  auto inspection = session::inspect_live(options.pid, {.stop = options.stop});
+Result<Round> take_round(const CheckOptions& options, session::ModuleCache& cache) {
+  auto inspection = session::inspect_live(options.pid, {.stop = options.stop, .cache = &cache});
   if (!inspection) return std::unexpected(inspection.error());
   Round round;
   round.pid = options.pid;
@@ -324,7 +324,8 @@ int run_check(const CheckOptions& options, std::string& out, std::string& err,
     if (options.format == CheckOptions::Format::text)
       for (const std::string& warning : round.warnings) err += "fiberscope: warning: " + warning + "\n";
   };
-  auto first = take_round(options);
+  session::ModuleCache modules;  // opened once for every round of --watch
+  auto first = take_round(options, modules);
   if (!first) {
     err += "fiberscope: " + first.error().message + "\n";
     return kExitError;
@@ -342,7 +343,7 @@ int run_check(const CheckOptions& options, std::string& out, std::string& err,
   std::vector<checks::Finding> previous = std::move(first->result.findings);
   for (unsigned number = 2; !options.watch_rounds || number <= *options.watch_rounds; ++number) {
     std::this_thread::sleep_for(std::chrono::duration<double>(*options.watch_seconds));
-    auto round = take_round(options);
+    auto round = take_round(options, modules);
     if (!round) {
       err += "fiberscope: " + round.error().message + "\n";
       if (flush) flush(out, err);

@@ -262,6 +262,7 @@ std::optional<FiberRecord> decode_fiber(const RawRecord& raw, const ReadOptions&
   fiber.index = raw.index;
   fiber.address = raw.address;
   fiber.integrity = raw.integrity;
+  fiber.sequence = abi.seq;
   fiber.id = abi.id;
   fiber.state = static_cast<FiberState>(abi.state);
   fiber.wait_reason = static_cast<WaitReason>(abi.wait_reason);
@@ -349,8 +350,17 @@ std::string_view integrity_name(Integrity integrity) {
     case Integrity::consistent: return "consistent";
     case Integrity::in_transition: return "in transition";
     case Integrity::torn: return "torn";
+    case Integrity::changed: return "changed during the capture";
   }
   return "invalid";
+}
+
+void mark_records_changed_during_capture(FiberTable& table, const target::Memory& snapshot) {
+  for (FiberRecord& fiber : table.fibers) {
+    if (fiber.integrity != Integrity::consistent) continue;
+    auto sequence = snapshot.read_u64(fiber.address);  // seq is the record's first field
+    if (!sequence || *sequence != fiber.sequence) fiber.integrity = Integrity::changed;
+  }
 }
 
 const WorkerRecord* FiberTable::worker(std::uint32_t index) const {

@@ -38,6 +38,7 @@ enum class Integrity : std::uint8_t {
   consistent,     // even sequence number, unchanged across the read
   in_transition,  // stopped target caught its writer mid-update: used as is, but fields may disagree
   torn,           // --no-stop: the writer kept changing it through every retry; fields may disagree
+  changed,        // --no-stop: consistent when read, but rewritten before its stack was copied
 };
 std::string_view integrity_name(Integrity integrity);
 
@@ -60,6 +61,7 @@ struct FiberRecord {
   std::size_t index = 0;               // position in the table (chunk first_index + slot)
   target::RemoteAddress address;       // of the record
   Integrity integrity = Integrity::consistent;
+  std::uint64_t sequence = 0;          // the seqlock value the record was read at
   std::uint64_t id = 0;
   FiberState state = FiberState::free;
   WaitReason wait_reason = WaitReason::none;
@@ -142,5 +144,10 @@ struct ReadOptions {
 // transition chains become entries of FiberTable::errors.
 Result<FiberTable> read_fiber_table(const target::Memory& memory, target::RemoteAddress root,
                                     const ReadOptions& options = {});
+
+// For a table read from a running target (--no-stop): marks `changed` every consistent fiber record whose seqlock
+// value in `snapshot` — copied after the table was read, together with the stacks — differs from the one it was
+// read at. Such a fiber moved while its stack was being copied, so its record and its stack need not agree.
+void mark_records_changed_during_capture(FiberTable& table, const target::Memory& snapshot);
 
 }  // namespace fiberscope::fibers

@@ -5,6 +5,19 @@
 #include "target/proc_files.h"
 
 namespace fiberscope::session {
+namespace {
+
+// What the modules depend on: every file mapped, where, from which offset. Fiber stacks and heap come and go
+// between snapshots without changing it.
+std::vector<std::string> module_key_of(const std::vector<target::Mapping>& mappings) {
+  std::vector<std::string> key;
+  for (const target::Mapping& mapping : mappings)
+    if (!mapping.path.empty() && mapping.path.front() != '[')
+      key.push_back(mapping.range.start.to_string() + " " + hex(mapping.file_offset) + " " + mapping.path);
+  return key;
+}
+
+}  // namespace
 
 Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
   Inspection inspection;
@@ -15,8 +28,13 @@ Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
         return std::unexpected(Error{"no process with pid " + std::to_string(pid), ErrorCode::no_such_process});
     return std::unexpected(mappings.error());
   }
-  const std::string exe = target::exe_path(pid).value_or("");
-  inspection.modules = std::make_unique<ModuleMap>(*mappings, exe);
+  std::vector<std::string> key = module_key_of(*mappings);
+  if (options.cache && options.cache->modules && options.cache->key == key) {
+    inspection.modules = options.cache->modules;
+  } else {
+    inspection.modules = std::make_shared<ModuleMap>(*mappings, target::exe_path(pid).value_or(""));
+    if (options.cache) *options.cache = ModuleCache{inspection.modules, std::move(key)};
+  }
   auto root = fibers::locate_debug_root(inspection.modules->symbols());
   if (!root) inspection.warnings.insert(inspection.warnings.begin(), root.error().message);
 
@@ -36,6 +54,8 @@ Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
   auto snapshot = target::capture_live(pid, {.stop = options.stop}, planner);
   if (!snapshot) return std::unexpected(snapshot.error());
   inspection.snapshot = std::move(*snapshot);
+  if (!options.stop && inspection.table && inspection.snapshot.memory)
+    fibers::mark_records_changed_during_capture(*inspection.table, *inspection.snapshot.memory);
   return inspection;
 }
 

@@ -25,15 +25,23 @@
 
 namespace fiberscope::session {
 
+// Modules kept between inspections of one process (`top`, `check --watch`): the opened ELF/DWARF files and the
+// per-pc symbol and CFI caches are reused while the process maps the same files at the same places.
+struct ModuleCache {
+  std::shared_ptr<ModuleMap> modules;
+  std::vector<std::string> key;  // the file-backed mappings `modules` was built from
+};
+
 struct LiveOptions {
-  bool stop = true;  // false: --no-stop, never ptrace-stop the target
+  bool stop = true;              // false: --no-stop, never ptrace-stop the target
+  ModuleCache* cache = nullptr;  // read and refreshed by inspect_live when given
 };
 
 struct Inspection {
   target::Snapshot snapshot;
   std::optional<fibers::FiberTable> table;  // empty: no runtime in the target, or its table was unusable
   std::optional<Error> table_error;         // why the table was unusable (ABI mismatch, bad magic, ...)
-  std::unique_ptr<ModuleMap> modules;
+  std::shared_ptr<ModuleMap> modules;
   std::vector<std::string> warnings;        // e.g. "no fiber table found", /proc/PID/maps oddities
 };
 
