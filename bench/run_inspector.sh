@@ -11,8 +11,9 @@
 #   total_ms     wall time of the whole inspector command, from start to exit (date +%s%N around it)
 #   peak_rss_mb  the inspector's maximum resident set (/usr/bin/time %M); for gdb and Delve their own process
 #   pause_ms     fiberscope: what it reports ("paused X ms": first PTRACE_INTERRUPT to last detach).
-#                Others: pause_watch samples the target's main-thread state in /proc/PID/stat every 0.5 ms and
-#                adds up the time it is seen stopped (t/T); Delve keeps the target stopped from attach to detach.
+#                Others: pause_watch samples every thread's state in /proc/PID/task/*/stat every 0.5 ms and
+#                adds up the time any thread is seen stopped (t/T); Delve keeps the target stopped from attach to
+#                detach; eu-stack stops one thread at a time, so its figure is tiny (and its stacks not simultaneous).
 # Delve is driven through stdin (`goroutines -t 15`, `exit`, answering "n" to "kill the process?") with
 # --allow-non-terminal-interactive; the target keeps running afterwards (checked).
 #
