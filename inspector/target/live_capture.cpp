@@ -409,15 +409,38 @@ struct Arena {
   std::byte* bytes = nullptr;
   std::uint64_t size_bytes = 0;
 };
+// Faults in the pages of [bytes, bytes + size_bytes) (Linux 5.14+; older kernels fault during the copy instead).
+// Zeroing fresh pages costs about as much as the copy (measured: ~100 ms for 95 MB on a loaded 2-CPU machine),
+// and when no reservation was made it happens inside the pause: big arenas are populated by two threads.
+void populate(std::byte* bytes, std::uint64_t size_bytes) {
+#ifdef MADV_POPULATE_WRITE
+  constexpr std::uint64_t kParallelFromBytes = 16u << 20;
+  const std::uint64_t half = (size_bytes / 2) & ~(kHugePageBytes - 1);  // page-aligned, whole huge pages
+  if (size_bytes < kParallelFromBytes || std::thread::hardware_concurrency() < 2) {
+    ::madvise(bytes, size_bytes, MADV_POPULATE_WRITE);
+    return;
+  }
+  std::thread helper;
+  try {
+    helper = std::thread([=] { ::madvise(bytes + half, size_bytes - half, MADV_POPULATE_WRITE); });
+  } catch (const std::system_error&) {
+    ::madvise(bytes + half, size_bytes - half, MADV_POPULATE_WRITE);  // no thread to spare: do it here
+  }
+  ::madvise(bytes, half, MADV_POPULATE_WRITE);
+  if (helper.joinable()) helper.join();
+#else
+  (void)bytes;
+  (void)size_bytes;
+#endif
+}
+
 Arena allocate_arena(std::uint64_t size_bytes) {
   if (size_bytes == 0) return {};
   void* memory = ::mmap(nullptr, size_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (memory == MAP_FAILED) return {};
   if (size_bytes >= kHugePageBytes) ::madvise(memory, size_bytes, MADV_HUGEPAGE);
-#ifdef MADV_POPULATE_WRITE
-  ::madvise(memory, size_bytes, MADV_POPULATE_WRITE);  // Linux 5.14+; older kernels fault during the copy instead
-#endif
   auto* bytes = static_cast<std::byte*>(memory);
+  populate(bytes, size_bytes);
   return {std::shared_ptr<const std::byte[]>(
               bytes, [size_bytes](const std::byte* p) { ::munmap(const_cast<std::byte*>(p), size_bytes); }),
           bytes, size_bytes};
