@@ -48,7 +48,7 @@ TEST_CASE("check and dump print a popped syscall frame under its fiber and exit 
   CHECK(dump_out.find("finding [invalid-syscall-frame]") != std::string::npos);
 }
 
-TEST_CASE("--watch reports only findings that persist across two snapshots") {
+TEST_CASE("check --watch reports only findings that persist across two snapshots") {
   Finding a, b;
   a.fiber_id = 1;
   a.rule = SyscallFrameRule::below_live_frame;
