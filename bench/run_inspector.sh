@@ -6,6 +6,7 @@
 # Prints one line per measurement (median of --repeat runs, each run a fresh inspector process: cold caches, DWARF
 # loading included):
 #   BENCH name=dump impl=<fiberscope|delve> fibers=N pause_ms=.. total_ms=.. peak_rss_mb=..
+#   BENCH name=dump_core impl=fiberscope fibers=N pause_ms=.. total_ms=.. peak_rss_mb=..  (its core, mmapped)
 #   BENCH name=threads impl=<fiberscope|eu-stack|gdb> threads=N pause_ms=.. total_ms=.. peak_rss_mb=..
 # then a table. How each figure is measured:
 #   total_ms     wall time of the whole inspector command, from start to exit (date +%s%N around it)
@@ -162,6 +163,12 @@ for n in $sizes; do
   if ! grep -q "fibers," "$work/out"; then
     echo "run_inspector.sh: fiberscope printed no dump header:" >&2
     head -5 "$work/out" "$work/err" >&2
+  fi
+  # The same process from a core (fiberscope gcore, not timed): dump_core's pause_ms is the target's (none).
+  if "$bin/fiberscope" gcore -o "$work/scale.core" "$scale_pid" > /dev/null; then
+    bench_line "name=dump_core impl=fiberscope fibers=$n" "$repeat" watch "$scale_pid" \
+      "$bin/fiberscope" dump --core "$work/scale.core"
+    rm -f "$work/scale.core"
   fi
   stop_target "$scale_pid"
 

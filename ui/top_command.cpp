@@ -66,6 +66,15 @@ DumpSource live_source(const TopOptions& options) {
   };
 }
 
+// A core file: one snapshot, taken once (the screen does not refresh it).
+DumpSource core_source(const TopOptions& options) {
+  return [core_path = *options.core_path]() -> Result<report::Dump> {
+    auto inspection = session::inspect_core(core_path, {});
+    if (!inspection) return std::unexpected(inspection.error());
+    return session::build_dump(*inspection, {});
+  };
+}
+
 }  // namespace
 
 const char* const kTopHelp =
@@ -82,8 +91,7 @@ const char* const kTopHelp =
     "options:\n"
     "  -d SECONDS      refresh interval (default 1; at least 0.1)\n"
     "  --no-stop       never stop the target: read it while it runs (records caught changing are marked torn)\n"
-    "  --core FILE     one static snapshot from a core file (not in this build yet: the session layer has no\n"
-    "                  core inspection to share)\n"
+    "  --core FILE     one static snapshot from a core file (fiberscope gcore, gdb's gcore or the kernel's)\n"
     "  -h, --help      this help\n"
     "\n"
     "keys (? inside top shows them too):\n"
@@ -137,14 +145,13 @@ Result<TopOptions> parse_top_arguments(const std::vector<std::string>& arguments
     }
   }
   if (options.core_path && have_pid) return fail("give a PID or --core FILE, not both");
-  if (options.core_path)
-    return fail("--core is not in this build yet: the session layer has no core inspection to share");
+  if (options.core_path) return options;
   if (!have_pid) return fail("missing PID (usage: fiberscope top PID [-d SECONDS])");
   return options;
 }
 
 Result<void> run_top(const TopOptions& options) {
-  DumpSource source = live_source(options);
+  DumpSource source = options.core_path ? core_source(options) : live_source(options);
   // The first snapshot before the terminal is taken over: if the target cannot be inspected, the error is
   // printed like any other command's.
   const auto start = Clock::now();
@@ -152,9 +159,10 @@ Result<void> run_top(const TopOptions& options) {
   if (!first) return std::unexpected(first.error());
   const std::chrono::duration<double, std::milli> first_elapsed = Clock::now() - start;
 
-  TopScreen screen({.target = "pid " + std::to_string(options.pid) + " " + first->exe_path,
-                    .interval_seconds = options.interval_seconds,
-                    .live = true});
+  const std::string target = options.core_path ? "core " + *options.core_path + " (pid " +
+                                                    std::to_string(first->pid) + " " + first->exe_path + ")"
+                                              : "pid " + std::to_string(options.pid) + " " + first->exe_path;
+  TopScreen screen({.target = target, .interval_seconds = options.interval_seconds, .live = !options.core_path});
   screen.show_snapshot(std::move(*first), first_elapsed.count());
 
   QuitSignals quit_signals;

@@ -16,7 +16,7 @@ namespace fiberscope::ui {
 
 struct TopOptions {
   int pid = 0;
-  std::optional<std::string> core_path;  // --core FILE: one static snapshot (not in this build yet)
+  std::optional<std::string> core_path;  // --core FILE: one static snapshot of a core file
   double interval_seconds = 1.0;         // -d SECONDS
   bool stop = true;                      // --no-stop: never ptrace-stop the target
 };

@@ -26,6 +26,7 @@ std::optional<Number> parse_number(const std::string& text) {
 struct Round {
   int pid = 0;
   std::string exe;
+  bool from_core = false;
   bool target_stopped = true;
   std::optional<double> pause_ms;
   std::string table_problem;  // no fiber table: nothing to check
@@ -36,10 +37,13 @@ struct Round {
 };
 
 Result<Round> take_round(const CheckOptions& options, session::ModuleCache& cache) {
-  auto inspection = session::inspect_live(options.pid, {.stop = options.stop, .cache = &cache});
+  auto inspection = options.core_path
+                        ? session::inspect_core(*options.core_path, {.exe = options.exe_path, .sysroot = options.sysroot})
+                        : session::inspect_live(options.pid, {.stop = options.stop, .cache = &cache});
   if (!inspection) return std::unexpected(inspection.error());
   Round round;
-  round.pid = options.pid;
+  round.pid = options.core_path ? inspection->snapshot.pid : options.pid;
+  round.from_core = options.core_path.has_value();
   round.exe = inspection->snapshot.exe_path;
   round.target_stopped = inspection->snapshot.target_was_stopped;
   round.pause_ms = inspection->snapshot.pause_ms;
@@ -70,6 +74,8 @@ std::string render_text(const Round& round, const std::vector<checks::Finding>& 
     out += std::string(", paused ") + pause + " ms";
   } else if (!round.target_stopped) {
     out += ", not stopped (--no-stop)";
+  } else if (round.from_core) {
+    out += ", core file";
   }
   out += "\n";
   // Findings under their fiber, in fiber order.
@@ -220,6 +226,7 @@ std::string render_json(const Round& round, const std::vector<checks::Finding>& 
 
 const char* const kCheckHelp =
     "usage: fiberscope check PID [options]\n"
+    "       fiberscope check --core FILE [--exe PATH] [--sysroot DIR] [options]\n"
     "\n"
     "Checks the fiber runtime's bookkeeping from outside, on one snapshot of process PID (the target is stopped\n"
     "only while it is copied; the checks run after it was released), and prints each finding under the fiber\n"
@@ -245,6 +252,9 @@ const char* const kCheckHelp =
     "                      consecutive snapshots (same fiber, kind, rule and frame)\n"
     "  --rounds N          with --watch: stop after N snapshots (default: until interrupted)\n"
     "  --no-stop           never stop the target; records caught mid-update are listed as transient\n"
+    "  --core FILE         check a core file instead of a process (the same findings as live)\n"
+    "  --exe PATH          with --core: the executable (default: the one the core names)\n"
+    "  --sysroot DIR       with --core: prefix for every file the core names\n"
     "  -h, --help          this help\n"
     "\n"
     "A record caught mid-update (seqlock in transition, or torn with --no-stop) or a fiber caught between a\n"
@@ -265,6 +275,9 @@ Result<CheckOptions> parse_check_arguments(const std::vector<std::string>& argum
       if (i + 1 >= arguments.size()) return fail(option, " needs a value");
       return arguments[++i];
     };
+    auto core_argument = parse_core_argument(arguments, i, options.core_path, options.exe_path, options.sysroot);
+    if (!core_argument) return std::unexpected(core_argument.error());
+    if (*core_argument) continue;
     if (argument == "-h" || argument == "--help") {
       help = true;
       return options;
@@ -288,8 +301,6 @@ Result<CheckOptions> parse_check_arguments(const std::vector<std::string>& argum
       options.watch_rounds = *rounds;
     } else if (argument == "--no-stop") {
       options.stop = false;
-    } else if (argument == "--core") {
-      return fail("--core is not available in this build yet");
     } else if (!argument.empty() && argument.front() == '-') {
       return fail("unknown option '", argument, "' (see fiberscope check --help)");
     } else if (!have_pid) {
@@ -301,6 +312,13 @@ Result<CheckOptions> parse_check_arguments(const std::vector<std::string>& argum
       return fail("unexpected argument '", argument, "'");
     }
   }
+  if (options.core_path) {
+    if (have_pid) return fail("give a PID or --core FILE, not both");
+    if (options.watch_seconds) return fail("--watch needs a live process: a core file does not change");
+    if (!options.stop) return fail("--no-stop is for live processes, not --core");
+    return options;
+  }
+  if (!options.exe_path.empty() || !options.sysroot.empty()) return fail("--exe and --sysroot go with --core FILE");
   if (!have_pid) return fail("missing PID (usage: fiberscope check PID [options])");
   if (options.watch_rounds && !options.watch_seconds) return fail("--rounds only makes sense with --watch");
   return options;

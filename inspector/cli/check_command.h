@@ -19,6 +19,9 @@ struct CheckOptions {
   bool stop = true;                            // --no-stop: read the running target (torn records are transient)
   std::optional<double> watch_seconds;         // --watch SECONDS: repeat, report what persists
   std::optional<unsigned> watch_rounds;        // --rounds N: stop --watch after N snapshots (tests, scripts)
+  std::optional<std::string> core_path;        // --core FILE: check a core file instead of a process
+  std::string exe_path;                        // --exe PATH (with --core)
+  std::string sysroot;                         // --sysroot DIR (with --core)
 };
 
 // Parses the arguments after "check". `help` is set for --help.

@@ -1,6 +1,7 @@
 #include "cli/dump_command.h"
 
 #include <charconv>
+#include <string_view>
 
 #include "report/folded_reporter.h"
 #include "report/json_reporter.h"
@@ -19,8 +20,27 @@ std::optional<Number> parse_number(const std::string& text) {
 
 }  // namespace
 
+Result<bool> parse_core_argument(const std::vector<std::string>& arguments, std::size_t& i,
+                                 std::optional<std::string>& core_path, std::string& exe_path, std::string& sysroot) {
+  const std::string& argument = arguments[i];
+  if (argument != "--core" && argument != "--exe" && argument != "--sysroot") return false;
+  if (i + 1 >= arguments.size() || arguments[i + 1].empty()) return fail(argument, " needs a value");
+  const std::string& value = arguments[++i];
+  if (argument == "--core") core_path = value;
+  else if (argument == "--exe") exe_path = value;
+  else sysroot = value;
+  return true;
+}
+
+void label_core_source(std::string& text) {
+  const std::size_t line_end = text.find('\n');
+  const std::size_t at = text.find("pause unknown");
+  if (at != std::string::npos && at < line_end) text.replace(at, std::string_view("pause unknown").size(), "core file");
+}
+
 const char* const kDumpHelp =
     "usage: fiberscope dump PID [options]\n"
+    "       fiberscope dump --core FILE [--exe PATH] [--sysroot DIR] [options]\n"
     "\n"
     "Prints every fiber and every thread of process PID with symbolized stacks: for each fiber its id, name,\n"
     "state or wait reason, time in that state and worker thread, one line per frame (function and arguments,\n"
@@ -39,6 +59,10 @@ const char* const kDumpHelp =
     "                             reader are marked torn, registers of running threads may be missing\n"
     "  --fiber ID                 only the fiber with this id\n"
     "  --depth N                  at most N frames per stack (default 1024)\n"
+    "  --core FILE                dump a core file instead of a process: the same output; the thread that crashed\n"
+    "                             comes first with its signal, and the fiber it ran is marked crashed\n"
+    "  --exe PATH                 with --core: the executable (default: the one the core names)\n"
+    "  --sysroot DIR              with --core: prefix for every file the core names (libraries from another host)\n"
     "  -h, --help                 this help\n"
     "\n"
     "exit codes:\n"
@@ -49,7 +73,8 @@ const char* const kDumpHelp =
     "  3  partial: the dump was printed but some records or stacks could not be read (listed under errors)\n"
     "\n"
     "warnings (the dump still prints): no fiber table found (not built on fiberscope runtime?); no DWARF in a\n"
-    "binary (functions named from symbols, no lines or arguments).\n";
+    "binary (functions named from symbols, no lines or arguments); from a core: truncated core, a file the core\n"
+    "names is missing or has another build-id (its code is not read; try --exe or --sysroot).\n";
 
 Result<DumpOptions> parse_dump_arguments(const std::vector<std::string>& arguments, bool& help) {
   DumpOptions options;
@@ -61,6 +86,9 @@ Result<DumpOptions> parse_dump_arguments(const std::vector<std::string>& argumen
       if (i + 1 >= arguments.size()) return fail(option, " needs a value");
       return arguments[++i];
     };
+    auto core_argument = parse_core_argument(arguments, i, options.core_path, options.exe_path, options.sysroot);
+    if (!core_argument) return std::unexpected(core_argument.error());
+    if (*core_argument) continue;
     if (argument == "-h" || argument == "--help") {
       help = true;
       return options;
@@ -100,6 +128,12 @@ Result<DumpOptions> parse_dump_arguments(const std::vector<std::string>& argumen
       return fail("unexpected argument '", argument, "'");
     }
   }
+  if (options.core_path) {
+    if (have_pid) return fail("give a PID or --core FILE, not both");
+    if (!options.stop) return fail("--no-stop is for live processes, not --core");
+    return options;
+  }
+  if (!options.exe_path.empty() || !options.sysroot.empty()) return fail("--exe and --sysroot go with --core FILE");
   if (!have_pid) return fail("missing PID (usage: fiberscope dump PID [options])");
   return options;
 }
@@ -109,14 +143,21 @@ int run_dump(const DumpOptions& options, std::string& out, std::string& err) {
     err += "fiberscope: " + message + "\n";
     return kExitError;
   };
-  auto inspection = session::inspect_live(options.pid, {.stop = options.stop});
+  auto inspection = options.core_path ? session::inspect_core(*options.core_path,
+                                                              {.exe = options.exe_path, .sysroot = options.sysroot})
+                                      : session::inspect_live(options.pid, {.stop = options.stop});
   if (!inspection) return error_exit(inspection.error().message);
   report::Dump dump = session::build_dump(
       *inspection, session::BuildOptions{.only_fiber = options.only_fiber, .max_depth = options.max_depth});
   const std::optional<Error>& table_error = inspection->table_error;
 
   switch (options.format) {
-    case DumpOptions::Format::text: out += report::render_text(dump, {.grouping = options.grouping}); break;
+    case DumpOptions::Format::text: {
+      std::string text = report::render_text(dump, {.grouping = options.grouping});
+      if (options.core_path) label_core_source(text);
+      out += text;
+      break;
+    }
     case DumpOptions::Format::json: out += report::render_json(dump); break;
     case DumpOptions::Format::folded:
       out += report::render_folded(dump);

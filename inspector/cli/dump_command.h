@@ -27,7 +27,18 @@ struct DumpOptions {
   bool stop = true;
   std::optional<std::uint64_t> only_fiber;
   std::size_t max_depth = 1024;
+  std::optional<std::string> core_path;  // --core FILE: dump a core file instead of a process
+  std::string exe_path;                  // --exe PATH (with --core)
+  std::string sysroot;                   // --sysroot DIR (with --core)
 };
+
+// Parses --core/--exe/--sysroot at arguments[i] (advancing i past a value). Returns false if arguments[i] is none
+// of them; shared by dump and check.
+Result<bool> parse_core_argument(const std::vector<std::string>& arguments, std::size_t& i,
+                                 std::optional<std::string>& core_path, std::string& exe_path, std::string& sysroot);
+
+// A report's first line reads "pause unknown" for a snapshot that has no pause: from a core, say so instead.
+void label_core_source(std::string& text);
 
 // Parses the arguments after "dump". `help` is set for --help.
 Result<DumpOptions> parse_dump_arguments(const std::vector<std::string>& arguments, bool& help);

@@ -5,6 +5,7 @@
 
 #include "cli/check_command.h"
 #include "cli/dump_command.h"
+#include "cli/gcore_command.h"
 #include "fiberscope/debug_abi.h"
 #include "ui/top_command.h"
 
@@ -17,10 +18,12 @@ const char* const kHelp =
     "x86-64, without leaving them stopped.\n"
     "\n"
     "commands:\n"
-    "  dump PID     every fiber's and thread's stack, symbolized, with arguments (fiberscope dump --help)\n"
+    "  dump PID     every fiber's and thread's stack, symbolized, with arguments (fiberscope dump --help);\n"
+    "  dump --core FILE, check --core FILE, top --core FILE: the same from a core file\n"
     "  check PID    the runtime's invariants checked from outside: invalid syscall frames, stale live\n"
     "               arguments (fiberscope check --help)\n"
-    "  gcore PID    write a core file fiberscope can read later (not in this build yet)\n"
+    "  gcore PID    write a core file of a running process, which keeps running; dump, check and top read it\n"
+    "               with --core FILE, gdb too (fiberscope gcore --help)\n"
     "  top PID      a live, refreshing view of the fibers, like htop (fiberscope top --help)\n"
     "\n"
     "options:\n"
@@ -111,8 +114,22 @@ int main(int argc, char** argv) {
     return code;
   }
   if (command == "gcore") {
-    std::fprintf(stderr, "fiberscope: '%s' is not available in this build yet\n", command.c_str());
-    return kExitError;
+    bool help = false;
+    auto options = parse_gcore_arguments({arguments.begin() + 1, arguments.end()}, help);
+    if (help) {
+      std::fputs(kGcoreHelp, stdout);
+      return kExitClean;
+    }
+    if (!options) {
+      std::fprintf(stderr, "fiberscope gcore: %s\n", options.error().message.c_str());
+      return kExitError;
+    }
+    std::string out, err;
+    const int code = run_gcore(*options, out, err);
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    std::fflush(stdout);
+    std::fwrite(err.data(), 1, err.size(), stderr);
+    return code;
   }
   std::fprintf(stderr, "fiberscope: unknown command '%s' (see fiberscope --help)\n", command.c_str());
   return kExitError;

@@ -1,6 +1,11 @@
 #include "session/inspection.h"
 
+#include <signal.h>
+#include <string.h>
+
+#include "base/hex.h"
 #include "fibers/capture_plan.h"
+#include "target/core_file.h"
 #include "target/live_capture.h"
 #include "target/proc_files.h"
 
@@ -17,7 +22,62 @@ std::vector<std::string> module_key_of(const std::vector<target::Mapping>& mappi
   return key;
 }
 
+// Signals whose siginfo carries the faulting address (si_addr); for the others (SIGABRT...) it holds a pid.
+bool signal_has_fault_address(int signal) {
+  return signal == SIGSEGV || signal == SIGBUS || signal == SIGILL || signal == SIGFPE || signal == SIGTRAP;
+}
+
+// A core's crashed thread (open_core lists it first, with its signal): it and the fiber it ran are named in a
+// warning, and that fiber's state says it crashed, so the text header reads "[running, crashed: SIGSEGV at 0x0,
+// thread 4321]" and JSON readers see the same words in wait_reason.
+void mark_crash(const Inspection& inspection, report::Dump& dump) {
+  if (inspection.core_path.empty() || inspection.snapshot.threads.empty()) return;
+  const target::ThreadState& crashed = inspection.snapshot.threads.front();
+  if (crashed.signal == 0) return;
+  std::string what = signal_label(crashed.signal);
+  if (signal_has_fault_address(crashed.signal)) what += " at " + hex(crashed.fault_address);
+  std::string warning = "thread " + std::to_string(crashed.tid) + " crashed: " + what;
+  for (const report::Thread& thread : dump.threads) {
+    if (thread.tid != crashed.tid || !thread.fiber_id) continue;
+    for (report::Fiber& fiber : dump.fibers) {
+      if (fiber.id != *thread.fiber_id) continue;
+      fiber.wait_reason = fiber.state + ", crashed: " + what;
+      warning += ", running fiber " + std::to_string(fiber.id) + " \"" + fiber.name + "\"";
+    }
+  }
+  dump.warnings.insert(dump.warnings.begin(), warning);
+}
+
+// What live and core inspections share once their memory map is known: the modules and the fiber table's root.
+Result<target::RemoteAddress> load_modules(Inspection& inspection, const std::vector<target::Mapping>& mappings,
+                                           const std::string& exe_path, ModuleCache* cache) {
+  std::vector<std::string> key = module_key_of(mappings);
+  if (cache && cache->modules && cache->key == key) {
+    inspection.modules = cache->modules;
+  } else {
+    inspection.modules = std::make_shared<ModuleMap>(mappings, exe_path);
+    if (cache) *cache = ModuleCache{inspection.modules, std::move(key)};
+  }
+  auto root = fibers::locate_debug_root(inspection.modules->symbols());
+  if (!root) inspection.warnings.insert(inspection.warnings.begin(), root.error().message);
+  return root;
+}
+
+void read_table(Inspection& inspection, const target::Memory& memory, target::RemoteAddress root, bool stopped) {
+  auto read = fibers::read_fiber_table(memory, root, {.target_stopped = stopped});
+  if (read) {
+    inspection.table = std::move(*read);
+  } else {
+    inspection.table_error = read.error();
+  }
+}
+
 }  // namespace
+
+std::string signal_label(int signal) {
+  if (const char* name = ::sigabbrev_np(signal)) return std::string("SIG") + name;
+  return "signal " + std::to_string(signal);
+}
 
 Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
   Inspection inspection;
@@ -28,27 +88,12 @@ Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
         return std::unexpected(Error{"no process with pid " + std::to_string(pid), ErrorCode::no_such_process});
     return std::unexpected(mappings.error());
   }
-  std::vector<std::string> key = module_key_of(*mappings);
-  if (options.cache && options.cache->modules && options.cache->key == key) {
-    inspection.modules = options.cache->modules;
-  } else {
-    inspection.modules = std::make_shared<ModuleMap>(*mappings, target::exe_path(pid).value_or(""));
-    if (options.cache) *options.cache = ModuleCache{inspection.modules, std::move(key)};
-  }
-  auto root = fibers::locate_debug_root(inspection.modules->symbols());
-  if (!root) inspection.warnings.insert(inspection.warnings.begin(), root.error().message);
+  auto root = load_modules(inspection, *mappings, target::exe_path(pid).value_or(""), options.cache);
 
   // The table is read from the stopped target itself (where its seqlocks mean something); what it says decides
   // which stacks get copied.
   auto planner = [&](const target::Memory& live, const std::vector<target::ThreadState>& threads) {
-    if (root) {
-      auto read = fibers::read_fiber_table(live, *root, {.target_stopped = options.stop});
-      if (read) {
-        inspection.table = std::move(*read);
-      } else {
-        inspection.table_error = read.error();
-      }
-    }
+    if (root) read_table(inspection, live, *root, options.stop);
     return fibers::plan_regions(inspection.table ? &*inspection.table : nullptr, threads, *mappings);
   };
   auto snapshot = target::capture_live(pid, {.stop = options.stop}, planner);
@@ -59,10 +104,50 @@ Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
   return inspection;
 }
 
+Result<Inspection> inspect_core(const std::string& core_path, const CoreInspectOptions& options) {
+  Inspection inspection;
+  inspection.core_path = core_path;
+  auto snapshot = target::open_core(core_path, {.exe_path = options.exe, .sysroot = options.sysroot});
+  if (!snapshot) return std::unexpected(snapshot.error());
+  inspection.snapshot = std::move(*snapshot);
+  inspection.warnings = inspection.snapshot.warnings;
+  if (!inspection.snapshot.memory) return fail("core file ", core_path, ": no memory could be read from it");
+  // Modules are opened from the files on disk the core names (after --exe and --sysroot), except those open_core
+  // refused for a different build-id: their symbols and CFI would describe other code, so their frames are left
+  // unnamed (the warning says why).
+  std::string recorded_exe;
+  if (!options.exe.empty()) {
+    // Which recorded file --exe replaces only open_core knows (the one mapped at AT_ENTRY): asked again without
+    // --exe, it says (headers and notes only: the core is mmapped, not read).
+    auto recorded = target::open_core(core_path, {});
+    if (recorded) recorded_exe = recorded->exe_path;
+  }
+  auto refused = [&](const std::string& disk_path) {
+    const std::string prefix = disk_path + ": build-id ";
+    for (const std::string& warning : inspection.snapshot.warnings)
+      if (warning.starts_with(prefix) && warning.find(" differs from the core's ") != std::string::npos) return true;
+    return false;
+  };
+  std::vector<target::Mapping> on_disk = inspection.snapshot.mappings;
+  for (target::Mapping& mapping : on_disk) {
+    if (mapping.path.empty() || mapping.path.front() != '/') continue;
+    if (!recorded_exe.empty() && mapping.path == recorded_exe) mapping.path = options.exe;
+    else if (!options.sysroot.empty()) mapping.path = options.sysroot + mapping.path;
+    if (refused(mapping.path)) mapping.path.clear();
+  }
+  auto root = load_modules(inspection, on_disk, inspection.snapshot.exe_path, nullptr);
+  // A core has no "now": time in state is measured against the runtime's own clock_ns, which its monitor
+  // refreshes about every millisecond (dump_builder falls back to it when target_clock_ns is 0).
+  inspection.snapshot.target_clock_ns = 0;
+  if (root) read_table(inspection, *inspection.snapshot.memory, *root, true);
+  return inspection;
+}
+
 report::Dump build_dump(Inspection& inspection, const BuildOptions& options) {
   report::Dump dump = build_dump(inspection.snapshot, inspection.table ? &*inspection.table : nullptr,
                                  *inspection.modules, options);
   dump.warnings.insert(dump.warnings.begin(), inspection.warnings.begin(), inspection.warnings.end());
+  mark_crash(inspection, dump);
   if (inspection.table_error)
     dump.errors.insert(dump.errors.begin(), report::DumpError{inspection.table_error->message, {}, {}});
   const checks::CheckResult checked = run_checks(inspection);

@@ -7,7 +7,8 @@
 //   checks::CheckResult checked = session::run_checks(*inspection); // the checks alone (`check`, `top`)
 //
 // Modules and the fiber table's root are resolved before the target is stopped (the pause covers only the copy);
-// everything else works on the snapshot after the target was released.
+// everything else works on the snapshot after the target was released. A core file gives the same Inspection
+// (inspect_core): only the snapshot's source differs, the table, modules and dump are built by the same code.
 #pragma once
 
 #include <memory>
@@ -43,10 +44,23 @@ struct Inspection {
   std::optional<Error> table_error;         // why the table was unusable (ABI mismatch, bad magic, ...)
   std::shared_ptr<ModuleMap> modules;
   std::vector<std::string> warnings;        // e.g. "no fiber table found", /proc/PID/maps oddities
+  std::string core_path;                    // the core file it was read from, empty for a live process
 };
 
 // Captures a live process. Fails only when nothing useful can be shown (no such pid, no permission).
 Result<Inspection> inspect_live(int pid, const LiveOptions& options);
+
+struct CoreInspectOptions {
+  std::string exe;      // --exe: the executable, when the core's own record of it is wrong or missing
+  std::string sysroot;  // --sysroot: prefix for every file the core names
+};
+
+// Opens a core file. Fails only when nothing useful can be read (not a core, unreadable headers); a truncated
+// core, missing or mismatched files and a bad table become warnings and errors beside what could be read.
+Result<Inspection> inspect_core(const std::string& core_path, const CoreInspectOptions& options);
+
+// "SIGSEGV", "SIGABRT", or "signal 77".
+std::string signal_label(int signal);
 
 // The report model of an inspection, with its warnings, table errors and the checks' findings in place.
 report::Dump build_dump(Inspection& inspection, const BuildOptions& options);

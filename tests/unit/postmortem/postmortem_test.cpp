@@ -1,0 +1,458 @@
+// Post-mortem end to end, through the CLI's run_dump / run_check / run_gcore: the same output from a core as live
+// (cores of one stopped process by gdb's gcore and by fiberscope gcore), kernel cores of fibers that crashed, gdb
+// reading fiberscope's cores, and hostile cores that must give a clear error or a partial result.
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <regex>
+#include <thread>
+
+#include "cli/check_command.h"
+#include "cli/dump_command.h"
+#include "cli/gcore_command.h"
+#include "core/core_test_support.h"
+#include "target/test_process.h"
+
+using namespace fiberscope;
+using namespace fiberscope::cli;
+using fiberscope::test::TempDir;
+using fiberscope::testing::bin;
+using fiberscope::testing::TestProcess;
+
+namespace {
+
+struct Run {
+  int exit_code = 0;
+  std::string out;
+  std::string err;
+};
+
+Run dump_core(const std::string& core, DumpOptions options = {}) {
+  options.core_path = core;
+  Run run;
+  run.exit_code = run_dump(options, run.out, run.err);
+  return run;
+}
+
+Run dump_live(int pid, DumpOptions options = {}) {
+  options.pid = pid;
+  Run run;
+  run.exit_code = run_dump(options, run.out, run.err);
+  return run;
+}
+
+Run check(std::optional<int> pid, std::optional<std::string> core) {
+  CheckOptions options;
+  options.format = CheckOptions::Format::json;
+  if (pid) options.pid = *pid;
+  options.core_path = core;
+  Run run;
+  run.exit_code = run_check(options, run.out, run.err);
+  return run;
+}
+
+Run gcore(int pid, const std::string& path, bool fibers_as_threads = false) {
+  Run run;
+  run.exit_code = run_gcore({.pid = pid, .output_path = path, .fibers_as_threads = fibers_as_threads}, run.out, run.err);
+  return run;
+}
+
+DumpOptions json() {
+  DumpOptions options;
+  options.format = DumpOptions::Format::json;
+  return options;
+}
+
+DumpOptions ungrouped_text() {
+  DumpOptions options;
+  options.grouping = report::TextOptions::Grouping::off;
+  return options;
+}
+
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// A command's exit status and everything it printed (stdout and stderr).
+Run shell(const std::string& command) {
+  Run run;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return {127, "", "popen failed"};
+  char buffer[4096];
+  while (std::size_t count = std::fread(buffer, 1, sizeof buffer, pipe)) run.out.append(buffer, count);
+  const int status = ::pclose(pipe);
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  return run;
+}
+
+bool gdb_available() { return shell("gdb --version").exit_code == 0; }
+
+// The JSON of a dump or check minus what differs between a live snapshot and a core of it by design: the pause
+// (the core's pause line says "core file"), time in state (a core is measured against the runtime's clock_ns, a
+// live process against CLOCK_MONOTONIC at capture), thread names (a core records only the process's name) and
+// warnings (a core's mention the files it relies on).
+std::string without_volatile_fields(std::string json_text) {
+  json_text = std::regex_replace(json_text, std::regex(R"re(("tid":\s*[0-9]+,\s*"name":\s*)"[^"]*")re"), "$1_");
+  json_text = std::regex_replace(json_text, std::regex(R"re("pause_ms":\s*(null|[0-9.eE+-]+))re"), "\"pause_ms\":_");
+  json_text = std::regex_replace(json_text, std::regex(R"re("time_in_state_ns":\s*(null|[0-9]+))re"),
+                                 "\"time_in_state_ns\":_");
+  json_text = std::regex_replace(json_text, std::regex(R"re("warnings":\s*\[[^\]]*\])re"), "\"warnings\":_");
+  return json_text;
+}
+
+// Stops `pid` with SIGSTOP and waits until /proc says it is stopped (at most 5 s).
+bool stop_process(int pid) {
+  if (::kill(pid, SIGSTOP) != 0) return false;
+  for (int attempt = 0; attempt < 500; ++attempt) {
+    auto state = target::thread_state(pid, pid);
+    if (state && *state == 'T') return true;
+    ::usleep(10 * 1000);
+  }
+  return false;
+}
+
+// The line of a dump's text that starts the entry of the fiber named `name`, and the entry up to its blank line.
+std::string fiber_entry(const std::string& text, const std::string& name) {
+  auto start = text.find("\"" + name + "\" [");
+  if (start == std::string::npos) return {};
+  start = text.rfind("fiber ", start);
+  return text.substr(start, text.find("\n\n", start) - start);
+}
+
+bool sanitized_build() {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+  return true;
+#else
+  return false;
+#endif
+#else
+  return false;
+#endif
+}
+
+// A kernel core of `fiber_crashers MODE` in `dir`, with FIBERSCOPE_FAULTS set to `faults` if not empty.
+test::KernelCore crash_fiber(const std::string& mode, const std::string& dir, const std::string& faults = {}) {
+  test::KernelCore core;
+  if (sanitized_build()) {
+    core.unavailable = "sanitizer build: ASan catches the SIGSEGV itself and turns core dumps off";
+    return core;
+  }
+  if (auto why = test::kernel_core_unavailable()) {
+    core.unavailable = *why;
+    return core;
+  }
+  if (!faults.empty()) ::setenv("FIBERSCOPE_FAULTS", faults.c_str(), 1);
+  core.run = test::run_to_end(bin("fiber_crashers"), mode, dir);
+  ::unsetenv("FIBERSCOPE_FAULTS");
+  auto found = test::find_core(dir);
+  if (!found) {
+    core.unavailable = "the crash left no core in " + dir + " (is RLIMIT_CORE capped by the hard limit?)";
+    return core;
+  }
+  core.path = *found;
+  return core;
+}
+
+}  // namespace
+
+TEST_CASE("a core of a stopped process dumps the same fibers and frames as the live process, from gdb's gcore and fiberscope gcore") {
+  const bool with_gdb = gdb_available();
+  for (const char* program : {"fiber_states_O0", "fiber_states_O2"}) {
+    INFO(program);
+    TempDir dir;
+    TestProcess target({bin(program)});
+    REQUIRE(target.wait_for("READY"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // every fiber reaches its blocking call
+    REQUIRE(stop_process(target.pid()));
+
+    Run live = dump_live(target.pid(), json());
+    REQUIRE(live.exit_code == kExitClean);
+    Run live_text = dump_live(target.pid(), ungrouped_text());
+
+    const std::string ours = dir.path() + "/fiberscope.core";
+    Run written = gcore(target.pid(), ours);
+    INFO(written.out << written.err);
+    REQUIRE(written.exit_code == kExitClean);
+    CHECK(std::regex_search(written.out, std::regex("^wrote .*fiberscope.core: [0-9.]+ [kM]B \\([0-9]+ threads\\), "
+                                                    "paused [0-9.]+ ms\n$")));
+    Run from_ours = dump_core(ours, json());
+    INFO(from_ours.err);
+    CHECK(from_ours.exit_code == kExitClean);
+    CHECK(without_volatile_fields(from_ours.out) == without_volatile_fields(live.out));
+
+    // Text: the same entries, the pause line says where the snapshot came from.
+    Run ours_text = dump_core(ours, ungrouped_text());
+    CHECK(std::regex_search(ours_text.out, std::regex("^pid [0-9]+ .*: 7 fibers, [0-9]+ threads, core file\n")));
+    for (const char* name : {"chan-waiter", "sleeper", "mutex-waiter", "syscaller", "runner", "nested-ffi"}) {
+      auto strip_header = [](const std::string& entry) { return entry.substr(entry.find('\n')); };
+      const std::string live_entry = fiber_entry(live_text.out, name), core_entry = fiber_entry(ours_text.out, name);
+      REQUIRE(!core_entry.empty());
+      CHECK(strip_header(core_entry) == strip_header(live_entry));
+    }
+    // Time in state from a core is measured against the runtime's clock: known, and not absurd.
+    CHECK(std::regex_search(fiber_entry(ours_text.out, "sleeper"), std::regex(R"(\[sleep, [0-9]+(ms|s)\])")));
+
+    if (with_gdb) {
+      const std::string gdbs = dir.path() + "/gdb.core";
+      Run made = shell("gdb -batch -nx -p " + std::to_string(target.pid()) + " -ex 'gcore " + gdbs + "'");
+      INFO(made.out);
+      REQUIRE(std::filesystem::exists(gdbs));
+      Run from_gdb = dump_core(gdbs, json());
+      INFO(from_gdb.err);
+      CHECK(from_gdb.exit_code == kExitClean);
+      CHECK(without_volatile_fields(from_gdb.out) == without_volatile_fields(live.out));
+    } else {
+      WARN("gdb is not installed: the gdb gcore half of this test was skipped");
+    }
+    ::kill(target.pid(), SIGCONT);
+  }
+}
+
+TEST_CASE("check gives the same findings from a core as live, for each fault the runtime can commit") {
+  struct Scenario {
+    std::string mode, faults;
+    int expected_exit;
+  };
+  const std::vector<Scenario> scenarios = {
+      {"stale-frame", "stale-syscall-frame", kExitFindings},
+      {"blocked-foreign", "undead-args", kExitFindings},
+      {"corrupt=outside", "", kExitFindings},
+      {"healthy", "", kExitClean},
+  };
+  for (const Scenario& scenario : scenarios) {
+    INFO(scenario.mode << " FIBERSCOPE_FAULTS=" << scenario.faults);
+    TempDir dir;
+    if (!scenario.faults.empty()) ::setenv("FIBERSCOPE_FAULTS", scenario.faults.c_str(), 1);
+    TestProcess target({bin("check_scenarios"), scenario.mode});
+    ::unsetenv("FIBERSCOPE_FAULTS");
+    REQUIRE(target.wait_for(scenario.mode.starts_with("corrupt") ? "CORRUPTED" : "READY"));
+    REQUIRE(stop_process(target.pid()));
+    Run live = check(target.pid(), std::nullopt);
+    INFO(live.out << live.err);
+    CHECK(live.exit_code == scenario.expected_exit);
+    const std::string core = dir.path() + "/core";
+    REQUIRE(gcore(target.pid(), core).exit_code == kExitClean);
+    Run from_core = check(std::nullopt, core);
+    INFO(from_core.out << from_core.err);
+    CHECK(from_core.exit_code == live.exit_code);
+    CHECK(without_volatile_fields(from_core.out) == without_volatile_fields(live.out));
+    ::kill(target.pid(), SIGCONT);
+  }
+}
+
+TEST_CASE("a fiber that crashed is shown as the crashed one, with the frame that faulted, from the kernel's core") {
+  struct Crash {
+    std::string mode, fiber, frame, signal;
+  };
+  const std::vector<Crash> crashes = {
+      {"segv-fiber", "segv-fiber", "crash_in_fiber", "SIGSEGV at 0x0"},
+      {"segv-callback", "segv-callback", "crash_in_callback", "SIGSEGV at 0x0"},
+      {"overflow", "overflow", "recurse_forever", "SIGSEGV at 0x"},
+  };
+  for (const Crash& crash : crashes) {
+    INFO(crash.mode);
+    TempDir dir;
+    test::KernelCore core = crash_fiber(crash.mode, dir.path());
+    if (!core.unavailable.empty()) {
+      WARN("skipped: " << core.unavailable);
+      return;
+    }
+    Run run = dump_core(core.path, ungrouped_text());
+    INFO(run.out << run.err);
+    CHECK((run.exit_code == kExitClean || run.exit_code == kExitPartial));
+    const std::string entry = fiber_entry(run.out, crash.fiber);
+    REQUIRE(!entry.empty());
+    CHECK(std::regex_search(entry, std::regex("^fiber [0-9]+ \"" + crash.fiber + "\" \\[running, crashed: " +
+                                              crash.signal + "[0-9a-f]*, thread [0-9]+\\]:\n")));
+    // The frame that faulted is the first of the fiber's stack (no signal-handler frames: the default action).
+    CHECK(entry.substr(entry.find('\n') + 1).starts_with(crash.frame));
+    CHECK(has(run.out, "warning: thread "));
+    CHECK(has(run.out, " crashed: SIGSEGV"));
+    // The parked fibers are all there too.
+    CHECK(has(run.out, "\"bystander\" [sleep"));
+  }
+}
+
+TEST_CASE("the callback's crash is unwound through the C frames back to the fiber that made the foreign call") {
+  TempDir dir;
+  test::KernelCore core = crash_fiber("segv-callback", dir.path());
+  if (!core.unavailable.empty()) {
+    WARN("skipped: " << core.unavailable);
+    return;
+  }
+  Run run = dump_core(core.path, ungrouped_text());
+  const std::string entry = fiber_entry(run.out, "segv-callback");
+  INFO(entry);
+  const auto callback = entry.find("crash_in_callback");
+  const auto c_frame = entry.find("crasher_c_call_back", callback);
+  CHECK(callback != std::string::npos);
+  CHECK(c_frame != std::string::npos);
+  CHECK(has(entry.substr(c_frame), "[system stack]"));
+  CHECK(has(entry.substr(c_frame), "fiber::foreign_call"));
+}
+
+TEST_CASE("the runtime's 'syscall frame is no longer valid' abort leaves a core whose check reports rule 2") {
+  TempDir dir;
+  test::KernelCore core = crash_fiber("stale-frame", dir.path(), "stale-syscall-frame");
+  if (!core.unavailable.empty()) {
+    WARN("skipped: " << core.unavailable);
+    return;
+  }
+  Run dumped = dump_core(core.path, ungrouped_text());
+  INFO(dumped.out << dumped.err);
+  const std::string entry = fiber_entry(dumped.out, "stale-frame");
+  CHECK(std::regex_search(entry, std::regex(R"(\[[a-z ]+, crashed: SIGABRT, thread [0-9]+\])")));
+  CHECK(has(entry, "abort"));
+  Run checked = check(std::nullopt, core.path);
+  INFO(checked.out << checked.err);
+  CHECK(checked.exit_code == kExitFindings);
+  CHECK(std::regex_search(checked.out, std::regex(R"re("kind":\s*"invalid-syscall-frame",\s*"rule":\s*2)re")));
+  CHECK(has(checked.out, "\"fiber_name\": \"stale-frame\"") || has(checked.out, "\"fiber_name\":\"stale-frame\""));
+}
+
+TEST_CASE("gdb reads fiberscope's cores, and with --fibers-as-threads shows every parked fiber's frames") {
+  if (!gdb_available()) {
+    WARN("skipped: gdb is not installed");
+    return;
+  }
+  TempDir dir;
+  TestProcess target({bin("fiber_states_O0")});
+  REQUIRE(target.wait_for("READY"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const std::string plain = dir.path() + "/plain.core", fibers = dir.path() + "/fibers.core";
+  REQUIRE(gcore(target.pid(), plain).exit_code == kExitClean);
+  Run written = gcore(target.pid(), fibers, true);
+  INFO(written.out << written.err);
+  REQUIRE(written.exit_code == kExitClean);
+  CHECK(std::regex_search(written.out, std::regex(", [0-9]+ fibers as threads\\)")));
+  // The process was left running.
+  auto state = target::thread_state(target.pid(), target.pid());
+  REQUIRE(state);
+  CHECK(*state != 't');
+  CHECK(*state != 'T');
+
+  const std::string exe = bin("fiber_states_O0");
+  Run without = shell("gdb -batch -nx -c " + plain + " " + exe + " -ex 'thread apply all bt'");
+  Run with = shell("gdb -batch -nx -c " + fibers + " " + exe + " -ex 'thread apply all bt'");
+  INFO(with.out);
+  // The runner blocks in poll on a worker thread: a real thread, in both cores.
+  CHECK(has(without.out, "runner_level_one"));
+  CHECK(has(with.out, "runner_level_one"));
+  // Parked fibers exist only as fibers-as-threads.
+  for (const char* function : {"chan_level_two", "sleep_outer", "mutex_level_one"}) {
+    CHECK(!has(without.out, function));
+    CHECK(has(with.out, function));
+  }
+  CHECK(has(with.out, "LWP 1073741824"));
+}
+
+TEST_CASE("a core of a process without the fiber runtime still dumps every thread's stack") {
+  TempDir dir;
+  test::ReadyChild child(bin("crasher_threads"), "ready", dir.path());
+  REQUIRE(child.ready());
+  const std::string core = dir.path() + "/threads.core";
+  REQUIRE(gcore(child.pid(), core).exit_code == kExitClean);
+  Run run = dump_core(core);
+  INFO(run.out << run.err);
+  CHECK(run.exit_code == kExitClean);
+  CHECK(has(run.out, "0 fibers, 5 threads, core file, no fiber table"));
+  CHECK(has(run.out, "worker_wait_level2"));
+}
+
+TEST_CASE("hostile cores give a clear error or a partial dump, never a crash or a hang") {
+  TempDir dir;
+  TestProcess target({bin("fiber_states_O0")});
+  REQUIRE(target.wait_for("READY"));
+  const std::string good = dir.path() + "/good.core";
+  REQUIRE(gcore(target.pid(), good).exit_code == kExitClean);
+  const std::vector<std::byte> bytes = test::read_file(good);
+  REQUIRE(bytes.size() > 4096);
+  const std::string bad = dir.path() + "/bad.core";
+  auto dump_bad = [&](std::span<const std::byte> content) {
+    test::write_file(bad, content);
+    const auto start = std::chrono::steady_clock::now();
+    Run run = dump_core(bad, json());
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
+    return run;
+  };
+
+  SECTION("zero-length") {
+    Run run = dump_bad({});
+    CHECK(run.exit_code == kExitError);
+    CHECK(has(run.err, "fiberscope: "));
+  }
+  SECTION("cut at several offsets") {
+    for (std::size_t size : {std::size_t{10}, std::size_t{64}, std::size_t{200}, std::size_t{4096}, bytes.size() / 2,
+                             bytes.size() - 1}) {
+      INFO("cut at " << size);
+      Run run = dump_bad(std::span(bytes).first(size));
+      CHECK((run.exit_code == kExitError || run.exit_code == kExitPartial || run.exit_code == kExitClean));
+      if (run.exit_code == kExitError) CHECK(!run.err.empty());
+      else CHECK(has(run.out, "\"warnings\""));
+    }
+  }
+  SECTION("notes with bogus sizes") {
+    // Overwrite every 4-byte word of the first note segment's start with a huge size, one at a time.
+    std::vector<std::byte> copy = bytes;
+    const auto* header = reinterpret_cast<const Elf64_Ehdr*>(copy.data());
+    REQUIRE(header->e_phoff + sizeof(Elf64_Phdr) <= copy.size());
+    const auto* phdr = reinterpret_cast<const Elf64_Phdr*>(copy.data() + header->e_phoff);
+    REQUIRE(phdr->p_type == PT_NOTE);
+    const std::size_t notes = phdr->p_offset;
+    for (std::size_t word : {0, 1}) {  // namesz, descsz of the first note
+      std::vector<std::byte> bogus = bytes;
+      const std::uint32_t huge = 0xfffffff0u;
+      std::memcpy(bogus.data() + notes + word * 4, &huge, 4);
+      Run run = dump_bad(bogus);
+      CHECK((run.exit_code == kExitError || run.exit_code == kExitPartial || run.exit_code == kExitClean));
+    }
+  }
+  SECTION("PT_LOAD entries pointing past the end") {
+    std::vector<std::byte> bogus = bytes;
+    const auto* header = reinterpret_cast<const Elf64_Ehdr*>(bogus.data());
+    for (unsigned i = 0; i < header->e_phnum; ++i) {
+      auto* phdr = reinterpret_cast<Elf64_Phdr*>(bogus.data() + header->e_phoff + i * sizeof(Elf64_Phdr));
+      if (phdr->p_type == PT_LOAD) phdr->p_offset = bytes.size() + (std::uint64_t{1} << 40);
+    }
+    Run run = dump_bad(bogus);
+    CHECK((run.exit_code == kExitError || run.exit_code == kExitPartial));
+    CHECK((has(run.out, "past") || has(run.err, "past") || has(run.out, "beyond") || has(run.err, "beyond") ||
+           has(run.out, "end of") || has(run.err, "end of")));
+  }
+  SECTION("a core of another binary (--exe mismatch) is refused with a warning") {
+    DumpOptions options = json();
+    options.exe_path = bin("crasher_threads");
+    Run run = dump_core(good, options);
+    INFO(run.out << run.err);
+    CHECK((run.exit_code == kExitError || run.exit_code == kExitPartial || run.exit_code == kExitClean));
+    CHECK((has(run.out, "build-id") || has(run.out, "entry point")));
+    CHECK(!has(run.out, "chan_level_two"));
+  }
+}
+
+TEST_CASE("--core is parsed by dump and check, and refused with a pid, --no-stop or --watch") {
+  bool help = false;
+  auto dump_options = parse_dump_arguments({"--core", "c", "--exe", "e", "--sysroot", "/s", "--format", "json"}, help);
+  REQUIRE(dump_options);
+  CHECK(dump_options->core_path == "c");
+  CHECK(dump_options->exe_path == "e");
+  CHECK(dump_options->sysroot == "/s");
+  CHECK(!parse_dump_arguments({"12", "--core", "c"}, help));
+  CHECK(!parse_dump_arguments({"--core", "c", "--no-stop"}, help));
+  CHECK(!parse_dump_arguments({"12", "--exe", "e"}, help));
+  CHECK(!parse_dump_arguments({"--core"}, help));
+  auto check_options = parse_check_arguments({"--core", "c"}, help);
+  REQUIRE(check_options);
+  CHECK(check_options->core_path == "c");
+  CHECK(!parse_check_arguments({"--core", "c", "--watch", "1"}, help));
+  auto gcore_options = parse_gcore_arguments({"42", "--fibers-as-threads"}, help);
+  REQUIRE(gcore_options);
+  CHECK(gcore_options->output_path == "core.42");
+  CHECK(gcore_options->fibers_as_threads);
+  CHECK(!parse_gcore_arguments({"-o"}, help));
+  CHECK(!parse_gcore_arguments({}, help));
+}
