@@ -3,6 +3,7 @@
 // reading fiberscope's cores, and hostile cores that must give a clear error or a partial result.
 #include <catch2/catch.hpp>
 
+#include <elf.h>
 #include <fcntl.h>
 
 #include <chrono>
@@ -267,7 +268,7 @@ TEST_CASE("a fiber that crashed is shown as the crashed one, with the frame that
     const std::string entry = fiber_entry(run.out, crash.fiber);
     REQUIRE(!entry.empty());
     CHECK(std::regex_search(entry, std::regex("^fiber [0-9]+ \"" + crash.fiber + "\" \\[running, crashed: " +
-                                              crash.signal + "[0-9a-f]*, thread [0-9]+\\]:\n")));
+                                              crash.signal + "[0-9a-f]*, [0-9hms]+, thread [0-9]+\\]:\n")));
     // The frame that faulted is the first of the fiber's stack (no signal-handler frames: the default action).
     CHECK(entry.substr(entry.find('\n') + 1).starts_with(crash.frame));
     CHECK(has(run.out, "warning: thread "));
@@ -295,7 +296,10 @@ TEST_CASE("the callback's crash is unwound through the C frames back to the fibe
   CHECK(has(entry.substr(c_frame), "fiber::foreign_call"));
 }
 
-TEST_CASE("the runtime's 'syscall frame is no longer valid' abort leaves a core whose check reports rule 2") {
+// At the abort the fiber runs the runtime's fatal() below the stale syscall_sp, so the frames rule 2 calls popped
+// are live again: the check names the frame as invalid through rule 3 (syscall_pc is not in the function that owns
+// the frame at syscall_sp) where a live check of the blocked scenario reports rule 2. Either is the 7978 class.
+TEST_CASE("the runtime's 'syscall frame is no longer valid' abort leaves a core whose check reports the invalid frame") {
   TempDir dir;
   test::KernelCore core = crash_fiber("stale-frame", dir.path(), "stale-syscall-frame");
   if (!core.unavailable.empty()) {
@@ -305,13 +309,13 @@ TEST_CASE("the runtime's 'syscall frame is no longer valid' abort leaves a core 
   Run dumped = dump_core(core.path, ungrouped_text());
   INFO(dumped.out << dumped.err);
   const std::string entry = fiber_entry(dumped.out, "stale-frame");
-  CHECK(std::regex_search(entry, std::regex(R"(\[[a-z ]+, crashed: SIGABRT, thread [0-9]+\])")));
+  CHECK(std::regex_search(entry, std::regex(R"(\[[a-z ]+, crashed: SIGABRT, [0-9hms]+, thread [0-9]+\])")));
   CHECK(has(entry, "abort"));
   Run checked = check(std::nullopt, core.path);
   INFO(checked.out << checked.err);
   CHECK(checked.exit_code == kExitFindings);
-  CHECK(std::regex_search(checked.out, std::regex(R"re("kind":\s*"invalid-syscall-frame",\s*"rule":\s*2)re")));
-  CHECK(has(checked.out, "\"fiber_name\": \"stale-frame\"") || has(checked.out, "\"fiber_name\":\"stale-frame\""));
+  CHECK(std::regex_search(checked.out, std::regex(R"re("kind":\s*"invalid-syscall-frame",\s*"rule":\s*[23])re")));
+  CHECK(std::regex_search(checked.out, std::regex(R"re("fiber_name":\s*"stale-frame")re")));
 }
 
 TEST_CASE("gdb reads fiberscope's cores, and with --fibers-as-threads shows every parked fiber's frames") {
@@ -359,7 +363,7 @@ TEST_CASE("a core of a process without the fiber runtime still dumps every threa
   Run run = dump_core(core);
   INFO(run.out << run.err);
   CHECK(run.exit_code == kExitClean);
-  CHECK(has(run.out, "0 fibers, 5 threads, core file, no fiber table"));
+  CHECK(has(run.out, "0 fibers, 4 threads, core file, no fiber table"));
   CHECK(has(run.out, "worker_wait_level2"));
 }
 
