@@ -48,6 +48,10 @@ Result<Round> take_round(const CheckOptions& options, session::ModuleCache& cach
   round.target_stopped = inspection->snapshot.target_was_stopped;
   round.pause_ms = inspection->snapshot.pause_ms;
   round.warnings = inspection->warnings;
+  // A core's own warnings (truncation, missing or mismatched files) say what the checks could not see.
+  if (round.from_core)
+    round.warnings.insert(round.warnings.end(), inspection->snapshot.warnings.begin(),
+                          inspection->snapshot.warnings.end());
   if (inspection->table_error) round.table_problem = inspection->table_error->message;
   else if (!inspection->table) round.table_problem = "no fiber table found: nothing to check";
   round.result = session::run_checks(*inspection);
@@ -349,6 +353,9 @@ int run_check(const CheckOptions& options, std::string& out, std::string& err,
     return kExitError;
   }
   if (!first->table_problem.empty()) {
+    // From a core, the warnings usually say why there is no table (truncated, executable of another build).
+    if (first->from_core)
+      for (const std::string& warning : first->warnings) err += "fiberscope: warning: " + warning + "\n";
     err += "fiberscope: " + first->table_problem + "\n";
     return kExitError;
   }

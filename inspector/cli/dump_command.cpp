@@ -70,7 +70,8 @@ const char* const kDumpHelp =
     "  1  findings were reported\n"
     "  2  error: bad usage, no such process, no permission to trace it (see the message for what to change),\n"
     "     the target exited during the attach, or its fiber table uses another debug ABI version\n"
-    "  3  partial: the dump was printed but some records or stacks could not be read (listed under errors)\n"
+    "  3  partial: the dump was printed but some records or stacks could not be read (listed under errors), or\n"
+    "     the core is truncated or lacks files it relies on (see the warnings)\n"
     "\n"
     "warnings (the dump still prints): no fiber table found (not built on fiberscope runtime?); no DWARF in a\n"
     "binary (functions named from symbols, no lines or arguments); from a core: truncated core, a file the core\n"
@@ -169,6 +170,8 @@ int run_dump(const DumpOptions& options, std::string& out, std::string& err) {
                                                                    std::to_string(*options.only_fiber));
   if (!dump.findings.empty()) return kExitFindings;
   if (!dump.errors.empty()) return kExitPartial;
+  // A core's warnings (truncated, a file missing or of another build) mean some memory or code was not read.
+  if (options.core_path && !inspection->snapshot.warnings.empty()) return kExitPartial;
   return kExitClean;
 }
 

@@ -110,7 +110,6 @@ Result<Inspection> inspect_core(const std::string& core_path, const CoreInspectO
   auto snapshot = target::open_core(core_path, {.exe_path = options.exe, .sysroot = options.sysroot});
   if (!snapshot) return std::unexpected(snapshot.error());
   inspection.snapshot = std::move(*snapshot);
-  inspection.warnings = inspection.snapshot.warnings;
   if (!inspection.snapshot.memory) return fail("core file ", core_path, ": no memory could be read from it");
   // Modules are opened from the files on disk the core names (after --exe and --sysroot), except those open_core
   // refused for a different build-id: their symbols and CFI would describe other code, so their frames are left
