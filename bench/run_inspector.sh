@@ -97,7 +97,8 @@ stop_target() {
   wait "$1" 2>/dev/null || true
 }
 
-# Runs an inspector command under /usr/bin/time and pause_watch; sets run_total_ms, run_rss_mb, run_watch_ms.
+# Runs an inspector command under /usr/bin/time and pause_watch; sets run_total_ms, run_rss_mb, run_watch_ms and
+# run_exit (the command's exit status).
 # The command's stdout goes to $work/out.
 measure() {
   local target=$1; shift
@@ -106,7 +107,8 @@ measure() {
   sleep 0.05
   local start end
   start=$(now_ns)
-  /usr/bin/time -f "%M" -o "$work/rss" "$@" > "$work/out" 2> "$work/err" || true
+  run_exit=0
+  /usr/bin/time -f "%M" -o "$work/rss" "$@" > "$work/out" 2> "$work/err" || run_exit=$?
   end=$(now_ns)
   kill -TERM "$watcher" 2>/dev/null || true
   wait "$watcher" 2>/dev/null || true
@@ -138,7 +140,11 @@ bench_line() {
   pause=$(printf '%s\n' "${pauses[@]}" | median)
   total=$(printf '%s\n' "${totals[@]}" | median)
   rss=$(printf '%s\n' "${rsses[@]}" | median)
-  echo "BENCH $label pause_ms=$pause total_ms=$total peak_rss_mb=$rss" | tee -a "$results"
+  # A figure from a command that failed is not a measurement of the job: say so on the line.
+  local failed=""
+  [ "$run_exit" -eq 0 ] || failed=" exit=$run_exit"
+  echo "BENCH $label pause_ms=$pause total_ms=$total peak_rss_mb=$rss$failed" | tee -a "$results"
+  if [ -n "$failed" ]; then sed 's/^/  stderr: /' "$work/err" | head -3 >&2; fi
 }
 
 echo "run_inspector: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), repeat=$repeat (medians)"
@@ -212,5 +218,7 @@ awk '
       else if (kv[1] == "fibers" || kv[1] == "threads") key = kv[1] "=" kv[2]
       else value[kv[1]] = kv[2]
     }
-    printf "%-8s %-14s %-10s %10s %10s %12s\n", name, key, impl, value["pause_ms"], value["total_ms"], value["peak_rss_mb"]
-  }' "$results" | { printf "%-8s %-14s %-10s %10s %10s %12s\n" bench size impl pause_ms total_ms peak_rss_mb; cat; }
+    failed = ("exit" in value) ? "  (exit " value["exit"] ")" : ""
+    printf "%-9s %-14s %-10s %10s %10s %12s%s\n", name, key, impl, value["pause_ms"], value["total_ms"], value["peak_rss_mb"], failed
+    delete value
+  }' "$results" | { printf "%-9s %-14s %-10s %10s %10s %12s\n" bench size impl pause_ms total_ms peak_rss_mb; cat; }
