@@ -429,11 +429,13 @@ Result<std::vector<FrameVariables>> Symbolizer::variables(const VariableQuery& q
   }
 
   std::vector<FrameVariables> result;
+  result.reserve(frames->size());
   for (const DwarfFrame& frame : *frames) {
     context.frame_base = frame_base_of(frame.frame_base, context);
     FrameVariables out;
     out.function = frame.function;
     out.inlined = frame.inlined;
+    out.variables.reserve(frame.variables.size());
     for (const DwarfVariable& variable : frame.variables) {
       VariableValue value;
       value.name = variable.name;
