@@ -174,6 +174,10 @@ for n in $sizes; do
   if "$bin/fiberscope" gcore -o "$work/scale.core" "$scale_pid" > /dev/null; then
     bench_line "name=dump_core impl=fiberscope fibers=$n" "$repeat" watch "$scale_pid" \
       "$bin/fiberscope" dump --core "$work/scale.core"
+    if ! grep -q "fibers, .*core file" "$work/out"; then
+      echo "run_inspector.sh: fiberscope dump --core printed no dump header (the dump_core figure is void):" >&2
+      head -5 "$work/out" "$work/err" >&2
+    fi
     rm -f "$work/scale.core"
   fi
   stop_target "$scale_pid"
