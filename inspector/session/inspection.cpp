@@ -37,12 +37,20 @@ void mark_crash(const Inspection& inspection, report::Dump& dump) {
   std::string what = signal_label(crashed.signal);
   if (signal_has_fault_address(crashed.signal)) what += " at " + hex(crashed.fault_address);
   std::string warning = "thread " + std::to_string(crashed.tid) + " crashed: " + what;
-  for (const report::Thread& thread : dump.threads) {
-    if (thread.tid != crashed.tid || !thread.fiber_id) continue;
+  // The fiber it ran, from the worker records (the dump's threads are left out with --fiber).
+  std::optional<std::uint64_t> crashed_fiber;
+  if (inspection.table)
+    for (const fibers::WorkerRecord& worker : inspection.table->workers)
+      if (worker.tid == crashed.tid && worker.current_fiber != 0) crashed_fiber = worker.current_fiber;
+  if (!crashed_fiber)
+    for (const report::Thread& thread : dump.threads)
+      if (thread.tid == crashed.tid && thread.fiber_id) crashed_fiber = thread.fiber_id;
+  if (crashed_fiber) {
+    warning += ", running fiber " + std::to_string(*crashed_fiber);
     for (report::Fiber& fiber : dump.fibers) {
-      if (fiber.id != *thread.fiber_id) continue;
-      fiber.wait_reason = fiber.state + ", crashed: " + what;
-      warning += ", running fiber " + std::to_string(fiber.id) + " \"" + fiber.name + "\"";
+      if (fiber.id != *crashed_fiber) continue;
+      fiber.wait_reason = (fiber.wait_reason.empty() ? fiber.state : fiber.wait_reason) + ", crashed: " + what;
+      warning += " \"" + fiber.name + "\"";
     }
   }
   dump.warnings.insert(dump.warnings.begin(), warning);
