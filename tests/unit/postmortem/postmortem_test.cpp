@@ -275,6 +275,10 @@ TEST_CASE("a fiber that crashed is shown as the crashed one, with the frame that
     CHECK(has(run.out, " crashed: SIGSEGV"));
     // The parked fibers are all there too.
     CHECK(has(run.out, "\"bystander\" [sleep"));
+    // --fiber leaves the threads out; the crashed fiber is still found (from the runtime's worker records).
+    DumpOptions only = ungrouped_text();
+    only.only_fiber = std::stoull(entry.substr(6));
+    CHECK(has(dump_core(core.path, only).out, "[running, crashed: SIGSEGV"));
   }
 }
 
@@ -365,6 +369,28 @@ TEST_CASE("a core of a process without the fiber runtime still dumps every threa
   CHECK(run.exit_code == kExitClean);
   CHECK(has(run.out, "0 fibers, 4 threads, core file, no fiber table"));
   CHECK(has(run.out, "worker_wait_level2"));
+}
+
+TEST_CASE("--sysroot prefixes every file the core names, and files missing there are warned about") {
+  TempDir dir;
+  TestProcess target({bin("fiber_states_O0")});
+  REQUIRE(target.wait_for("READY"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const std::string core = dir.path() + "/core";
+  REQUIRE(gcore(target.pid(), core).exit_code == kExitClean);
+  // A sysroot holding only the executable: its frames symbolize, the system libraries are missing.
+  const std::string sysroot = dir.path() + "/sysroot";
+  const std::string exe = std::filesystem::canonical(bin("fiber_states_O0")).string();
+  std::filesystem::create_directories(sysroot + std::filesystem::path(exe).parent_path().string());
+  std::filesystem::copy_file(exe, sysroot + exe);
+  DumpOptions options = ungrouped_text();
+  options.sysroot = sysroot;
+  Run run = dump_core(core, options);
+  INFO(run.out << run.err);
+  CHECK(run.exit_code == kExitPartial);
+  CHECK(has(run.out, "chan_level_two(depth=7, tag=4660)"));
+  CHECK(std::regex_search(run.out, std::regex("warning: " + sysroot + "/.*libc[^ ]*: not found")));
+  CHECK(has(run.out, "pid " + std::to_string(target.pid()) + " " + sysroot + exe + ":"));
 }
 
 TEST_CASE("hostile cores give a clear error or a partial dump, never a crash or a hang") {
