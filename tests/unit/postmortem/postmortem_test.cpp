@@ -213,6 +213,29 @@ TEST_CASE("a core of a stopped process dumps the same fibers and frames as the l
   }
 }
 
+TEST_CASE("a stripped program and a program without fibers dump the same from a core as live, in JSON and folded") {
+  for (const char* program : {"fiber_states_stripped", "threads_blocked"}) {
+    INFO(program);
+    TempDir dir;
+    TestProcess target({bin(program)});
+    REQUIRE(target.wait_for("READY"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    REQUIRE(stop_process(target.pid()));
+    DumpOptions folded;
+    folded.format = DumpOptions::Format::folded;
+    Run live = dump_live(target.pid(), json()), live_folded = dump_live(target.pid(), folded);
+    const std::string core = dir.path() + "/core";
+    REQUIRE(gcore(target.pid(), core).exit_code == kExitClean);
+    Run from_core = dump_core(core, json()), core_folded = dump_core(core, folded);
+    INFO(from_core.err);
+    CHECK(from_core.exit_code == live.exit_code);
+    CHECK(without_volatile_fields(from_core.out) == without_volatile_fields(live.out));
+    CHECK(core_folded.out == live_folded.out);
+    CHECK(!core_folded.out.empty());
+    ::kill(target.pid(), SIGCONT);
+  }
+}
+
 TEST_CASE("check gives the same findings from a core as live, for each fault the runtime can commit") {
   struct Scenario {
     std::string mode, faults;
