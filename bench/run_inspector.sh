@@ -83,7 +83,7 @@ start_target() {
   target_pid=$!
   started_pids+=("$target_pid")
   for _ in $(seq 1 2400); do
-    if grep -q '^READY' "$log"; then return 0; fi
+    if grep -qs '^READY' "$log"; then return 0; fi
     if ! kill -0 "$target_pid" 2>/dev/null; then break; fi
     sleep 0.05
   done
