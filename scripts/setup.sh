@@ -10,8 +10,9 @@ packages=(
   libdwarf-dev libelf-dev libncurses-dev
   # tests
   catch2 gdb elfutils tmux binutils
-  # fuzzing and sanitizers (clang's libFuzzer runtime)
-  clang libclang-rt-14-dev
+  # fuzzing and sanitizers (clang's libFuzzer runtime). clang 16 for the fuzz build: clang 14 cannot compile
+  # libstdc++ 12's std::expected (it lacks P0848, conditionally trivial special members).
+  clang libclang-rt-14-dev clang-16 libclang-rt-16-dev
   # benchmark peers
   libboost-context-dev libboost-fiber-dev golang-go delve time
 )

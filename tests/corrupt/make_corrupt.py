@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Writes the hand-made corrupt ELF, DWARF and CFI inputs of elf/, dwarf/ and cfi/ (see README.md), one defect each,
+from the fuzzers' seed executable tests/fuzz/corpus/elf_image/O2.elf (tests/fuzz/seeds/tiny.c). Run from anywhere.
+fiber_tables/ is written by the write_fiber_table_images tool, cores/ by cores/make_cores.py."""
+import os
+import re
+import struct
+import subprocess
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SEED = open(os.path.join(HERE, "..", "fuzz", "corpus", "elf_image", "O2.elf"), "rb").read()
+SHDR = "<IIQQQQIIQQ"  # sh_name sh_type sh_flags sh_addr sh_offset sh_size sh_link sh_info sh_addralign sh_entsize
+
+
+def section_headers(data):
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shnum, shstrndx = struct.unpack_from("<HH", data, 0x3c)
+    headers = [list(struct.unpack_from(SHDR, data, shoff + 64 * i)) for i in range(shnum)]
+    names = headers[shstrndx][4]
+    by_name = {}
+    for i, h in enumerate(headers):
+        start = names + h[0]
+        by_name[data[start:data.index(b"\0", start)].decode()] = i
+    return shoff, headers, by_name
+
+
+def with_section_field(name, field, value):
+    data = bytearray(SEED)
+    shoff, headers, by_name = section_headers(data)
+    header = headers[by_name[name]]
+    header[field] = value
+    struct.pack_into(SHDR, data, shoff + 64 * by_name[name], *header)
+    return bytes(data)
+
+
+def section_bytes(name):
+    _, headers, by_name = section_headers(SEED)
+    h = headers[by_name[name]]
+    return h[4], SEED[h[4]:h[4] + h[5]]
+
+
+def patch(offset, raw):
+    data = bytearray(SEED)
+    data[offset:offset + len(raw)] = raw
+    return bytes(data)
+
+
+def write(folder, name, data):
+    with open(os.path.join(HERE, folder, name), "wb") as f:
+        f.write(data)
+
+
+SH_OFFSET, SH_SIZE, SH_LINK = 4, 5, 6
+
+# ELF
+write("elf", "truncated-header.elf", SEED[:40])
+write("elf", "section-table-past-eof.elf", patch(0x28, struct.pack("<Q", len(SEED) - 64)))
+write("elf", "bogus-sh-link.elf", with_section_field(".symtab", SH_LINK, 999))
+write("elf", "huge-sh-size.elf", with_section_field(".debug_info", SH_SIZE, 0xFFFFFFFFFF00))
+write("elf", "section-offset-wraps.elf", with_section_field(".debug_info", SH_OFFSET, 0xFFFFFFFFFFFFFFF0))
+
+# DWARF
+info_offset, info = section_bytes(".debug_info")
+write("dwarf", "truncated-cu.elf", patch(info_offset, struct.pack("<I", len(info) + 0x1000)))
+# The first DIE's abbreviation code (right after the 12-byte DWARF 5 CU header) names no abbreviation.
+write("dwarf", "bad-abbrev.elf", patch(info_offset + 12, bytes([0x7F])))
+write("dwarf", "abbrev-offset-past-section.elf", patch(info_offset + 8, struct.pack("<I", 0x7FFFFFF0)))
+# The first variable with a location list (DW_FORM_sec_offset; readelf says where) names one far past the section.
+dump = subprocess.run(["readelf", "--debug-dump=info", os.path.join(HERE, "..", "fuzz", "corpus", "elf_image", "O2.elf")],
+                      capture_output=True, text=True, check=True).stdout
+attribute = next(re.match(r"\s*<([0-9a-f]+)>", line).group(1) for line in dump.splitlines()
+                 if "DW_AT_location" in line and "(location list)" in line)
+write("dwarf", "loclist-past-section.elf", patch(info_offset + int(attribute, 16), struct.pack("<I", 0x7FFFFFF0)))
+
+# CFI: raw .eh_frame bytes (the test loads them at address 0x4002a0, where the seed has them).
+_, eh = section_bytes(".eh_frame")
+cie_length, = struct.unpack_from("<I", eh, 0)
+fde = 4 + cie_length
+write("cfi", "eh_frame-valid.bin", eh)
+write("cfi", "cie-length-past-end.bin", struct.pack("<I", len(eh) + 0x100) + eh[4:])
+# The first FDE's CIE pointer (relative to itself) points before the section start.
+write("cfi", "fde-without-cie.bin", eh[:fde + 4] + struct.pack("<I", fde + 4 + 0x40) + eh[fde + 8:])
+# One FDE whose instructions are 200 DW_CFA_remember_state in a row (the cap on remembered rows is 64).
+cie = eh[:fde]
+body = struct.pack("<iI", 0, 0x40) + bytes([0]) + bytes([0x0A] * 200)  # pc_begin (pcrel 0), pc_range, aug len 0
+body += bytes(-(len(body) + 8) % 8)
+remember = cie + struct.pack("<II", len(body) + 4, fde + 4) + body + struct.pack("<I", 0)
+write("cfi", "remember-state-unbounded.bin", remember)
