@@ -43,6 +43,36 @@ Result<bool> dwarf_status(int status, Dwarf_Debug debug, Dwarf_Error error, std:
   return fail(what, ": ", message);
 }
 
+// libdwarf 20210528 loads every .debug_rnglists / .debug_loclists table header as soon as the first compile unit
+// is read, and when a header is malformed its loader frees the table contexts and then keeps looping over them: a
+// double free (found by tests/fuzz/fuzz_dwarf). So the headers are checked here first, with the rules that loader
+// applies (DWARF 5 sections 7.28 and 7.29), and a file that breaks them never reaches libdwarf.
+Result<void> check_list_table_headers(std::span<const std::byte> section, std::string_view name) {
+  ByteReader reader(section, name);
+  for (std::size_t table = 0; !reader.at_end(); ++table) {
+    if (table >= kMaxCompileUnits) return fail(name, ": more than ", std::to_string(kMaxCompileUnits), " tables");
+    const std::size_t start = reader.offset();
+    FS_TRY(length32, reader.fixed<std::uint32_t>());
+    std::uint64_t length = *length32;
+    if (*length32 >= 0xfffffff0u) {
+      if (*length32 != 0xffffffffu) return fail(name, ": reserved unit length ", hex(*length32), " at offset ", hex(start));
+      FS_TRY(length64, reader.fixed<std::uint64_t>());
+      length = *length64;
+    }
+    const std::size_t body = reader.offset();
+    if (length > reader.remaining() || length < 8)
+      return fail(name, ": table at offset ", hex(start), " claims ", hex(length), " bytes but ",
+                  hex(reader.remaining()), " remain in the section");
+    FS_TRY(version, reader.fixed<std::uint16_t>());
+    FS_TRY(address_size, reader.fixed<std::uint8_t>());
+    if (*version != 5) return fail(name, ": table at offset ", hex(start), " has version ", std::to_string(*version));
+    if (*address_size != 2 && *address_size != 4 && *address_size != 8)
+      return fail(name, ": table at offset ", hex(start), " has address size ", std::to_string(*address_size));
+    if (auto ok = reader.seek(body + static_cast<std::size_t>(length)); !ok) return ok;
+  }
+  return {};
+}
+
 // A DIE. dwarf_child / dwarf_siblingof_b / dwarf_offdie_b each return a new allocation that the caller owns.
 class Die {
  public:
@@ -1165,6 +1195,9 @@ Result<std::unique_ptr<DwarfIndex>> DwarfIndex::open(const ElfImage& image) {
   impl.debug_addr = section_bytes(".debug_addr");
   impl.debug_aranges = section_bytes(".debug_aranges");
   impl.debug_info = section_bytes(".debug_info");
+  for (auto [name, bytes] : {std::pair{".debug_rnglists", impl.debug_rnglists}, {".debug_loclists", impl.debug_loclists}}) {
+    if (auto ok = check_list_table_headers(bytes, name); !ok) return std::unexpected(ok.error().with_context(image.path()));
+  }
   impl.session.fd_ = ::open(image.path().c_str(), O_RDONLY | O_CLOEXEC);
   if (impl.session.fd_ < 0) return fail(image.path(), ": cannot open for DWARF: ", std::strerror(errno));
   Dwarf_Error error = nullptr;
