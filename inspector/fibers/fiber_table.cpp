@@ -18,6 +18,9 @@ using target::RemoteAddress;
 // One bulk read per chunk keeps the pause short (one process_vm_readv instead of one per record); past this size
 // records are read one at a time instead.
 constexpr std::uint64_t kMaxBulkChunkBytes = 16u << 20;
+// Unreadable records after which the rest of a chunk is skipped: a hostile `used` over unmapped memory would
+// otherwise cost one failing read (and one error) per claimed record, up to max_fiber_records, inside the pause.
+constexpr std::uint32_t kMaxUnreadableRecordsPerChunk = 16;
 
 template <class Record>
 Record decode(std::span<const std::byte> bytes) {
@@ -151,7 +154,15 @@ void walk_chunks(const Memory& memory, RemoteAddress first_chunk, std::uint32_t 
       if (!memory.read(*records_start, bulk_again)) bulk_again.clear();
     }
 
+    std::uint32_t unreadable = 0;
     for (std::uint32_t slot = 0; slot < used; ++slot) {
+      if (unreadable == kMaxUnreadableRecordsPerChunk) {
+        chunk_error(chunk_number, chunk_address,
+                    std::to_string(unreadable) + " records unreadable; the other " + std::to_string(used - slot) +
+                        " records of the chunk are skipped");
+        records_seen += used - slot;
+        break;
+      }
       const std::size_t index = records_seen++;
       const RemoteAddress address = *records_start + std::uint64_t{slot} * spec.record_size;
       std::span<const std::byte> bytes;
@@ -163,6 +174,7 @@ void walk_chunks(const Memory& memory, RemoteAddress first_chunk, std::uint32_t 
           errors.push_back(TableError{spec.record_where, index, address, 0,
                                       std::string(spec.what) + " record " + std::to_string(index) + " at " +
                                           address.to_string() + ": unreadable: " + ok.error().message});
+          ++unreadable;
           visit(RawRecord{index, address, {}, Integrity::consistent});
           continue;
         }
