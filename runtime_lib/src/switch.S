@@ -39,7 +39,10 @@ fiberscope_switch:
         movq    CTX_R14(%rsi), %r14
         movq    CTX_R15(%rsi), %r15
         movq    CTX_SP(%rsi), %rsp
-        jmpq    *CTX_PC(%rsi)
+        /* push + ret rather than an indirect jmp: this ret pairs with the call that entered the switch, so the
+         * return-stack buffer stays balanced (a jmp leaves one stale entry, and every later ret mispredicts). */
+        pushq   CTX_PC(%rsi)
+        ret
         .cfi_endproc
         .size   fiberscope_switch, .-fiberscope_switch
 
