@@ -268,10 +268,12 @@ extern thread_local Worker* t_worker __attribute__((tls_model("initial-exec")));
 inline void write_fiber_state(FiberHandle* g, std::uint32_t state, std::uint32_t wait_reason,
                        const void* wait_object) noexcept {
   fiberscope_fiber* r = g->record;
-  put(r->state, state);
+  if (get(r->state) != state) {  // state_since_ns: when this state began, so only stamped on a change
+    put(r->state, state);
+    put(r->state_since_ns, clock_now());
+  }
   put(r->wait_reason, wait_reason);
   put(r->wait_object, reinterpret_cast<std::uint64_t>(wait_object));
-  put(r->state_since_ns, clock_now());
   if (state != FIBERSCOPE_FIBER_SYSCALL && state != FIBERSCOPE_FIBER_FOREIGN) {
     put(r->syscall_pc, std::uint64_t{0});
     put(r->syscall_sp, std::uint64_t{0});

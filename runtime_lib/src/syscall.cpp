@@ -12,7 +12,7 @@
 namespace fiber::detail {
 namespace {
 
-[[noreturn]] void syscall_frame_invalid(const FiberHandle* g, std::uint64_t syscall_sp, std::uint64_t caller_sp) {
+[[noreturn, gnu::noinline, gnu::cold]] void syscall_frame_invalid(const FiberHandle* g, std::uint64_t syscall_sp, std::uint64_t caller_sp) {
   char message[256];
   std::snprintf(message, sizeof message,
                 "fiber %llu: exitsyscall: syscall frame is no longer valid (syscall_sp=%#llx, caller sp=%#llx, "
@@ -23,28 +23,53 @@ namespace {
   fatal(message);
 }
 
+[[noreturn, gnu::noinline, gnu::cold]] void syscall_sp_outside_stack(const FiberHandle* g, std::uint64_t syscall_sp) {
+  char message[256];
+  std::snprintf(message, sizeof message, "fiber %llu: entersyscall: syscall_sp=%#llx outside the fiber's stack [%#llx, %#llx)",
+                static_cast<unsigned long long>(g->id), static_cast<unsigned long long>(syscall_sp),
+                static_cast<unsigned long long>(g->stack.lo), static_cast<unsigned long long>(g->stack.hi));
+  fatal(message);
+}
+
+// The LOCKED flag as g->locked_to says it should be; stored only when it changes (foreign calls, not syscalls).
+[[gnu::always_inline]] inline void sync_locked_flag(fiberscope_fiber* r, const FiberHandle* g) {
+  const std::uint32_t flags = get(r->flags);
+  const std::uint32_t want = (flags & ~FIBERSCOPE_FIBER_FLAG_LOCKED) | (g->locked_to ? FIBERSCOPE_FIBER_FLAG_LOCKED : 0u);
+  if (want != flags) put(r->flags, want);
+}
+
 // Publishes the syscall state with `frame` as the saved syscall frame (entersyscall and reentersyscall).
-ForeignTarget* enter_syscall_state(Worker* m, FiberHandle* g, const fiberscope_context& frame, std::uint32_t mode) {
+// The caller is fiber code, so the record says RUNNING on this worker with no wait reason: only the fields a
+// syscall changes are stored (state, its timestamp, the frame), the rest already hold their values.
+[[gnu::always_inline]] inline ForeignTarget* enter_syscall_state(Worker* m, FiberHandle* g,
+                                                                 const fiberscope_context& frame, std::uint32_t mode) {
   fiberscope_fiber* r = g->record;
-  if (frame.sp < g->stack.lo || frame.sp >= g->stack.hi) {  // Go's entersyscall_bad
-    char message[256];
-    std::snprintf(message, sizeof message, "fiber %llu: entersyscall: syscall_sp=%#llx outside the fiber's stack [%#llx, %#llx)",
-                  static_cast<unsigned long long>(g->id), static_cast<unsigned long long>(frame.sp),
-                  static_cast<unsigned long long>(g->stack.lo), static_cast<unsigned long long>(g->stack.hi));
-    fatal(message);
+  if (frame.sp < g->stack.lo || frame.sp >= g->stack.hi) [[unlikely]] {  // Go's entersyscall_bad
+    syscall_sp_outside_stack(g, frame.sp);
   }
   if (mode & kLockBit) {
     ++g->lock_depth;
     g->locked_to = m;
   }
-  std::uint32_t state = (mode & kForeignMode) ? FIBERSCOPE_FIBER_FOREIGN : FIBERSCOPE_FIBER_SYSCALL;
+  const std::uint32_t state = (mode & kForeignMode) ? FIBERSCOPE_FIBER_FOREIGN : FIBERSCOPE_FIBER_SYSCALL;
   seq_begin(r->seq);
   put_context(r->context, frame);
-  write_fiber_state(g, state, FIBERSCOPE_WAIT_NONE, nullptr);
+  if (get(r->state) == FIBERSCOPE_FIBER_RUNNING) [[likely]] {
+    put(r->state, state);
+    put(r->state_since_ns, clock_now());
+    sync_locked_flag(r, g);
+  } else {
+    write_fiber_state(g, state, FIBERSCOPE_WAIT_NONE, nullptr);
+  }
   put(r->syscall_pc, frame.pc);
   put(r->syscall_sp, frame.sp);
   seq_end(r->seq);
-  set_worker_state(m, FIBERSCOPE_WORKER_SYSCALL, -1);
+  fiberscope_worker* w = m->record;  // set_worker_state(SYSCALL, -1) for a worker that was running g
+  seq_begin(w->seq);
+  put(w->state, static_cast<std::uint32_t>(FIBERSCOPE_WORKER_SYSCALL));
+  put(w->state_since_ns, clock_now());
+  put(w->processor, -1);
+  seq_end(w->seq);
   Processor* p = m->p;
   m->p = nullptr;
   m->oldp = p;
@@ -55,21 +80,22 @@ ForeignTarget* enter_syscall_state(Worker* m, FiberHandle* g, const fiberscope_c
   return &m->foreign;
 }
 
-void check_syscall_frame(const FiberHandle* g, std::uint64_t caller_sp) {
+[[gnu::always_inline]] inline void check_syscall_frame(const FiberHandle* g, std::uint64_t caller_sp) {
   std::uint64_t syscall_sp = get(g->record->syscall_sp);
-  if (caller_sp > syscall_sp || syscall_sp < g->stack.lo || syscall_sp >= g->stack.hi) {
+  if (caller_sp > syscall_sp || syscall_sp < g->stack.lo || syscall_sp >= g->stack.hi) [[unlikely]] {
     syscall_frame_invalid(g, syscall_sp, caller_sp);
   }
 }
 
-// Leaves the syscall state: one CAS gets the old processor back unless the monitor retook it.
-void exit_syscall_state(Worker* m, FiberHandle* g) {
+// Leaves the syscall state: gets the old processor back without a CAS (handshake with the monitor's membarrier)
+// or with one CAS, unless the monitor retook it. Then publishes RUNNING: the worker record still names g (a
+// syscall does not change it), so only state, timestamp and processor are stored.
+[[gnu::always_inline]] inline void exit_syscall_state(Worker* m, FiberHandle* g) {
   Processor* p = m->oldp;
-  m->oldp = nullptr;
   std::uint64_t expected = m->syscall_status;
   const std::uint64_t running = processor_status(processor_tick(expected), kProcessorRunning);
   bool reacquired = false;
-  if (p && sched.asymmetric_fence) {
+  if (p && sched.asymmetric_fence) [[likely]] {
     p->exiting.store(1, std::memory_order_relaxed);
     std::atomic_signal_fence(std::memory_order_seq_cst);  // the monitor's membarrier is the CPU fence
     if (p->retake_intent.load(std::memory_order_acquire) == 0 &&
@@ -82,13 +108,26 @@ void exit_syscall_state(Worker* m, FiberHandle* g) {
   if (!reacquired && p) {
     reacquired = p->status.compare_exchange_strong(expected, running, std::memory_order_acq_rel);
   }
-  if (reacquired) {
-    m->p = p;
-    set_fiber_state(g, FIBERSCOPE_FIBER_RUNNING);
-    publish_worker_current(m, g);
+  m->oldp = nullptr;
+  if (!reacquired) [[unlikely]] {
+    exitsyscall_slow(m, g);
     return;
   }
-  exitsyscall_slow(m, g);
+  m->p = p;
+  fiberscope_fiber* r = g->record;
+  seq_begin(r->seq);
+  put(r->state, static_cast<std::uint32_t>(FIBERSCOPE_FIBER_RUNNING));
+  put(r->state_since_ns, clock_now());
+  put(r->syscall_pc, std::uint64_t{0});
+  put(r->syscall_sp, std::uint64_t{0});
+  sync_locked_flag(r, g);
+  seq_end(r->seq);
+  fiberscope_worker* w = m->record;
+  seq_begin(w->seq);
+  put(w->state, static_cast<std::uint32_t>(FIBERSCOPE_WORKER_RUNNING));
+  put(w->state_since_ns, clock_now());
+  put(w->processor, static_cast<std::int32_t>(p->index));
+  seq_end(w->seq);
 }
 
 }  // namespace
