@@ -561,6 +561,14 @@ void fill_names(int pid, std::vector<ThreadState>& threads) {
   }
 }
 
+// The memory map: the caller's fresh copy when it passed one, else /proc/PID/maps read now.
+Result<std::vector<Mapping>> current_maps(int pid, const CaptureOptions& options, std::vector<std::string>& warnings) {
+  if (options.mappings) return *options.mappings;
+  auto mappings = read_maps(pid, &warnings);
+  if (!mappings) return std::unexpected(maps_error(pid, mappings.error()));
+  return mappings;
+}
+
 // --no-stop: the target runs on; a thread blocked in the kernel still tells its sp and pc through /proc.
 Result<Snapshot> capture_running(Snapshot snapshot, const std::vector<int>& tids, const CaptureOptions& options,
                                  const RegionPlanner& planner) {
@@ -586,8 +594,8 @@ Result<Snapshot> capture_running(Snapshot snapshot, const std::vector<int>& tids
   }
   if (snapshot.threads.empty())
     return fail_code(ErrorCode::target_exited, "process ", pid_text(pid), " exited while being read");
-  auto mappings = read_maps(pid, &snapshot.warnings);
-  if (!mappings) return std::unexpected(maps_error(pid, mappings.error()));
+  auto mappings = current_maps(pid, options, snapshot.warnings);
+  if (!mappings) return std::unexpected(mappings.error());
   snapshot.mappings = std::move(*mappings);
 
   ProcessMemory live(pid);
@@ -634,8 +642,8 @@ Result<Snapshot> capture_live(int pid, const CaptureOptions& options, const Regi
 
   // The memory map now, while the target runs: with one mapping per fiber stack the kernel takes ~2 ms per 1000
   // mappings to print it, far more than the whole stop may last. plan_copies copes with mappings made since.
-  auto mappings = read_maps(pid, &snapshot.warnings);
-  if (!mappings) return std::unexpected(maps_error(pid, mappings.error()));
+  auto mappings = current_maps(pid, options, snapshot.warnings);
+  if (!mappings) return std::unexpected(mappings.error());
   snapshot.mappings = std::move(*mappings);
 
   // Names now, while the target runs, to keep the stop short; threads found later are named after detaching.
