@@ -5,6 +5,9 @@
 //   dump_phases PID [--format text|json] [--repeat R] [--no-args]   (--no-args: BuildOptions::fiber_args = false)
 //   dump_phases PID --pause-only [--reserve] [--repeat R]   the capture alone, with the planner's share of the
 //                                                           pause; --reserve: expected_copy_bytes from the root
+//   dump_phases PID --proposed [--repeat R]   the whole text dump as the session could run it: maps read once
+//       (CaptureOptions::mappings), the copy reserved before the stop (fibers::expected_copy_bytes) and no fiber
+//       arguments (BuildOptions::fiber_args, grouped text does not print them); prints pause, total, CPU, peak RSS
 //
 // Prints one line per phase: `BENCH name=dump_phase phase=<phase> ms=<wall> rss_mb=<after> hwm_mb=<peak so far>`
 // and the pause as `BENCH name=dump_phase phase=pause ms=<pause>`. With --repeat, the whole sequence runs R times
@@ -68,9 +71,11 @@ class PhaseClock {
 };
 
 // The capture as session::inspect_live does it, timing the planner (table read + plan), which runs while the
-// target is stopped.
-int pause_only(int pid, bool reserve) {
+// target is stopped; `proposed` adds the rest of a text dump with the session-level speed options.
+int pause_only(int pid, bool reserve, bool proposed) {
   using namespace fiberscope;
+  const auto start = Clock::now();
+  const double start_cpu = cpu_ms();
   auto mappings = target::read_maps(pid, nullptr);
   if (!mappings) {
     std::fprintf(stderr, "dump_phases: %s\n", mappings.error().message.c_str());
@@ -80,25 +85,39 @@ int pause_only(int pid, bool reserve) {
   auto root = fibers::locate_debug_root(modules.symbols());
   double planner_ms = 0;
   std::size_t fibers = 0;
+  std::optional<fibers::FiberTable> table;
   auto planner = [&](const target::Memory& live, const std::vector<target::ThreadState>& threads) {
-    const auto start = Clock::now();
-    std::optional<fibers::FiberTable> table;
+    const auto planner_start = Clock::now();
     if (root)
       if (auto read = fibers::read_fiber_table(live, *root, {.target_stopped = true})) table = std::move(*read);
     auto ranges = fibers::plan_regions(table ? &*table : nullptr, threads, *mappings);
     fibers = table ? table->fibers.size() : 0;
-    planner_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    planner_ms = std::chrono::duration<double, std::milli>(Clock::now() - planner_start).count();
     return ranges;
   };
   target::CaptureOptions options;
-  if (reserve && root) options.expected_copy_bytes = fibers::expected_copy_bytes(target::ProcessMemory(pid), *root);
+  if ((reserve || proposed) && root)
+    options.expected_copy_bytes = fibers::expected_copy_bytes(target::ProcessMemory(pid), *root);
+  if (proposed) options.mappings = &*mappings;
   auto snapshot = target::capture_live(pid, options, planner);
   if (!snapshot) {
     std::fprintf(stderr, "dump_phases: %s\n", snapshot.error().message.c_str());
     return 1;
   }
-  std::printf("BENCH name=dump_pause fibers=%zu pause_ms=%.2f planner_ms=%.2f reserved_mb=%.1f\n", fibers,
-              snapshot->pause_ms.value_or(-1), planner_ms, options.expected_copy_bytes / 1048576.0);
+  if (!proposed) {
+    std::printf("BENCH name=dump_pause fibers=%zu pause_ms=%.2f planner_ms=%.2f reserved_mb=%.1f\n", fibers,
+                snapshot->pause_ms.value_or(-1), planner_ms, options.expected_copy_bytes / 1048576.0);
+    return 0;
+  }
+  session::BuildOptions build_options;
+  build_options.fiber_args = false;
+  report::Dump dump = session::build_dump(*snapshot, table ? &*table : nullptr, modules, build_options);
+  const std::string out = report::render_text(dump);
+  std::printf("BENCH name=dump_proposed fibers=%zu pause_ms=%.2f total_ms=%.1f cpu_ms=%.1f hwm_mb=%.0f "
+              "output_bytes=%zu\n",
+              dump.fibers.size(), snapshot->pause_ms.value_or(-1),
+              std::chrono::duration<double, std::milli>(Clock::now() - start).count(), cpu_ms() - start_cpu,
+              memory_mb().second, out.size());
   return 0;
 }
 
@@ -116,13 +135,14 @@ int main(int argc, char** argv) {
   for (int i = 2; i < argc; ++i)
     if (std::string_view(argv[i]) == "--no-args") with_args = false;
   for (int i = 2; i < argc; ++i)
-    if (std::string_view(argv[i]) == "--pause-only") {
+    if (std::string_view(argv[i]) == "--pause-only" || std::string_view(argv[i]) == "--proposed") {
+      const bool proposed = std::string_view(argv[i]) == "--proposed";
       for (int j = i + 1; j + 1 < argc; ++j)
         if (std::string_view(argv[j]) == "--repeat") repeat = std::max(1, std::atoi(argv[j + 1]));
       bool reserve = false;
       for (int j = i + 1; j < argc; ++j) reserve |= std::string_view(argv[j]) == "--reserve";
       for (int run = 0; run < repeat; ++run)
-        if (int failed = pause_only(pid, reserve)) return failed;
+        if (int failed = pause_only(pid, reserve, proposed)) return failed;
       return 0;
     }
   for (int i = 2; i + 1 < argc; ++i) {
