@@ -113,7 +113,9 @@ int run_gcore(const GcoreOptions& options, std::string& out, std::string& err) {
   std::vector<std::string> warnings;
   auto mappings = target::read_maps(pid, &warnings);
   if (!mappings) {
-    if (!target::exe_path(pid)) return error_exit("no process with pid " + std::to_string(pid));
+    const ErrorCode code = mappings.error().code;
+    if ((code == ErrorCode::no_such_process || code == ErrorCode::unspecified) && !target::exe_path(pid))
+      return error_exit("no process with pid " + std::to_string(pid));
     return error_exit(mappings.error().message);
   }
   const std::string exe = target::exe_path(pid).value_or("");
