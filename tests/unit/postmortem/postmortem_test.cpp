@@ -16,6 +16,7 @@
 #include "cli/gcore_command.h"
 #include "core/core_test_support.h"
 #include "target/test_process.h"
+#include "ui/top_command.h"
 
 using namespace fiberscope;
 using namespace fiberscope::cli;
@@ -412,7 +413,7 @@ TEST_CASE("a core of a process without the fiber runtime still dumps every threa
   CHECK(has(run.out, "worker_wait_level2"));
 }
 
-TEST_CASE("--sysroot prefixes every file the core names, and files missing there are warned about") {
+TEST_CASE("a sysroot prefixes every file the core names, and files missing there are warned about") {
   SKIP_IF_SANITIZED_TARGETS()
   TempDir dir;
   TestProcess target({bin("fiber_states_O0")});
@@ -513,7 +514,7 @@ TEST_CASE("hostile cores give a clear error or a partial dump, never a crash or 
   }
 }
 
-TEST_CASE("--core is parsed by dump and check, and refused with a pid, --no-stop or --watch") {
+TEST_CASE("dump, check and top parse --core, and refuse it with a pid, --no-stop or --watch") {
   bool help = false;
   auto dump_options = parse_dump_arguments({"--core", "c", "--exe", "e", "--sysroot", "/s", "--format", "json"}, help);
   REQUIRE(dump_options);
@@ -534,4 +535,19 @@ TEST_CASE("--core is parsed by dump and check, and refused with a pid, --no-stop
   CHECK(gcore_options->fibers_as_threads);
   CHECK(!parse_gcore_arguments({"-o"}, help));
   CHECK(!parse_gcore_arguments({}, help));
+  auto top_options = ui::parse_top_arguments({"--core", "c"}, help);
+  REQUIRE(top_options);
+  CHECK(top_options->core_path == "c");
+  CHECK(!ui::parse_top_arguments({"12", "--core", "c"}, help));
+}
+
+TEST_CASE("top --core on a core that cannot be read fails before taking over the terminal") {
+  TempDir dir;
+  const std::string empty = dir.path() + "/empty.core";
+  test::write_file(empty, {});
+  ui::TopOptions options;
+  options.core_path = empty;
+  auto done = ui::run_top(options);
+  REQUIRE(!done);
+  CHECK(has(done.error().message, "empty.core"));
 }
