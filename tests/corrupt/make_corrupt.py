@@ -86,3 +86,11 @@ body = struct.pack("<iI", 0, 0x40) + bytes([0]) + bytes([0x0A] * 200)  # pc_begi
 body += bytes(-(len(body) + 8) % 8)
 remember = cie + struct.pack("<II", len(body) + 4, fde + 4) + body + struct.pack("<I", 0)
 write("cfi", "remember-state-unbounded.bin", remember)
+
+# A compressed .debug_info (the -gz seed) whose Elf64_Chdr claims 512 MiB: more than deflate can make of its bytes.
+GZ = open(os.path.join(HERE, "..", "fuzz", "corpus", "elf_image", "O2-gz.elf"), "rb").read()
+_, gz_headers, gz_names = section_headers(GZ)
+gz_info = gz_headers[gz_names[".debug_info"]]
+lie = bytearray(GZ)
+struct.pack_into("<Q", lie, gz_info[4] + 8, 512 << 20)  # ch_size, after ch_type and ch_reserved
+write("elf", "compressed-size-lie.elf", bytes(lie))

@@ -162,3 +162,15 @@ TEST_CASE("the committed fiber table images are the ones the image builder makes
   // Catches a debug-ABI change that left the corrupt images (and the fuzzer's seed) describing an old layout.
   CHECK(read_bytes(kCorruptDir + "/fiber_tables/valid.bin") == fuzz::valid_fiber_table_image());
 }
+
+TEST_CASE("a compressed section claiming more than deflate can produce is not inflated") {
+  // elf/compressed-size-lie.elf: .debug_info's Elf64_Chdr says 512 MiB for a few hundred compressed bytes. libelf
+  // would allocate the claim; the image refuses it and the section reads as empty, so DWARF fails cleanly.
+  auto image = binary::ElfImage::open(kCorruptDir + "/elf/compressed-size-lie.elf");
+  REQUIRE(image);
+  auto info = (*image)->section(".debug_info");
+  REQUIRE(info);
+  CHECK(info->bytes.empty());
+  auto index = binary::DwarfIndex::open(**image);
+  if (index) CHECK((*index)->frames_at(0x401000).value_or(std::vector<binary::DwarfFrame>{}).empty());
+}
