@@ -82,6 +82,9 @@ struct ElfImage::Impl {
 
 // Caps the size a compressed section may claim: a hostile header must not make us allocate gigabytes.
 constexpr std::uint64_t kMaxDecompressedBytes = std::uint64_t{1} << 30;
+// zlib's deflate cannot compress better than about 1032:1 (RFC 1951's longest match per shortest code), so a
+// section claiming more than that many bytes per compressed byte is lying, and libelf would allocate its claim.
+constexpr std::uint64_t kMaxDeflateRatio = 1032;
 
 std::span<const std::byte> ElfImage::Impl::decompress(std::size_t index) {
   if (auto found = decompressed.find(index); found != decompressed.end()) return found->second;
@@ -92,7 +95,9 @@ std::span<const std::byte> ElfImage::Impl::decompress(std::size_t index) {
     std::memcpy(&header, raw.bytes.data(), sizeof header);
     Elf_Scn* scn = elf_getscn(elf, index);
     // elf_compress(.., 0, 0) inflates into a buffer libelf owns until elf_end; our mapping stays untouched.
-    if (header.ch_size <= kMaxDecompressedBytes && scn && elf_compress(scn, 0, 0) == 1) {
+    const std::uint64_t plausible_bytes = (raw.bytes.size() - sizeof header) * kMaxDeflateRatio;
+    if (header.ch_size <= kMaxDecompressedBytes && header.ch_size <= plausible_bytes && scn &&
+        elf_compress(scn, 0, 0) == 1) {
       if (Elf_Data* data = elf_getdata(scn, nullptr); data && data->d_buf && data->d_size == header.ch_size)
         result = std::span<const std::byte>(static_cast<const std::byte*>(data->d_buf), data->d_size);
     }
