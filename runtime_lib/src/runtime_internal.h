@@ -68,24 +68,39 @@ static_assert(sizeof(fiberscope_transition) == TR_SIZE);
 // ---- seqlock publishing (relaxed atomic stores so in-process readers are race-free under TSan) ----
 
 template <class T>
-inline void put(T& field, T value) noexcept {
+[[gnu::always_inline]] inline void put(T& field, T value) noexcept {
   __atomic_store_n(&field, value, __ATOMIC_RELAXED);
 }
 template <class T>
-inline T get(const T& field) noexcept {
+[[gnu::always_inline]] inline T get(const T& field) noexcept {
   return __atomic_load_n(&field, __ATOMIC_RELAXED);
 }
-inline void seq_begin(std::uint64_t& seq) noexcept {
+// Opens a record's write window and returns the (odd) count it stored, for seq_end(seq, odd) to close the window
+// without reloading the count through the store it just made.
+[[gnu::always_inline]] inline std::uint64_t seq_begin(std::uint64_t& seq) noexcept {
 #if FIBERSCOPE_TSAN
   // TSan does not model fences; an acquire RMW equally keeps the field stores after the odd count.
-  __atomic_fetch_add(&seq, 1, __ATOMIC_ACQ_REL);
+  return __atomic_fetch_add(&seq, 1, __ATOMIC_ACQ_REL) + 1;
 #else
-  put(seq, get(seq) + 1);
+  const std::uint64_t odd = get(seq) + 1;
+  put(seq, odd);
   __atomic_thread_fence(__ATOMIC_RELEASE);
+  return odd;
 #endif
 }
-inline void seq_end(std::uint64_t& seq) noexcept { __atomic_store_n(&seq, get(seq) + 1, __ATOMIC_RELEASE); }
-void put_context(fiberscope_context& to, const fiberscope_context& from) noexcept;
+[[gnu::always_inline]] inline void seq_end(std::uint64_t& seq, std::uint64_t odd) noexcept { __atomic_store_n(&seq, odd + 1, __ATOMIC_RELEASE); }
+// Closes a window opened elsewhere (e.g. before a switch, closed on the other side).
+[[gnu::always_inline]] inline void seq_end(std::uint64_t& seq) noexcept { seq_end(seq, get(seq)); }
+[[gnu::always_inline]] inline void put_context(fiberscope_context& to, const fiberscope_context& from) noexcept {
+  put(to.pc, from.pc);
+  put(to.sp, from.sp);
+  put(to.rbp, from.rbp);
+  put(to.rbx, from.rbx);
+  put(to.r12, from.r12);
+  put(to.r13, from.r13);
+  put(to.r14, from.r14);
+  put(to.r15, from.r15);
+}
 
 // ---- futex-backed one-shot wakeup for a sleeping worker (Go's note) ----
 class Note {
@@ -262,10 +277,11 @@ std::uint64_t monotonic_ns() noexcept;
 inline std::uint64_t clock_now() noexcept { return get(fiberscope_debug_root.clock_ns); }
 // The worker running on this thread. initial-exec: every read is one %fs-relative load, never a cached
 // __tls_get_addr result; still, code that can resume on another thread re-reads it through this_worker().
-extern thread_local Worker* t_worker __attribute__((tls_model("initial-exec")));
+// constinit: no dynamic initializer, so readers in other files skip the TLS-wrapper check on every access.
+extern constinit thread_local Worker* t_worker __attribute__((tls_model("initial-exec")));
 
 // Writes a fiber's state fields (inside an open seqlock window).
-inline void write_fiber_state(FiberHandle* g, std::uint32_t state, std::uint32_t wait_reason,
+[[gnu::always_inline]] inline void write_fiber_state(FiberHandle* g, std::uint32_t state, std::uint32_t wait_reason,
                        const void* wait_object) noexcept {
   fiberscope_fiber* r = g->record;
   if (get(r->state) != state) {  // state_since_ns: when this state began, so only stamped on a change
@@ -289,17 +305,17 @@ inline void write_fiber_state(FiberHandle* g, std::uint32_t state, std::uint32_t
 }
 
 // Same, in its own seqlock window.
-inline void set_fiber_state(FiberHandle* g, std::uint32_t state, std::uint32_t wait_reason = FIBERSCOPE_WAIT_NONE,
+[[gnu::always_inline]] inline void set_fiber_state(FiberHandle* g, std::uint32_t state, std::uint32_t wait_reason = FIBERSCOPE_WAIT_NONE,
                             const void* wait_object = nullptr) noexcept {
-  seq_begin(g->record->seq);
+  const std::uint64_t g_seq = seq_begin(g->record->seq);
   write_fiber_state(g, state, wait_reason, wait_object);
-  seq_end(g->record->seq);
+  seq_end(g->record->seq, g_seq);
 }
 
 // Publishes that `worker` now runs `fiber` (or nothing).
-inline void publish_worker_current(Worker* m, FiberHandle* g) noexcept {
+[[gnu::always_inline]] inline void publish_worker_current(Worker* m, FiberHandle* g) noexcept {
   fiberscope_worker* r = m->record;
-  seq_begin(r->seq);
+  const std::uint64_t r_seq = seq_begin(r->seq);
   put(r->current_fiber, g ? g->id : 0);
   put(r->current_record, g ? reinterpret_cast<std::uint64_t>(g->record) : 0);
   if (get(r->state) != FIBERSCOPE_WORKER_RUNNING) {
@@ -307,12 +323,12 @@ inline void publish_worker_current(Worker* m, FiberHandle* g) noexcept {
     put(r->state_since_ns, clock_now());
   }
   put(r->processor, m->p ? static_cast<std::int32_t>(m->p->index) : -1);
-  seq_end(r->seq);
+  seq_end(r->seq, r_seq);
 }
 // Publishes a worker's state (and the processor it holds, -1 for none).
-inline void set_worker_state(Worker* m, std::uint32_t state, int processor) noexcept {
+[[gnu::always_inline]] inline void set_worker_state(Worker* m, std::uint32_t state, int processor) noexcept {
   fiberscope_worker* r = m->record;
-  seq_begin(r->seq);
+  const std::uint64_t r_seq = seq_begin(r->seq);
   if (get(r->state) != state) {
     put(r->state, state);
     put(r->state_since_ns, clock_now());
@@ -323,7 +339,7 @@ inline void set_worker_state(Worker* m, std::uint32_t state, int processor) noex
     put(r->current_record, std::uint64_t{0});
   }
   put(r->processor, static_cast<std::int32_t>(processor));
-  seq_end(r->seq);
+  seq_end(r->seq, r_seq);
 }
 void handoff_processor(Processor* p);
 void wake_processor();

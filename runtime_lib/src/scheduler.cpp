@@ -28,7 +28,7 @@
 namespace fiber::detail {
 
 Scheduler sched;
-thread_local Worker* t_worker = nullptr;
+constinit thread_local Worker* t_worker = nullptr;
 
 namespace {
 
@@ -345,11 +345,28 @@ FiberHandle* find_runnable(Worker* m) {
 
 // ---- publishing ----
 
-// Marks `to` running on m (record and worker record) before the switch into it.
+// Marks `to` running on m (record and worker record) before the switch into it. `to` is RUNNABLE, and every
+// path that makes a fiber runnable publishes it with no wait object, no syscall frame and its LOCKED flag
+// current: only state, its timestamp, the wait reason (LOCKED_THREAD) and the worker can still change.
 [[gnu::always_inline]] inline void prepare_run(Worker* m, FiberHandle* to) {
   m->current = to;
-  set_fiber_state(to, FIBERSCOPE_FIBER_RUNNING);
+  fiberscope_fiber* r = to->record;
+  const std::uint64_t r_seq = seq_begin(r->seq);
+  put(r->state, static_cast<std::uint32_t>(FIBERSCOPE_FIBER_RUNNING));
+  put(r->state_since_ns, clock_now());
+  if (get(r->wait_reason) != FIBERSCOPE_WAIT_NONE) put(r->wait_reason, static_cast<std::uint32_t>(FIBERSCOPE_WAIT_NONE));
+  put(r->worker, static_cast<std::int32_t>(m->index));
+  seq_end(r->seq, r_seq);
   publish_worker_current(m, to);
+}
+
+// RUNNING -> RUNNABLE for a yield of an unlocked fiber, inside the window its switch opened: a running record
+// has no wait reason or syscall frame, so only state, its timestamp and the worker change.
+[[gnu::always_inline]] inline void write_yielded(FiberHandle* g) {
+  fiberscope_fiber* r = g->record;
+  put(r->state, static_cast<std::uint32_t>(FIBERSCOPE_FIBER_RUNNABLE));
+  put(r->state_since_ns, clock_now());
+  put(r->worker, -1);
 }
 
 void recycle_fiber(Worker* m, FiberHandle* g) {
@@ -371,10 +388,13 @@ void recycle_fiber(Worker* m, FiberHandle* g) {
 
 // The continuation of a switch, run by whoever was switched to.
 void run_after_switch(Worker* m) {
-  AfterSwitch after = m->after;
-  m->after = AfterSwitch{};
+  // Read in place: only `kind` needs resetting (the other fields mean something only for their kind), and
+  // nothing but this thread's next switch writes m->after.
+  const AfterSwitch& after = m->after;
+  const AfterSwitch::Kind kind = after.kind;
+  m->after.kind = AfterSwitch::kNone;
   FiberHandle* g = after.fiber;
-  switch (after.kind) {
+  switch (kind) {
     case AfterSwitch::kNone:
       return;
     case AfterSwitch::kPark:
@@ -383,7 +403,7 @@ void run_after_switch(Worker* m) {
       if (after.unlock) after.unlock(after.lock);
       return;
     case AfterSwitch::kRequeueLocal:
-      write_fiber_state(g, FIBERSCOPE_FIBER_RUNNABLE, FIBERSCOPE_WAIT_NONE, nullptr);
+      write_yielded(g);
       seq_end(g->record->seq);
       if (FiberHandle* parked = m->p->yield_slot.load(std::memory_order_relaxed)) {
         m->p->yield_slot.store(nullptr, std::memory_order_relaxed);
@@ -392,7 +412,7 @@ void run_after_switch(Worker* m) {
       runq_put(m->p, g, false);
       return;
     case AfterSwitch::kRequeueSlot:
-      write_fiber_state(g, FIBERSCOPE_FIBER_RUNNABLE, FIBERSCOPE_WAIT_NONE, nullptr);
+      write_yielded(g);
       seq_end(g->record->seq);
       m->p->yield_slot.store(g, std::memory_order_relaxed);
       return;
@@ -474,7 +494,7 @@ void worker_main(Worker* m) {
   m->system_stack_size = stack_size;
   m->signal_stack = create_signal_stack();
   fiberscope_worker* r = m->record;
-  seq_begin(r->seq);
+  const std::uint64_t r_seq = seq_begin(r->seq);
   put(r->tid, static_cast<std::int32_t>(::syscall(SYS_gettid)));
   put(r->index, m->index);
   put(r->sysstack_lo, reinterpret_cast<std::uint64_t>(stack_addr));
@@ -484,7 +504,7 @@ void worker_main(Worker* m) {
   put(r->state, static_cast<std::uint32_t>(FIBERSCOPE_WORKER_IDLE));
   put(r->state_since_ns, clock_now());
   put(r->processor, -1);
-  seq_end(r->seq);
+  seq_end(r->seq, r_seq);
 
   if (m->nextp) {
     acquire_processor(m, m->nextp);
@@ -612,16 +632,7 @@ void Note::wake() noexcept {
 
 std::uint64_t monotonic_ns() noexcept { return Clock::now(); }
 
-void put_context(fiberscope_context& to, const fiberscope_context& from) noexcept {
-  put(to.pc, from.pc);
-  put(to.sp, from.sp);
-  put(to.rbp, from.rbp);
-  put(to.rbx, from.rbx);
-  put(to.r12, from.r12);
-  put(to.r13, from.r13);
-  put(to.r14, from.r14);
-  put(to.r15, from.r15);
-}
+
 
 
 
@@ -704,10 +715,10 @@ void switch_to_scheduler(Worker* m, FiberHandle* g, AfterSwitch after) {
 void park_locked(Worker* m, FiberHandle* g, std::uint32_t state, std::uint32_t wait_reason,
                  const void* wait_object, void (*unlock)(void*), void* lock, bool requeue) {
   fiberscope_fiber* r = g->record;
-  seq_begin(r->seq);
+  const std::uint64_t r_seq = seq_begin(r->seq);
   fiberscope_save_context(&r->context);
   write_fiber_state(g, state, wait_reason, wait_object);
-  seq_end(r->seq);
+  seq_end(r->seq, r_seq);
   Processor* p = release_processor(m);
   set_worker_state(m, FIBERSCOPE_WORKER_LOCKED, -1);
   if (requeue) {
@@ -879,7 +890,7 @@ FiberId spawn_commit_with_flags(SpawnSlot slot, void (*entry)(void*), std::strin
   Worker* m = this_worker();
   FiberHandle* parent = m ? m->current : nullptr;
   fiberscope_fiber* r = g->record;
-  seq_begin(r->seq);
+  const std::uint64_t r_seq = seq_begin(r->seq);
   put(r->id, g->id);
   char padded[FIBERSCOPE_FIBER_NAME_BYTES] = {};
   if (!name.empty()) std::memcpy(padded, name.data(), std::min<std::size_t>(name.size(), FIBERSCOPE_FIBER_NAME_BYTES - 1));
@@ -901,7 +912,7 @@ FiberId spawn_commit_with_flags(SpawnSlot slot, void (*entry)(void*), std::strin
   put(r->created_ns, clock_now());
   put(r->flags, flags);
   write_fiber_state(g, FIBERSCOPE_FIBER_RUNNABLE, FIBERSCOPE_WAIT_NONE, nullptr);
-  seq_end(r->seq);
+  seq_end(r->seq, r_seq);
   std::uint64_t live = sched.fibers_live.fetch_add(1, std::memory_order_acq_rel) + 1;
   put(fiberscope_debug_root.fibers_live, live);
   FiberId id = g->id;  // g may run (and finish) as soon as it is queued

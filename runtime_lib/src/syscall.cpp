@@ -52,7 +52,7 @@ namespace {
     g->locked_to = m;
   }
   const std::uint32_t state = (mode & kForeignMode) ? FIBERSCOPE_FIBER_FOREIGN : FIBERSCOPE_FIBER_SYSCALL;
-  seq_begin(r->seq);
+  const std::uint64_t r_seq = seq_begin(r->seq);
   put_context(r->context, frame);
   if (get(r->state) == FIBERSCOPE_FIBER_RUNNING) [[likely]] {
     put(r->state, state);
@@ -63,13 +63,13 @@ namespace {
   }
   put(r->syscall_pc, frame.pc);
   put(r->syscall_sp, frame.sp);
-  seq_end(r->seq);
+  seq_end(r->seq, r_seq);
   fiberscope_worker* w = m->record;  // set_worker_state(SYSCALL, -1) for a worker that was running g
-  seq_begin(w->seq);
+  const std::uint64_t w_seq = seq_begin(w->seq);
   put(w->state, static_cast<std::uint32_t>(FIBERSCOPE_WORKER_SYSCALL));
   put(w->state_since_ns, clock_now());
   put(w->processor, -1);
-  seq_end(w->seq);
+  seq_end(w->seq, w_seq);
   Processor* p = m->p;
   m->p = nullptr;
   m->oldp = p;
@@ -115,19 +115,19 @@ namespace {
   }
   m->p = p;
   fiberscope_fiber* r = g->record;
-  seq_begin(r->seq);
+  const std::uint64_t r_seq = seq_begin(r->seq);
   put(r->state, static_cast<std::uint32_t>(FIBERSCOPE_FIBER_RUNNING));
   put(r->state_since_ns, clock_now());
   put(r->syscall_pc, std::uint64_t{0});
   put(r->syscall_sp, std::uint64_t{0});
   sync_locked_flag(r, g);
-  seq_end(r->seq);
+  seq_end(r->seq, r_seq);
   fiberscope_worker* w = m->record;
-  seq_begin(w->seq);
+  const std::uint64_t w_seq = seq_begin(w->seq);
   put(w->state, static_cast<std::uint32_t>(FIBERSCOPE_WORKER_RUNNING));
   put(w->state_since_ns, clock_now());
   put(w->processor, static_cast<std::int32_t>(p->index));
-  seq_end(w->seq);
+  seq_end(w->seq, w_seq);
 }
 
 }  // namespace
@@ -218,10 +218,10 @@ extern "C" long fiberscope_callback_run(fiberscope_transition* transition, long 
   put(transition->to_sp, reinterpret_cast<std::uint64_t>(transition));
   put(transition->saved_syscall_pc, saved_syscall_pc);
   put(transition->saved_syscall_sp, saved_syscall_sp);
-  seq_begin(r->seq);
+  const std::uint64_t r_seq = seq_begin(r->seq);
   put(r->transition_top, reinterpret_cast<std::uint64_t>(transition));
   put(r->foreign_depth, get(r->foreign_depth) + 1);
-  seq_end(r->seq);
+  seq_end(r->seq, r_seq);
 
   // Nested foreign calls from the callback run below the C frames now on the system stack (fiber_callback's
   // frame is 48 bytes under from_sp).
@@ -237,10 +237,10 @@ extern "C" long fiberscope_callback_run(fiberscope_transition* transition, long 
   --g->callback_depth;
   m->foreign.system_sp = outer_system_sp;
   // Unlink first, so a reader never sees the syscall state with the finished callback still on the chain.
-  seq_begin(r->seq);
+  const std::uint64_t unlink_seq = seq_begin(r->seq);
   put(r->transition_top, get(transition->prev));
   put(r->foreign_depth, get(r->foreign_depth) - 1);
-  seq_end(r->seq);
+  seq_end(r->seq, unlink_seq);
   if (sched.faults & FIBERSCOPE_FAULT_STALE_SYSCALL_FRAME) {
     // The 7978 bug on purpose: a plain entersyscall saves *this* frame, which is popped as soon as we return.
     fiberscope_entersyscall(kForeignMode);
