@@ -28,8 +28,9 @@ bool signal_has_fault_address(int signal) {
 }
 
 // A core's crashed thread (open_core lists it first, with its signal): it and the fiber it ran are named in a
-// warning, and that fiber's state says it crashed, so the text header reads "[running, crashed: SIGSEGV at 0x0,
-// thread 4321]" and JSON readers see the same words in wait_reason.
+// warning, and that fiber's state label says it crashed: the text header reads "[running, crashed: SIGSEGV at
+// 0x0, 3ms, thread 4321]" and JSON readers see the same words in wait_reason. (report::Fiber has no field of its
+// own for a crash yet; state stays the runtime's.)
 void mark_crash(const Inspection& inspection, report::Dump& dump) {
   if (inspection.core_path.empty() || inspection.snapshot.threads.empty()) return;
   const target::ThreadState& crashed = inspection.snapshot.threads.front();

@@ -5,6 +5,7 @@
 //   if (!inspection) fail(inspection.error());
 //   report::Dump dump = session::build_dump(*inspection, {});      // findings included
 //   checks::CheckResult checked = session::run_checks(*inspection); // the checks alone (`check`, `top`)
+//   auto post_mortem = session::inspect_core("core.4242", {});       // the same from a core file
 //
 // Modules and the fiber table's root are resolved before the target is stopped (the pause covers only the copy);
 // everything else works on the snapshot after the target was released. A core file gives the same Inspection
