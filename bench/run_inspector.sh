@@ -74,7 +74,14 @@ trap cleanup EXIT
 
 now_ns() { date +%s%N; }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() {
+  sort -g | awk '{ v[NR] = $1 }
+    END {
+      if (NR == 0) print "-"
+      else if (NR % 2) print v[(NR + 1) / 2]
+      else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2
+    }'
+}
 
 # Starts a target program in the background and waits for its READY line; sets target_pid.
 start_target() {
@@ -155,9 +162,11 @@ current_maps=$(cat /proc/sys/vm/max_map_count)
 if [ "$current_maps" -lt "$needed_maps" ]; then
   if [ "$(id -u)" -eq 0 ] && echo "$needed_maps" > /proc/sys/vm/max_map_count 2>/dev/null; then
     old_max_map_count=$current_maps
-    echo "run_inspector: raised vm.max_map_count from $current_maps to $needed_maps (as root) for $max_fibers fiber stacks with guard pages"
+    echo "run_inspector: raised vm.max_map_count from $current_maps to $needed_maps (as root)" \
+      "for $max_fibers fiber stacks with guard pages"
   else
-    echo "run_inspector: warning: vm.max_map_count is $current_maps, $max_fibers fibers need about $needed_maps; run as root to raise it" >&2
+    echo "run_inspector: warning: vm.max_map_count is $current_maps, $max_fibers fibers need about" \
+      "$needed_maps; run as root to raise it" >&2
   fi
 fi
 
@@ -223,6 +232,7 @@ awk '
       else value[kv[1]] = kv[2]
     }
     failed = ("exit" in value) ? "  (exit " value["exit"] ")" : ""
-    printf "%-9s %-14s %-10s %10s %10s %12s%s\n", name, key, impl, value["pause_ms"], value["total_ms"], value["peak_rss_mb"], failed
+    printf "%-9s %-14s %-10s %10s %10s %12s%s\n", name, key, impl, value["pause_ms"], value["total_ms"],
+      value["peak_rss_mb"], failed
     delete value
   }' "$results" | { printf "%-9s %-14s %-10s %10s %10s %12s\n" bench size impl pause_ms total_ms peak_rss_mb; cat; }

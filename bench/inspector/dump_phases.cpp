@@ -50,7 +50,9 @@ std::pair<double, double> memory_mb() {
 double cpu_ms() {
   rusage usage{};
   ::getrusage(RUSAGE_SELF, &usage);
-  return (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1e3 + (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e3;
+  const double seconds = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec);
+  const double microseconds = static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+  return seconds * 1e3 + microseconds / 1e3;
 }
 
 class PhaseClock {
