@@ -2,7 +2,8 @@
 # Sets up a fresh Debian machine, builds fiberscope and runs the whole test suite:
 #   1. the plain build (RelWithDebInfo), every test;
 #   2. AddressSanitizer + UndefinedBehaviorSanitizer build, every test;
-#   3. ThreadSanitizer build, the runtime's tests.
+#   3. ThreadSanitizer build, the runtime's tests;
+#   4. the libFuzzer targets (tests/fuzz), 20 s each over their seed corpora.
 # Usage: scripts/test.sh [--quick]   (--quick: step 1 only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,3 +45,10 @@ cmake --build build-tsan -j"$jobs" --target runtime_tests
 TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -j"$jobs" --timeout 300 -R '^runtime:' | tail -n 40
 status=${PIPESTATUS[0]}
 [ "$status" -eq 0 ] || { echo "thread sanitizer tests failed"; exit "$status"; }
+
+echo "== fuzzing (libFuzzer, 20 s per decoder; scripts/fuzz.sh)"
+if command -v clang++-16 >/dev/null; then
+  bash scripts/fuzz.sh --ci || { echo "fuzzing found a crash, leak or hang (input in build-fuzz/findings/)"; exit 1; }
+else
+  echo "skipped: clang++-16 is not installed (scripts/setup.sh installs it)"
+fi
