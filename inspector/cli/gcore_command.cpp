@@ -8,6 +8,7 @@
 #include "fibers/capture_plan.h"
 #include "fibers/fiber_stacks.h"
 #include "fibers/fiber_table.h"
+#include "session/inspection.h"
 #include "session/module_map.h"
 #include "target/core_writer.h"
 #include "target/live_capture.h"
@@ -42,7 +43,7 @@ std::vector<target::ExtraThread> fibers_as_threads(const target::Memory& live, t
     if (!fiber.is_live()) continue;
     auto start = fibers::starting_registers(fiber, *table, threads);
     if (!start || start->source != fibers::FiberStart::Source::saved_context) continue;
-    extra.push_back({kFiberThreadTidBase + static_cast<int>(extra.size()), start->registers});
+    extra.push_back({session::kFiberThreadTidBase + static_cast<int>(extra.size()), start->registers});
   }
   return extra;
 }

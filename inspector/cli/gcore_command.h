@@ -19,10 +19,6 @@ struct GcoreOptions {
   bool fibers_as_threads = false;  // --fibers-as-threads
 };
 
-// Synthetic tids of fibers written as threads start here: above PID_MAX_LIMIT (4194304), so they never collide
-// with a real thread of the process.
-inline constexpr int kFiberThreadTidBase = 1 << 30;
-
 // Parses the arguments after "gcore". `help` is set for --help.
 Result<GcoreOptions> parse_gcore_arguments(const std::vector<std::string>& arguments, bool& help);
 

@@ -8,6 +8,7 @@
 #include "target/core_file.h"
 #include "target/live_capture.h"
 #include "target/proc_files.h"
+#include "target/process_memory.h"
 
 namespace fiberscope::session {
 namespace {
@@ -105,7 +106,11 @@ Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
     if (root) read_table(inspection, live, *root, options.stop);
     return fibers::plan_regions(inspection.table ? &*inspection.table : nullptr, threads, *mappings);
   };
-  auto snapshot = target::capture_live(pid, {.stop = options.stop}, planner);
+  // Before the stop: the maps just read are reused, and the copy's memory is sized from the running target's
+  // fiber count and faulted in now rather than inside the pause.
+  target::CaptureOptions capture{.stop = options.stop, .mappings = &*mappings};
+  if (root) capture.expected_copy_bytes = fibers::expected_copy_bytes(target::ProcessMemory(pid), *root);
+  auto snapshot = target::capture_live(pid, capture, planner);
   if (!snapshot) return std::unexpected(snapshot.error());
   inspection.snapshot = std::move(*snapshot);
   if (!options.stop && inspection.table && inspection.snapshot.memory)
@@ -119,6 +124,8 @@ Result<Inspection> inspect_core(const std::string& core_path, const CoreInspectO
   auto snapshot = target::open_core(core_path, {.exe_path = options.exe, .sysroot = options.sysroot});
   if (!snapshot) return std::unexpected(snapshot.error());
   inspection.snapshot = std::move(*snapshot);
+  std::erase_if(inspection.snapshot.threads,
+                [](const target::ThreadState& thread) { return thread.tid >= kFiberThreadTidBase; });
   if (!inspection.snapshot.memory) return fail("core file ", core_path, ": no memory could be read from it");
   // Modules are opened from the files on disk the core names (after --exe and --sysroot), except those open_core
   // refused for a different build-id: their symbols and CFI would describe other code, so their frames are left

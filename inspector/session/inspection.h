@@ -51,6 +51,11 @@ struct Inspection {
 // Captures a live process. Fails only when nothing useful can be shown (no such pid, no permission).
 Result<Inspection> inspect_live(int pid, const LiveOptions& options);
 
+// `fiberscope gcore --fibers-as-threads` writes each parked fiber as an extra thread with a tid from here up:
+// above PID_MAX_LIMIT (4194304), so they never collide with a real thread. inspect_core leaves them out (their
+// fibers are read from the table like any other).
+inline constexpr int kFiberThreadTidBase = 1 << 30;
+
 struct CoreInspectOptions {
   std::string exe;      // --exe: the executable, when the core's own record of it is wrong or missing
   std::string sysroot;  // --sysroot: prefix for every file the core names

@@ -398,6 +398,10 @@ TEST_CASE("gdb reads fiberscope's cores, and with --fibers-as-threads shows ever
     CHECK(has(with.out, function));
   }
   CHECK(has(with.out, "LWP 1073741824"));
+  // fiberscope itself shows those fibers as fibers, not as threads too.
+  Run from_plain = dump_core(plain, json()), from_fibers = dump_core(fibers, json());
+  CHECK(from_fibers.exit_code == kExitClean);
+  CHECK(without_volatile_fields(from_fibers.out) == without_volatile_fields(from_plain.out));
 }
 
 TEST_CASE("a core of a process without the fiber runtime still dumps every thread's stack") {
