@@ -271,7 +271,6 @@ struct Scheduler {
 extern Scheduler sched;
 
 // ---- the scheduler (scheduler.cpp) ----
-Worker* this_worker() noexcept;  // never cached across a switch: fibers migrate between threads
 std::uint64_t monotonic_ns() noexcept;
 // The published clock (root.clock_ns, refreshed by the monitor): what the hot path stamps states with.
 inline std::uint64_t clock_now() noexcept { return get(fiberscope_debug_root.clock_ns); }
@@ -279,6 +278,14 @@ inline std::uint64_t clock_now() noexcept { return get(fiberscope_debug_root.clo
 // __tls_get_addr result; still, code that can resume on another thread re-reads it through this_worker().
 // constinit: no dynamic initializer, so readers in other files skip the TLS-wrapper check on every access.
 extern constinit thread_local Worker* t_worker __attribute__((tls_model("initial-exec")));
+// The worker running on this thread, never cached across a switch (fibers migrate between threads): one
+// %fs-relative load in a volatile asm with a memory clobber, which the compiler can neither merge with an earlier
+// read nor move across the switch call. Inline, so the hot paths do not pay a call for it.
+[[gnu::always_inline]] inline Worker* this_worker() noexcept {
+  Worker* m;
+  asm volatile("movq _ZN5fiber6detail8t_workerE@gottpoff(%%rip), %0\n\tmovq %%fs:(%0), %0" : "=r"(m) : : "memory");
+  return m;
+}
 
 // Writes a fiber's state fields (inside an open seqlock window).
 [[gnu::always_inline]] inline void write_fiber_state(FiberHandle* g, std::uint32_t state, std::uint32_t wait_reason,

@@ -445,13 +445,18 @@ FiberHandle* next_local(Worker* m) {
   return g;
 }
 
-[[gnu::always_inline]] inline void switch_fiber_to_fiber(Worker* m, FiberHandle* from, FiberHandle* to, const AfterSwitch& after) {
-  m->after = after;
+// Switches from one fiber straight to another; m->after already says what the other side does with `from`.
+[[gnu::always_inline]] inline void switch_fiber_to_fiber(Worker* m, FiberHandle* from, FiberHandle* to) {
   seq_begin(from->record->seq);  // closed by run_after_switch once the context below is complete
   prepare_run(m, to);
   leave_to_fiber(&from->asan_fake_stack, to);
   fiberscope_switch(&from->record->context, &to->record->context);
   after_switch_in_fiber(from);
+}
+[[gnu::always_inline]] inline void switch_fiber_to_fiber(Worker* m, FiberHandle* from, FiberHandle* to,
+                                                         const AfterSwitch& after) {
+  m->after = after;
+  switch_fiber_to_fiber(m, from, to);
 }
 
 // Worker loop body: runs g until it switches back to the scheduler.
@@ -621,13 +626,6 @@ void Note::sleep() noexcept {
 void Note::wake() noexcept {
   key_.store(1, std::memory_order_release);
   ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&key_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
-}
-
-[[gnu::noinline]] Worker* this_worker() noexcept {
-  // The empty asm keeps the compiler from treating this as a pure function and reusing a thread-local
-  // address computed before a switch that moved the fiber to another thread.
-  asm volatile("");
-  return t_worker;
 }
 
 std::uint64_t monotonic_ns() noexcept { return Clock::now(); }
@@ -1083,32 +1081,35 @@ void yield() {
     park_locked(m, g, FIBERSCOPE_FIBER_RUNNABLE, FIBERSCOPE_WAIT_LOCKED_THREAD, nullptr, nullptr, nullptr, true);
     return;
   }
-  AfterSwitch after;
-  after.fiber = g;
   Processor* p = m->p;
   // Fast path: nothing queued here or globally but the fiber in the yield slot, so trade places with it.
+  // m->after gets only the two fields a requeue reads (a whole AfterSwitch is six stores).
   FiberHandle* parked = p->yield_slot.load(std::memory_order_relaxed);
   if (parked && p->runnext.load(std::memory_order_relaxed) == nullptr &&
       p->head.load(std::memory_order_acquire) == p->tail.load(std::memory_order_relaxed) &&
       sched.global_size.load(std::memory_order_relaxed) == 0 && !parked->locked_to) {
     p->yield_slot.store(nullptr, std::memory_order_relaxed);
     ++p->schedule_tick;
-    after.kind = AfterSwitch::kRequeueSlot;
-    switch_fiber_to_fiber(m, g, parked, after);
+    m->after.kind = AfterSwitch::kRequeueSlot;
+    m->after.fiber = g;
+    switch_fiber_to_fiber(m, g, parked);
     return;
   }
-  after.kind = AfterSwitch::kRequeueLocal;
   if (FiberHandle* next = next_local(m)) {
     // Nothing else queued here now: wait in the yield slot, where the next yield finds us without a CAS.
-    if (!p->yield_slot.load(std::memory_order_relaxed) && p->runnext.load(std::memory_order_relaxed) == nullptr &&
-        p->head.load(std::memory_order_acquire) == p->tail.load(std::memory_order_relaxed)) {
-      after.kind = AfterSwitch::kRequeueSlot;
-    }
-    switch_fiber_to_fiber(m, g, next, after);
+    const bool to_slot = !p->yield_slot.load(std::memory_order_relaxed) &&
+                         p->runnext.load(std::memory_order_relaxed) == nullptr &&
+                         p->head.load(std::memory_order_acquire) == p->tail.load(std::memory_order_relaxed);
+    m->after.kind = to_slot ? AfterSwitch::kRequeueSlot : AfterSwitch::kRequeueLocal;
+    m->after.fiber = g;
+    switch_fiber_to_fiber(m, g, next);
     return;
   }
   if (m->next_fiber || sched.global_size.load(std::memory_order_relaxed) > 0 ||
       sched.next_timer_ns.load(std::memory_order_relaxed) <= clock_now()) {
+    AfterSwitch after;
+    after.kind = AfterSwitch::kRequeueLocal;
+    after.fiber = g;
     switch_to_scheduler(m, g, after);
   }
 }

@@ -41,8 +41,13 @@ namespace {
 // Publishes the syscall state with `frame` as the saved syscall frame (entersyscall and reentersyscall).
 // The caller is fiber code, so the record says RUNNING on this worker with no wait reason: only the fields a
 // syscall changes are stored (state, its timestamp, the frame), the rest already hold their values.
+// `restoring`: reentersyscall putting back the frame a callback saved. The record's context then still holds
+// exactly that frame unless fiber code in the callback switched or made a nested foreign call, and both of those
+// leave a different pc or sp (a switch saves a pc inside the scheduler, a nested call a deeper sp): an equal
+// pc and sp means all eight registers are already published.
 [[gnu::always_inline]] inline ForeignTarget* enter_syscall_state(Worker* m, FiberHandle* g,
-                                                                 const fiberscope_context& frame, std::uint32_t mode) {
+                                                                 const fiberscope_context& frame, std::uint32_t mode,
+                                                                 bool restoring = false) {
   fiberscope_fiber* r = g->record;
   if (frame.sp < g->stack.lo || frame.sp >= g->stack.hi) [[unlikely]] {  // Go's entersyscall_bad
     syscall_sp_outside_stack(g, frame.sp);
@@ -53,7 +58,7 @@ namespace {
   }
   const std::uint32_t state = (mode & kForeignMode) ? FIBERSCOPE_FIBER_FOREIGN : FIBERSCOPE_FIBER_SYSCALL;
   const std::uint64_t r_seq = seq_begin(r->seq);
-  put_context(r->context, frame);
+  if (!restoring || get(r->context.pc) != frame.pc || get(r->context.sp) != frame.sp) put_context(r->context, frame);
   if (get(r->state) == FIBERSCOPE_FIBER_RUNNING) [[likely]] {
     put(r->state, state);
     put(r->state_since_ns, clock_now());
@@ -245,7 +250,7 @@ extern "C" long fiberscope_callback_run(fiberscope_transition* transition, long 
     // The 7978 bug on purpose: a plain entersyscall saves *this* frame, which is popped as soon as we return.
     fiberscope_entersyscall(kForeignMode);
   } else {
-    enter_syscall_state(m, g, saved_frame, kForeignMode);  // reentersyscall(saved pc, saved sp)
+    enter_syscall_state(m, g, saved_frame, kForeignMode, /*restoring=*/true);  // reentersyscall(saved pc, saved sp)
   }
   return result;
 }
