@@ -27,7 +27,7 @@ struct CoreOptions {
 };
 
 // Caps on counts read from a core. Past them open_core fails (program headers) or keeps the first ones and warns.
-inline constexpr std::uint64_t kMaxCoreProgramHeaders = 1u << 17;  // vm.max_map_count defaults to 65530
+inline constexpr std::uint64_t kMaxCoreProgramHeaders = 1u << 20;  // 100k fibers = 200k mappings; 56 MiB of headers
 inline constexpr std::uint64_t kMaxCoreNotes = 1u << 18;           // all notes of all PT_NOTE segments
 inline constexpr std::uint64_t kMaxCoreThreads = 1u << 16;         // NT_PRSTATUS notes kept
 inline constexpr std::uint64_t kMaxCoreFileEntries = 1u << 17;     // NT_FILE entries kept
