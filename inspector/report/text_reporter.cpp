@@ -120,6 +120,10 @@ void append_groups(std::string& out, const Dump& dump) {
   for (const FiberGroup& group : group_fibers(grouped)) {
     const Fiber& fiber = *group.members.front();
     const std::size_t count = group.members.size();
+    if (count == 1) {  // nothing to collapse: the fiber's own header, arguments and spawn site say more
+      append_fiber(out, dump, fiber);
+      continue;
+    }
     std::vector<std::uint64_t> ids;
     ids.reserve(count);
     for (const Fiber* member : group.members) ids.push_back(member->id);
