@@ -158,7 +158,7 @@ int run_gcore(const GcoreOptions& options, std::string& out, std::string& err) {
     written = target::write_core(stopped, live, write_options, options.output_path);
     return std::vector<target::AddressRange>{};  // nothing to copy: the core was written from the stopped target
   };
-  auto capture = target::capture_live(pid, {.stop = true}, planner);
+  auto capture = target::capture_live(pid, {.stop = true, .mappings = &*mappings}, planner);
   if (!capture) return error_exit(capture.error().message);
   if (!written) return error_exit("the target could not be stopped to write its core");
   if (!*written) return error_exit(written->error().message);
