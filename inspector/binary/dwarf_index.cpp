@@ -73,6 +73,38 @@ Result<void> check_list_table_headers(std::span<const std::byte> section, std::s
   return {};
 }
 
+// libdwarf 20210528 joins a file's name to its directory (dwarf_srcfiles, dwarf_linesrc) without checking the
+// file's directory index against the line header's directory table: a hostile index reads past that array and
+// follows whatever pointer lies there (found by fuzz_dwarf; valgrind shows the read). So the indexes are checked
+// first. DWARF 5 lists the compilation directory as entry 0 of the table; earlier versions imply it as index 0
+// and number the listed directories from 1 (DWARF 5 section 6.2.4, DWARF 4 section 6.2.4).
+Result<void> check_file_directories(Dwarf_Debug debug, Dwarf_Line_Context context, Dwarf_Unsigned version) {
+  Dwarf_Signed directories = 0, first = 0, count = 0, end = 0;
+  Dwarf_Error error = nullptr;
+  auto ok = dwarf_status(dwarf_srclines_include_dir_count(context, &directories, &error), debug, error,
+                         "reading the line table's directories");
+  if (!ok) return std::unexpected(ok.error());
+  error = nullptr;
+  ok = dwarf_status(dwarf_srclines_files_indexes(context, &first, &count, &end, &error), debug, error,
+                    "reading the line table's files");
+  if (!ok) return std::unexpected(ok.error());
+  const Dwarf_Unsigned highest = version >= 5 ? static_cast<Dwarf_Unsigned>(directories) - 1
+                                              : static_cast<Dwarf_Unsigned>(directories);
+  for (Dwarf_Signed index = first; index < end && index - first < static_cast<Dwarf_Signed>(kMaxListEntries); ++index) {
+    const char* name = nullptr;
+    Dwarf_Unsigned directory = 0, modified = 0, length = 0;
+    Dwarf_Form_Data16* md5 = nullptr;
+    error = nullptr;
+    ok = dwarf_status(dwarf_srclines_files_data_b(context, index, &name, &directory, &modified, &length, &md5, &error),
+                      debug, error, "reading the line table's files");
+    if (!ok) return std::unexpected(ok.error());
+    if (directories <= 0 ? directory != 0 : directory > highest)
+      return fail("line table: file ", std::to_string(index), " names directory ", std::to_string(directory), " of ",
+                  std::to_string(directories < 0 ? 0 : directories));
+  }
+  return {};
+}
+
 // A DIE. dwarf_child / dwarf_siblingof_b / dwarf_offdie_b each return a new allocation that the caller owns.
 class Die {
  public:
@@ -895,21 +927,6 @@ Result<void> DwarfIndex::Impl::walk_top(Dwarf_Die die, CompileUnit& unit, unsign
 }
 
 Result<void> DwarfIndex::Impl::load_lines(Dwarf_Die cu_die, CompileUnit& unit) {
-  // The file table for DW_AT_call_file. dwarf_srcfiles allocates each string and the array; we copy and free.
-  {
-    char** files = nullptr;
-    Dwarf_Signed count = 0;
-    Dwarf_Error error = nullptr;
-    FS_TRY(has_files, dwarf_status(dwarf_srcfiles(cu_die, &files, &count, &error), debug(), error,
-                                   "reading the source file table"));
-    if (*has_files) {
-      for (Dwarf_Signed i = 0; i < count; ++i) {
-        unit.source_files.emplace_back(files[i] ? files[i] : "?");
-        dwarf_dealloc(debug(), files[i], DW_DLA_STRING);
-      }
-      dwarf_dealloc(debug(), files, DW_DLA_LIST);
-    }
-  }
   Dwarf_Unsigned version = 0;
   Dwarf_Small table_count = 0;
   Dwarf_Line_Context context = nullptr;
@@ -922,6 +939,22 @@ Result<void> DwarfIndex::Impl::load_lines(Dwarf_Die cu_die, CompileUnit& unit) {
     Dwarf_Line_Context context;
     ~ContextOwner() { dwarf_srclines_dealloc_b(context); }
   } owner{context};
+  if (auto ok = check_file_directories(debug(), context, version); !ok) return ok;
+  // The file table for DW_AT_call_file. dwarf_srcfiles allocates each string and the array; we copy and free.
+  {
+    char** files = nullptr;
+    Dwarf_Signed count = 0;
+    error = nullptr;
+    FS_TRY(has_files, dwarf_status(dwarf_srcfiles(cu_die, &files, &count, &error), debug(), error,
+                                   "reading the source file table"));
+    if (*has_files) {
+      for (Dwarf_Signed i = 0; i < count; ++i) {
+        unit.source_files.emplace_back(files[i] ? files[i] : "?");
+        dwarf_dealloc(debug(), files[i], DW_DLA_STRING);
+      }
+      dwarf_dealloc(debug(), files, DW_DLA_LIST);
+    }
+  }
   Dwarf_Line* lines = nullptr;
   Dwarf_Signed count = 0;
   error = nullptr;
