@@ -94,3 +94,57 @@ gz_info = gz_headers[gz_names[".debug_info"]]
 lie = bytearray(GZ)
 struct.pack_into("<Q", lie, gz_info[4] + 8, 512 << 20)  # ch_size, after ch_type and ch_reserved
 write("elf", "compressed-size-lie.elf", bytes(lie))
+
+
+def uleb(data, at):
+    value, shift = 0, 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, at
+
+
+def skip_form(data, at, form):
+    sizes = {0x1F: 4, 0x0E: 4, 0x0B: 1, 0x05: 2, 0x06: 4, 0x07: 8, 0x1E: 16}
+    if form in sizes:
+        return at + sizes[form]
+    if form == 0x0F:
+        return uleb(data, at)[1]
+    if form == 0x08:
+        return data.index(b"\0", at) + 1
+    raise ValueError("form 0x%x" % form)
+
+
+# The DWARF 5 line table's first file entry names directory 9 of a table of 2 (the header stays well-formed).
+line_offset, line = section_bytes(".debug_line")
+at = 4 + 2 + 1 + 1 + 4 + 5
+opcode_base = line[at]
+at += opcode_base  # opcode_base itself, then opcode_base - 1 standard opcode lengths
+formats = []
+format_count = line[at]
+at += 1
+for _ in range(format_count):
+    content, at = uleb(line, at)
+    form, at = uleb(line, at)
+    formats.append((content, form))
+count, at = uleb(line, at)
+for _ in range(count):
+    for _, form in formats:
+        at = skip_form(line, at, form)
+file_formats = []
+format_count = line[at]
+at += 1
+for _ in range(format_count):
+    content, at = uleb(line, at)
+    form, at = uleb(line, at)
+    file_formats.append((content, form))
+_, at = uleb(line, at)  # file_names_count
+for content, form in file_formats:
+    if content == 2:  # DW_LNCT_directory_index
+        assert form == 0x0F and line[at] < 0x80
+        write("dwarf", "line-file-directory-past-table.elf", patch(line_offset + at, bytes([9])))
+        break
+    at = skip_form(line, at, form)

@@ -122,7 +122,7 @@ void stop_and_check_nothing_lost(TestProcess& target) {
 
 }  // namespace
 
-TEST_CASE("500 attach, capture and detach rounds (a full dump every 10th) leave a churning target unharmed") {
+TEST_CASE("500 rounds of attach and capture and detach with a full dump every 10th leave a churning target unharmed") {
   TestProcess target({bin("stress_target"), "--churn-threads", "2"});
   REQUIRE(target.wait_for("READY"));
   const Counters start = status_of(target);
@@ -202,7 +202,7 @@ TEST_CASE("an inspector killed with SIGKILL while it holds the target seized lea
   stop_and_check_nothing_lost(target);
 }
 
-TEST_CASE("Ctrl-C (SIGINT) to fiberscope dump while it holds the target stopped detaches; the dump dies by SIGINT") {
+TEST_CASE("Ctrl-C to fiberscope dump while it holds the target stopped detaches and the dump dies by SIGINT") {
   // Shell exit status 130: the capture's handler releases every thread, then re-raises SIGINT with its previous
   // (default) disposition, so the inspector ends as any program interrupted by Ctrl-C does.
   TestProcess target({bin("stress_target"), "--churn-threads", "8"});
