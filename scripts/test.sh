@@ -25,26 +25,23 @@ configure() {  # configure DIR [cmake args...]
 echo "== plain build"
 configure build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j"$jobs"
-[ $quick -eq 1 ] || echo "== plain tests"
-ctest --test-dir build --output-on-failure -j"$jobs" --timeout 300 | tail -n 40
-status=${PIPESTATUS[0]}
-[ "$status" -eq 0 ] || { echo "plain tests failed"; exit "$status"; }
+echo "== plain tests"
+ctest --test-dir build --output-on-failure -j"$jobs" --timeout 300 --no-tests=error || { echo "plain tests failed"; exit 1; }
 [ $quick -eq 1 ] && exit 0
 
 echo "== address+undefined sanitizer build"
 configure build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFIBERSCOPE_SANITIZE=address -DFIBERSCOPE_BUILD_BENCH=OFF
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build-asan --output-on-failure -j"$jobs" --timeout 300 | tail -n 40
-status=${PIPESTATUS[0]}
-[ "$status" -eq 0 ] || { echo "address/undefined sanitizer tests failed"; exit "$status"; }
+  ctest --test-dir build-asan --output-on-failure -j"$jobs" --timeout 300 ||
+  { echo "address/undefined sanitizer tests failed"; exit 1; }
 
 echo "== thread sanitizer build (runtime tests)"
 configure build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFIBERSCOPE_SANITIZE=thread -DFIBERSCOPE_BUILD_BENCH=OFF
 cmake --build build-tsan -j"$jobs" --target runtime_tests
-TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -j"$jobs" --timeout 300 -R '^runtime:' | tail -n 40
-status=${PIPESTATUS[0]}
-[ "$status" -eq 0 ] || { echo "thread sanitizer tests failed"; exit "$status"; }
+# Only runtime_tests is built in this tree, so only its test cases are registered.
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -j"$jobs" --timeout 300 --no-tests=error ||
+  { echo "thread sanitizer tests failed"; exit 1; }
 
 echo "== fuzzing (libFuzzer, 20 s per decoder; scripts/fuzz.sh)"
 if command -v clang++-16 >/dev/null; then
