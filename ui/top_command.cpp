@@ -1,10 +1,11 @@
 #include "ui/top_command.h"
 
+#include "base/arguments.h"
+
 #include <pthread.h>
 #include <signal.h>
 
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -105,48 +106,33 @@ const char* const kTopHelp =
 
 Result<TopOptions> parse_top_arguments(const std::vector<std::string>& arguments, bool& help) {
   TopOptions options;
-  bool have_pid = false;
+  std::optional<int> pid;
   help = false;
-  for (std::size_t i = 0; i < arguments.size(); ++i) {
-    const std::string& argument = arguments[i];
-    auto value_of = [&](const char* option) -> Result<std::string> {
-      if (i + 1 >= arguments.size()) return fail(option, " needs a value");
-      return arguments[++i];
-    };
-    if (argument == "-h" || argument == "--help") {
+  Arguments args(arguments, "top");
+  while (args.next()) {
+    if (args.is_help()) {
       help = true;
       return options;
-    } else if (argument == "-d" || argument == "--delay") {
-      auto value = value_of("-d");
-      if (!value) return std::unexpected(value.error());
-      char* end = nullptr;
-      const double seconds = std::strtod(value->c_str(), &end);
-      if (value->empty() || end != value->c_str() + value->size() || !std::isfinite(seconds) || seconds < 0.1 ||
-          seconds > 3600)
-        return fail("-d needs a number of seconds between 0.1 and 3600, not '", *value, "'");
-      options.interval_seconds = seconds;
-    } else if (argument == "--no-stop") {
+    } else if (args.is("-d") || args.is("--delay")) {
+      auto seconds = args.number<double>("a number of seconds between 0.1 and 3600");
+      if (!seconds) return std::unexpected(seconds.error());
+      if (!std::isfinite(*seconds) || *seconds < 0.1 || *seconds > 3600)
+        return fail("-d needs a number of seconds between 0.1 and 3600, not '", args.current(), "'");
+      options.interval_seconds = *seconds;
+    } else if (args.is("--no-stop")) {
       options.stop = false;
-    } else if (argument == "--core") {
-      auto value = value_of("--core");
-      if (!value) return std::unexpected(value.error());
-      options.core_path = *value;
-    } else if (!argument.empty() && argument.front() == '-') {
-      return fail("unknown option '", argument, "' (see fiberscope top --help)");
-    } else if (!have_pid) {
-      int pid = 0;
-      auto [end, error] = std::from_chars(argument.data(), argument.data() + argument.size(), pid);
-      if (error != std::errc() || end != argument.data() + argument.size() || pid <= 0)
-        return fail("'", argument, "' is not a process id");
-      options.pid = pid;
-      have_pid = true;
-    } else {
-      return fail("unexpected argument '", argument, "'");
+    } else if (args.is("--core")) {
+      auto path = args.value();
+      if (!path) return std::unexpected(path.error());
+      options.core_path = *path;
+    } else if (auto operand = args.pid_operand(pid); !operand) {
+      return std::unexpected(operand.error());
     }
   }
-  if (options.core_path && have_pid) return fail("give a PID or --core FILE, not both");
+  if (options.core_path && pid) return fail("give a PID or --core FILE, not both");
   if (options.core_path) return options;
-  if (!have_pid) return fail("missing PID (usage: fiberscope top PID [-d SECONDS])");
+  if (!pid) return fail("missing PID (usage: fiberscope top PID [-d SECONDS])");
+  options.pid = *pid;
   return options;
 }
 

@@ -1,7 +1,6 @@
 #include "cli/check_command.h"
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <set>
 #include <thread>
@@ -13,14 +12,6 @@
 
 namespace fiberscope::cli {
 namespace {
-
-template <class Number>
-std::optional<Number> parse_number(const std::string& text) {
-  Number value{};
-  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  return value;
-}
 
 // One round: one snapshot, checked after the target was released.
 struct Round {
@@ -271,59 +262,47 @@ const char* const kCheckHelp =
 
 Result<CheckOptions> parse_check_arguments(const std::vector<std::string>& arguments, bool& help) {
   CheckOptions options;
-  bool have_pid = false;
+  std::optional<int> pid;
   help = false;
-  for (std::size_t i = 0; i < arguments.size(); ++i) {
-    const std::string& argument = arguments[i];
-    auto value_of = [&](const char* option) -> Result<std::string> {
-      if (i + 1 >= arguments.size()) return fail(option, " needs a value");
-      return arguments[++i];
-    };
-    auto core_argument = parse_core_argument(arguments, i, options.core_path, options.exe_path, options.sysroot);
+  Arguments args(arguments, "check");
+  while (args.next()) {
+    auto core_argument = parse_core_argument(args, options.core_path, options.exe_path, options.sysroot);
     if (!core_argument) return std::unexpected(core_argument.error());
     if (*core_argument) continue;
-    if (argument == "-h" || argument == "--help") {
+    if (args.is_help()) {
       help = true;
       return options;
-    } else if (argument == "--format") {
-      auto value = value_of("--format");
+    } else if (args.is("--format")) {
+      auto value = args.value();
       if (!value) return std::unexpected(value.error());
       if (*value == "text") options.format = CheckOptions::Format::text;
       else if (*value == "json") options.format = CheckOptions::Format::json;
       else return fail("unknown format '", *value, "' (text or json)");
-    } else if (argument == "--watch") {
-      auto value = value_of("--watch");
-      if (!value) return std::unexpected(value.error());
-      auto seconds = parse_number<double>(*value);
-      if (!seconds || !(*seconds >= 0) || *seconds > 86400) return fail("--watch needs seconds (0 to 86400), not '", *value, "'");
+    } else if (args.is("--watch")) {
+      auto seconds = args.number<double>("seconds (0 to 86400)");
+      if (!seconds) return std::unexpected(seconds.error());
+      if (!(*seconds >= 0) || *seconds > 86400) return fail("--watch needs seconds (0 to 86400), not '", args.current(), "'");
       options.watch_seconds = *seconds;
-    } else if (argument == "--rounds") {
-      auto value = value_of("--rounds");
-      if (!value) return std::unexpected(value.error());
-      auto rounds = parse_number<unsigned>(*value);
-      if (!rounds || *rounds < 2) return fail("--rounds needs a number of snapshots >= 2, not '", *value, "'");
+    } else if (args.is("--rounds")) {
+      auto rounds = args.number<unsigned>("a number of snapshots >= 2");
+      if (!rounds) return std::unexpected(rounds.error());
+      if (*rounds < 2) return fail("--rounds needs a number of snapshots >= 2, not '", args.current(), "'");
       options.watch_rounds = *rounds;
-    } else if (argument == "--no-stop") {
+    } else if (args.is("--no-stop")) {
       options.stop = false;
-    } else if (!argument.empty() && argument.front() == '-') {
-      return fail("unknown option '", argument, "' (see fiberscope check --help)");
-    } else if (!have_pid) {
-      auto pid = parse_number<int>(argument);
-      if (!pid || *pid <= 0) return fail("'", argument, "' is not a process id");
-      options.pid = *pid;
-      have_pid = true;
-    } else {
-      return fail("unexpected argument '", argument, "'");
+    } else if (auto operand = args.pid_operand(pid); !operand) {
+      return std::unexpected(operand.error());
     }
   }
   if (options.core_path) {
-    if (have_pid) return fail("give a PID or --core FILE, not both");
+    if (pid) return fail("give a PID or --core FILE, not both");
     if (options.watch_seconds) return fail("--watch needs a live process: a core file does not change");
     if (!options.stop) return fail("--no-stop is for live processes, not --core");
     return options;
   }
   if (!options.exe_path.empty() || !options.sysroot.empty()) return fail("--exe and --sysroot go with --core FILE");
-  if (!have_pid) return fail("missing PID (usage: fiberscope check PID [options])");
+  if (!pid) return fail("missing PID (usage: fiberscope check PID [options])");
+  options.pid = *pid;
   if (options.watch_rounds && !options.watch_seconds) return fail("--rounds only makes sense with --watch");
   return options;
 }

@@ -1,6 +1,5 @@
 #include "cli/dump_command.h"
 
-#include <charconv>
 #include <string_view>
 
 #include "report/folded_reporter.h"
@@ -8,27 +7,21 @@
 #include "session/inspection.h"
 
 namespace fiberscope::cli {
-namespace {
 
-template <class Number>
-std::optional<Number> parse_number(const std::string& text) {
-  Number value{};
-  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  return value;
-}
-
-}  // namespace
-
-Result<bool> parse_core_argument(const std::vector<std::string>& arguments, std::size_t& i,
-                                 std::optional<std::string>& core_path, std::string& exe_path, std::string& sysroot) {
-  const std::string& argument = arguments[i];
-  if (argument != "--core" && argument != "--exe" && argument != "--sysroot") return false;
-  if (i + 1 >= arguments.size() || arguments[i + 1].empty()) return fail(argument, " needs a value");
-  const std::string& value = arguments[++i];
-  if (argument == "--core") core_path = value;
-  else if (argument == "--exe") exe_path = value;
-  else sysroot = value;
+Result<bool> parse_core_argument(Arguments& arguments, std::optional<std::string>& core_path, std::string& exe_path,
+                                 std::string& sysroot) {
+  std::string* target = arguments.is("--core")      ? nullptr
+                        : arguments.is("--exe")     ? &exe_path
+                        : arguments.is("--sysroot") ? &sysroot
+                                                    : nullptr;
+  if (!target && !arguments.is("--core")) return false;
+  auto value = arguments.value();
+  if (!value) return std::unexpected(value.error());
+  if (target) {
+    *target = *value;
+  } else {
+    core_path = *value;
+  }
   return true;
 }
 
@@ -79,63 +72,51 @@ const char* const kDumpHelp =
 
 Result<DumpOptions> parse_dump_arguments(const std::vector<std::string>& arguments, bool& help) {
   DumpOptions options;
-  bool have_pid = false;
+  std::optional<int> pid;
   help = false;
-  for (std::size_t i = 0; i < arguments.size(); ++i) {
-    const std::string& argument = arguments[i];
-    auto value_of = [&](const char* option) -> Result<std::string> {
-      if (i + 1 >= arguments.size()) return fail(option, " needs a value");
-      return arguments[++i];
-    };
-    auto core_argument = parse_core_argument(arguments, i, options.core_path, options.exe_path, options.sysroot);
+  Arguments args(arguments, "dump");
+  while (args.next()) {
+    auto core_argument = parse_core_argument(args, options.core_path, options.exe_path, options.sysroot);
     if (!core_argument) return std::unexpected(core_argument.error());
     if (*core_argument) continue;
-    if (argument == "-h" || argument == "--help") {
+    if (args.is_help()) {
       help = true;
       return options;
-    } else if (argument == "--format") {
-      auto value = value_of("--format");
+    } else if (args.is("--format")) {
+      auto value = args.value();
       if (!value) return std::unexpected(value.error());
       if (*value == "text") options.format = DumpOptions::Format::text;
       else if (*value == "json") options.format = DumpOptions::Format::json;
       else if (*value == "folded") options.format = DumpOptions::Format::folded;
       else return fail("unknown format '", *value, "' (text, json or folded)");
-    } else if (argument == "--group") {
+    } else if (args.is("--group")) {
       options.grouping = report::TextOptions::Grouping::on;
-    } else if (argument == "--no-group") {
+    } else if (args.is("--no-group")) {
       options.grouping = report::TextOptions::Grouping::off;
-    } else if (argument == "--no-stop") {
+    } else if (args.is("--no-stop")) {
       options.stop = false;
-    } else if (argument == "--fiber") {
-      auto value = value_of("--fiber");
-      if (!value) return std::unexpected(value.error());
-      auto id = parse_number<std::uint64_t>(*value);
-      if (!id || *id == 0) return fail("--fiber needs a fiber id (a positive number), not '", *value, "'");
+    } else if (args.is("--fiber")) {
+      auto id = args.number<std::uint64_t>("a fiber id (a positive number)");
+      if (!id) return std::unexpected(id.error());
+      if (*id == 0) return fail("--fiber needs a fiber id (a positive number), not '0'");
       options.only_fiber = *id;
-    } else if (argument == "--depth") {
-      auto value = value_of("--depth");
-      if (!value) return std::unexpected(value.error());
-      auto depth = parse_number<std::size_t>(*value);
-      if (!depth || *depth == 0) return fail("--depth needs a positive number, not '", *value, "'");
+    } else if (args.is("--depth")) {
+      auto depth = args.number<std::size_t>("a positive number");
+      if (!depth) return std::unexpected(depth.error());
+      if (*depth == 0) return fail("--depth needs a positive number, not '0'");
       options.max_depth = *depth;
-    } else if (!argument.empty() && argument.front() == '-') {
-      return fail("unknown option '", argument, "' (see fiberscope dump --help)");
-    } else if (!have_pid) {
-      auto pid = parse_number<int>(argument);
-      if (!pid || *pid <= 0) return fail("'", argument, "' is not a process id");
-      options.pid = *pid;
-      have_pid = true;
-    } else {
-      return fail("unexpected argument '", argument, "'");
+    } else if (auto operand = args.pid_operand(pid); !operand) {
+      return std::unexpected(operand.error());
     }
   }
   if (options.core_path) {
-    if (have_pid) return fail("give a PID or --core FILE, not both");
+    if (pid) return fail("give a PID or --core FILE, not both");
     if (!options.stop) return fail("--no-stop is for live processes, not --core");
     return options;
   }
   if (!options.exe_path.empty() || !options.sysroot.empty()) return fail("--exe and --sysroot go with --core FILE");
-  if (!have_pid) return fail("missing PID (usage: fiberscope dump PID [options])");
+  if (!pid) return fail("missing PID (usage: fiberscope dump PID [options])");
+  options.pid = *pid;
   return options;
 }
 

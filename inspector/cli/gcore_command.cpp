@@ -1,6 +1,7 @@
 #include "cli/gcore_command.h"
 
-#include <charconv>
+#include "base/arguments.h"
+
 #include <cstdio>
 #include <optional>
 
@@ -72,32 +73,25 @@ const char* const kGcoreHelp =
 
 Result<GcoreOptions> parse_gcore_arguments(const std::vector<std::string>& arguments, bool& help) {
   GcoreOptions options;
-  bool have_pid = false;
+  std::optional<int> pid;
   help = false;
-  for (std::size_t i = 0; i < arguments.size(); ++i) {
-    const std::string& argument = arguments[i];
-    if (argument == "-h" || argument == "--help") {
+  Arguments args(arguments, "gcore");
+  while (args.next()) {
+    if (args.is_help()) {
       help = true;
       return options;
-    } else if (argument == "-o") {
-      if (i + 1 >= arguments.size() || arguments[i + 1].empty()) return fail("-o needs a file name");
-      options.output_path = arguments[++i];
-    } else if (argument == "--fibers-as-threads") {
+    } else if (args.is("-o")) {
+      auto path = args.value();
+      if (!path) return std::unexpected(path.error());
+      options.output_path = *path;
+    } else if (args.is("--fibers-as-threads")) {
       options.fibers_as_threads = true;
-    } else if (!argument.empty() && argument.front() == '-') {
-      return fail("unknown option '", argument, "' (see fiberscope gcore --help)");
-    } else if (!have_pid) {
-      int pid = 0;
-      auto [end, error] = std::from_chars(argument.data(), argument.data() + argument.size(), pid);
-      if (error != std::errc() || end != argument.data() + argument.size() || pid <= 0)
-        return fail("'", argument, "' is not a process id");
-      options.pid = pid;
-      have_pid = true;
-    } else {
-      return fail("unexpected argument '", argument, "'");
+    } else if (auto operand = args.pid_operand(pid); !operand) {
+      return std::unexpected(operand.error());
     }
   }
-  if (!have_pid) return fail("missing PID (usage: fiberscope gcore PID [-o FILE] [--fibers-as-threads])");
+  if (!pid) return fail("missing PID (usage: fiberscope gcore PID [-o FILE] [--fibers-as-threads])");
+  options.pid = *pid;
   if (options.output_path.empty()) options.output_path = "core." + std::to_string(options.pid);
   return options;
 }
