@@ -211,6 +211,11 @@ TEST_CASE("foreign calls and callbacks nest four deep while fibers yield, sleep,
 }
 
 TEST_CASE("a callback can run a blocking syscall while other fibers keep going", "[runtime][callback][syscall]") {
+  // The callback's syscall blocks until the other fiber has taken kSteps steps (or a deadline far beyond any
+  // scheduling delay passes). With one processor, every one of those steps needs the processor handed off while
+  // this worker stays blocked inside the callback: a missing handoff leaves the count at 0. Counting steps in a
+  // fixed 100 ms instead measured how promptly a loaded or sanitized machine schedules threads.
+  constexpr int kSteps = 10;
   std::atomic<int> progress{0};
   std::atomic<bool> done{false};
   int progress_during_callback = -1;
@@ -230,7 +235,12 @@ TEST_CASE("a callback can run a blocking syscall while other fibers keep going",
         request.fn = +[](void* shared_ptr) -> long {
           auto& s = *static_cast<Shared*>(shared_ptr);
           const int before = s.progress->load();
-          fiber::syscall([] { ::usleep(100'000); });
+          fiber::syscall([&] {
+            const auto deadline = std::chrono::steady_clock::now() + 10s;
+            while (s.progress->load() - before < kSteps && std::chrono::steady_clock::now() < deadline) {
+              ::usleep(1'000);
+            }
+          });
           s.delta = s.progress->load() - before;
           return 0;
         };
@@ -241,5 +251,6 @@ TEST_CASE("a callback can run a blocking syscall while other fibers keep going",
         done = true;
       },
       fiber::Options{.workers = 1});
-  CHECK(progress_during_callback >= 10);
+  INFO("the other fiber took " << progress_during_callback << " steps while the callback's syscall blocked");
+  CHECK(progress_during_callback >= kSteps);
 }
