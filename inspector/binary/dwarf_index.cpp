@@ -105,6 +105,71 @@ Result<void> check_file_directories(Dwarf_Debug debug, Dwarf_Line_Context contex
   return {};
 }
 
+// libdwarf 20210528 allocates a DWARF 5 line header's directory and file name tables from their counts before
+// reading them: a hostile count of 2^28 becomes a 2 GiB calloc from a 4 KiB file (found by fuzz_dwarf). Every entry
+// takes at least one byte per format field, so a count the rest of the unit cannot hold is refused here first
+// (DWARF 5 section 6.2.4). Forms this walk does not know end the check; libdwarf then judges the rest.
+Result<void> check_line_table_counts(std::span<const std::byte> debug_line, std::uint64_t offset) {
+  ByteReader reader(debug_line, ".debug_line");
+  if (offset > debug_line.size()) return fail(".debug_line: unit offset ", hex(offset), " is past the section");
+  if (auto ok = reader.seek(static_cast<std::size_t>(offset)); !ok) return ok;
+  FS_TRY(length32, reader.fixed<std::uint32_t>());
+  std::uint64_t length = *length32;
+  const bool is_64bit = *length32 == 0xffffffffu;
+  if (is_64bit) {
+    FS_TRY(length64, reader.fixed<std::uint64_t>());
+    length = *length64;
+  }
+  if (length > reader.remaining()) return {};  // libdwarf reports a truncated unit itself
+  const std::size_t end = reader.offset() + static_cast<std::size_t>(length);
+  FS_TRY(version, reader.fixed<std::uint16_t>());
+  if (*version < 5) return {};  // earlier versions list NUL-terminated entries without counts
+  // address_size, segment_selector_size, header_length, minimum_instruction_length,
+  // maximum_operations_per_instruction, default_is_stmt, line_base, line_range; then the standard opcode lengths.
+  FS_TRY(fixed_fields, reader.bytes(2 + (is_64bit ? 8 : 4) + 5));
+  FS_TRY(opcode_base, reader.fixed<std::uint8_t>());
+  FS_TRY(opcode_lengths, reader.bytes(*opcode_base > 0 ? *opcode_base - 1u : 0u));
+  for (const char* table : {"directory", "file name"}) {
+    FS_TRY(format_count, reader.fixed<std::uint8_t>());
+    std::vector<std::uint64_t> forms;
+    for (unsigned i = 0; i < *format_count; ++i) {
+      FS_TRY(content_type, reader.uleb128());
+      FS_TRY(form, reader.uleb128());
+      forms.push_back(*form);
+    }
+    FS_TRY(count, reader.uleb128());
+    const std::uint64_t left = end > reader.offset() ? end - reader.offset() : 0;
+    if (*count > 0 && (forms.empty() || *count > left / forms.size()))
+      return fail(".debug_line: unit at offset ", hex(offset), " claims ", std::to_string(*count), " ", table,
+                  " entries but only ", hex(left), " bytes remain");
+    if (std::string_view(table) != "directory") break;
+    for (std::uint64_t entry = 0; entry < *count; ++entry) {
+      for (std::uint64_t form : forms) {
+        Result<void> skipped;
+        switch (form) {
+          case DW_FORM_string:
+            while (true) {
+              FS_TRY(byte, reader.fixed<std::uint8_t>());
+              if (*byte == 0) break;
+            }
+            break;
+          case DW_FORM_line_strp: case DW_FORM_strp: skipped = reader.seek(reader.offset() + (is_64bit ? 8 : 4)); break;
+          case DW_FORM_udata: case DW_FORM_strx: { FS_TRY(value, reader.uleb128()); break; }
+          case DW_FORM_data1: case DW_FORM_strx1: skipped = reader.seek(reader.offset() + 1); break;
+          case DW_FORM_data2: case DW_FORM_strx2: skipped = reader.seek(reader.offset() + 2); break;
+          case DW_FORM_strx3: skipped = reader.seek(reader.offset() + 3); break;
+          case DW_FORM_data4: case DW_FORM_strx4: skipped = reader.seek(reader.offset() + 4); break;
+          case DW_FORM_data8: skipped = reader.seek(reader.offset() + 8); break;
+          case DW_FORM_data16: skipped = reader.seek(reader.offset() + 16); break;
+          default: return {};
+        }
+        if (!skipped) return {};  // ran off the section: libdwarf reports that itself
+      }
+    }
+  }
+  return {};
+}
+
 // A DIE. dwarf_child / dwarf_siblingof_b / dwarf_offdie_b each return a new allocation that the caller owns.
 class Die {
  public:
@@ -269,7 +334,7 @@ struct DwarfIndex::Impl {
   std::vector<std::pair<AddressRange, std::size_t>> unit_ranges;  // sorted by low
   std::size_t parsed_count = 0;
   std::span<const std::byte> debug_loc, debug_loclists, debug_ranges, debug_rnglists, debug_addr, debug_aranges,
-      debug_info;
+      debug_info, debug_line;
 
   Dwarf_Debug debug() const { return session.debug_; }
   std::string where(std::string_view what) const { return image->path() + ": " + std::string(what); }
@@ -927,6 +992,9 @@ Result<void> DwarfIndex::Impl::walk_top(Dwarf_Die die, CompileUnit& unit, unsign
 }
 
 Result<void> DwarfIndex::Impl::load_lines(Dwarf_Die cu_die, CompileUnit& unit) {
+  FS_TRY(line_offset, unsigned_attribute(cu_die, DW_AT_stmt_list));
+  if (!*line_offset) return {};
+  if (auto ok = check_line_table_counts(debug_line, **line_offset); !ok) return ok;
   Dwarf_Unsigned version = 0;
   Dwarf_Small table_count = 0;
   Dwarf_Line_Context context = nullptr;
@@ -1228,6 +1296,7 @@ Result<std::unique_ptr<DwarfIndex>> DwarfIndex::open(const ElfImage& image) {
   impl.debug_addr = section_bytes(".debug_addr");
   impl.debug_aranges = section_bytes(".debug_aranges");
   impl.debug_info = section_bytes(".debug_info");
+  impl.debug_line = section_bytes(".debug_line");
   for (auto [name, bytes] : {std::pair{".debug_rnglists", impl.debug_rnglists}, {".debug_loclists", impl.debug_loclists}}) {
     if (auto ok = check_list_table_headers(bytes, name); !ok) return std::unexpected(ok.error().with_context(image.path()));
   }
