@@ -4,6 +4,7 @@
 
 #include "base/hex.h"
 #include "checks/location_text.h"
+#include "fiberscope/debug_abi.h"
 #include "fibers/fiber_stacks.h"
 #include "unwind/unwinder.h"
 
@@ -153,6 +154,19 @@ RealPosition real_position(const FiberContext& context) {
     return position;
   }
   position.deepest_live_sp = sp;
+  // A thread stopped inside the runtime's exit check (a core left by its abort) has runtime frames below the
+  // fiber's own: the fiber's deepest live frame is the check's caller, whose sp is the check function's CFA —
+  // exactly the "caller sp" Go's exitsyscall compares with syscallsp.
+  fibers::FiberStack stack =
+      fibers::unwind_fiber(context.unwinder, fiber, context.input.table, context.input.snapshot.threads,
+                           *context.input.snapshot.memory, {.max_depth = context.options.max_unwind_depth});
+  for (const unwind::Frame& frame : stack.frames) {
+    if (function_at(context.input.symbols, frame.lookup_pc().value()).name == FIBERSCOPE_EXITSYSCALL_SYMBOL &&
+        !frame.cfa.is_null()) {
+      position.deepest_live_sp = frame.cfa.value();
+      break;
+    }
+  }
   return position;
 }
 

@@ -173,6 +173,7 @@ extern "C" void* fiberscope_entersyscall_impl(std::uint32_t mode, const fibersco
 }
 
 // Called by the fiberscope_exitsyscall stub with the caller's stack pointer.
+// Named FIBERSCOPE_EXITSYSCALL_SYMBOL in the debug ABI: the inspector finds a fiber's real frame through it.
 extern "C" void fiberscope_exitsyscall_impl(std::uint32_t mode, std::uint64_t caller_sp) {
   Worker* m = t_worker;  // read before any switch the slow path may make
   FiberHandle* g = m ? m->current : nullptr;

@@ -28,6 +28,10 @@ extern "C" {
 #define FIBERSCOPE_DEBUG_ABI_VERSION 1u
 #define FIBERSCOPE_DEBUG_ROOT_SYMBOL "fiberscope_debug_root"
 #define FIBERSCOPE_FIBER_NAME_BYTES 32u
+/* The function that validates a fiber's saved syscall frame when it leaves a syscall or foreign call (Go's
+ * exitsyscall check). A thread stopped inside it — e.g. aborting with "syscall frame is no longer valid" — has its
+ * fiber's deepest live frame at this function's CFA: the caller's sp that the check compares with syscall_sp. */
+#define FIBERSCOPE_EXITSYSCALL_SYMBOL "fiberscope_exitsyscall_impl"
 
 /* Fiber states. A record in state FREE has never been used; DEAD records keep their last values (stack bounds
  * included) until the slot is reused, so a reader can tell a pointer into a finished fiber's stack. */
