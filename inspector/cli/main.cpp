@@ -33,6 +33,8 @@ const char* const kHelp =
     "exit codes:\n"
     "  0  clean  1  findings reported  2  error (usage, no such process, no permission, ABI mismatch)\n"
     "  3  partial: output printed, but some records or stacks could not be read\n"
+    "  interrupted by SIGINT, SIGTERM or SIGHUP: the target is released first, then fiberscope ends by that\n"
+    "  signal (shell status 130 for Ctrl-C)\n"
     "\n"
     "Attaching needs ptrace permission: the same user and kernel.yama.ptrace_scope=0, or root / CAP_SYS_PTRACE.\n";
 
