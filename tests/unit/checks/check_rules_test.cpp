@@ -148,7 +148,8 @@ TEST_CASE("nested callbacks three deep: the innermost foreign call decides the d
   SECTION("syscall_sp left inside the third callback's popped frames is rule 2") {
     HandBuilt built;
     built.add_fiber(FiberState::foreign, call5 - 0x80).transitions = chain();
-    auto found = with_rule(built.run(), SyscallFrameRule::below_live_frame);
+    const auto result = built.run();  // with_rule points into it: it must outlive `found`
+    auto found = with_rule(result, SyscallFrameRule::below_live_frame);
     REQUIRE(found.size() == 1);
     CHECK(found[0]->popped->end.value() == call5);
   }
@@ -175,7 +176,8 @@ TEST_CASE("a syscall inside a callback uses the thread's sp as the deepest live 
   thread.registers->set(target::Reg::rsp, thread_sp);
   thread.registers->set(target::Reg::rip, 0x401234);
   built.snapshot.threads.push_back(thread);
-  auto found = with_rule(built.run(), SyscallFrameRule::below_live_frame);
+  const auto result = built.run();  // with_rule points into it: it must outlive `found`
+  auto found = with_rule(result, SyscallFrameRule::below_live_frame);
   REQUIRE(found.size() == 1);
   CHECK(found[0]->popped->end.value() == thread_sp);
 }
