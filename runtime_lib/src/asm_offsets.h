@@ -16,6 +16,11 @@
 
 /* struct fiberscope_fiber */
 #define FIBER_SEQ 0
+#define FIBER_STACK_LO 64
+#define FIBER_STACK_HI 72
+#define FIBER_CONTEXT 88
+#define FIBER_SYSCALL_PC 152
+#define FIBER_SYSCALL_SP 160
 #define FIBER_FOREIGN_DEPTH 180
 #define FIBER_TRANSITION_TOP 184
 

@@ -43,7 +43,10 @@ extern struct fiberscope_debug_root fiberscope_debug_root;
 
 namespace fiber::detail {
 
-// Modes of the syscall stubs beyond kSyscallMode / kForeignMode: kLockBit locks the fiber to its worker.
+// Modes of the syscall stubs beyond kSyscallMode / kForeignMode. kLockBit (foreign_call only) locks the fiber to
+// its worker, and says the foreign trampoline runs between the two stubs and shares their seqlock windows:
+// entersyscall leaves the fiber record's window open for the trampoline to close once its transition is linked,
+// and the trampoline leaves the unlink's window open for exitsyscall to close.
 inline constexpr std::uint32_t kLockBit = 2;
 inline constexpr std::uint32_t kForeignCallMode = kForeignMode | kLockBit;
 
@@ -53,6 +56,11 @@ static_assert(offsetof(fiberscope_context, r12) == CTX_R12 && offsetof(fiberscop
 static_assert(offsetof(fiberscope_context, r14) == CTX_R14 && offsetof(fiberscope_context, r15) == CTX_R15);
 static_assert(sizeof(fiberscope_context) == CTX_SIZE);
 static_assert(offsetof(fiberscope_fiber, seq) == FIBER_SEQ);
+static_assert(offsetof(fiberscope_fiber, stack_lo) == FIBER_STACK_LO);
+static_assert(offsetof(fiberscope_fiber, stack_hi) == FIBER_STACK_HI);
+static_assert(offsetof(fiberscope_fiber, context) == FIBER_CONTEXT);
+static_assert(offsetof(fiberscope_fiber, syscall_pc) == FIBER_SYSCALL_PC);
+static_assert(offsetof(fiberscope_fiber, syscall_sp) == FIBER_SYSCALL_SP);
 static_assert(offsetof(fiberscope_fiber, foreign_depth) == FIBER_FOREIGN_DEPTH);
 static_assert(offsetof(fiberscope_fiber, transition_top) == FIBER_TRANSITION_TOP);
 static_assert(offsetof(fiberscope_transition, prev) == TR_PREV && offsetof(fiberscope_transition, kind) == TR_KIND);
@@ -285,6 +293,16 @@ extern constinit thread_local Worker* t_worker __attribute__((tls_model("initial
   Worker* m;
   asm volatile("movq _ZN5fiber6detail8t_workerE@gottpoff(%%rip), %0\n\tmovq %%fs:(%0), %0" : "=r"(m) : : "memory");
   return m;
+}
+
+// The record of the fiber this thread runs (this_worker()->current->record), null when none: the syscall stubs in
+// switch.S find it with one %fs-relative load instead of the chain worker -> fiber -> record. initial-exec and
+// constinit like t_worker; written only by set_current(), on the worker's own thread.
+extern constinit thread_local fiberscope_fiber* t_current_record __attribute__((tls_model("initial-exec")));
+// Makes `g` (or nothing) the fiber `m` runs; m is the calling thread's worker.
+[[gnu::always_inline]] inline void set_current(Worker* m, FiberHandle* g) noexcept {
+  m->current = g;
+  t_current_record = g ? g->record : nullptr;
 }
 
 // Writes a fiber's state fields (inside an open seqlock window).

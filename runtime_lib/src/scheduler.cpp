@@ -29,6 +29,7 @@ namespace fiber::detail {
 
 Scheduler sched;
 constinit thread_local Worker* t_worker = nullptr;
+constinit thread_local fiberscope_fiber* t_current_record = nullptr;
 
 namespace {
 
@@ -349,7 +350,7 @@ FiberHandle* find_runnable(Worker* m) {
 // path that makes a fiber runnable publishes it with no wait object, no syscall frame and its LOCKED flag
 // current: only state, its timestamp, the wait reason (LOCKED_THREAD) and the worker can still change.
 [[gnu::always_inline]] inline void prepare_run(Worker* m, FiberHandle* to) {
-  m->current = to;
+  set_current(m, to);
   fiberscope_fiber* r = to->record;
   const std::uint64_t r_seq = seq_begin(r->seq);
   put(r->state, static_cast<std::uint32_t>(FIBERSCOPE_FIBER_RUNNING));
@@ -701,7 +702,7 @@ void after_switch_in_fiber(FiberHandle* self) noexcept {
 void switch_to_scheduler(Worker* m, FiberHandle* g, AfterSwitch after) {
   m->after = after;
   seq_begin(g->record->seq);
-  m->current = nullptr;
+  set_current(m, nullptr);
   leave_to_scheduler(&g->asan_fake_stack, m);
   fiberscope_switch(&g->record->context, &m->scheduler_context);
   after_switch_in_fiber(g);
@@ -953,7 +954,7 @@ void fiber_started() noexcept {
     leave_to_fiber(nullptr, next);
     fiberscope_switch(&m->scratch_context, &next->record->context);
   } else {
-    m->current = nullptr;
+    set_current(m, nullptr);
     leave_to_scheduler(nullptr, m);
     fiberscope_switch(&m->scratch_context, &m->scheduler_context);
   }

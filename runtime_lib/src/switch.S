@@ -3,7 +3,8 @@
  * - fiberscope_switch / fiberscope_save_context: save the callee-saved set into a fiberscope_context (which for a
  *   fiber is its published debug record) so that pc/sp describe "just returned from this call".
  * - fiberscope_fiber_start: the bottom frame of every fiber stack; `.cfi_undefined rip` ends unwinding there.
- * - fiberscope_entersyscall / fiberscope_exitsyscall: capture the exact caller pc/sp (Go's getcallerpc/sp).
+ * - fiberscope_entersyscall / fiberscope_exitsyscall: capture the exact caller pc/sp (Go's getcallerpc/sp);
+ *   entersyscall stores them (and the callee-saved registers) straight into the fiber's record.
  * - fiberscope_foreign_trampoline (asmcgocall) and fiber_callback (cgocallback): run code on the other stack and
  *   push a fiberscope_transition in their own frame, with CFI that leads an unwinder back across the switch.
  *   Both FDEs are marked as signal frames (CIE augmentation "S"): the caller's frame lives on another stack, at an
@@ -85,30 +86,44 @@ fiberscope_fiber_start:
         .size   fiberscope_fiber_start, .-fiberscope_fiber_start
 
 /* ForeignTarget* fiberscope_entersyscall(uint32_t mode)
- * Builds a fiberscope_context of the caller (pc = our return address, sp = our CFA, its callee-saved
- * registers untouched so far) and hands it to fiberscope_entersyscall_impl(mode, context). */
+ * Stores the caller's frame (pc = our return address, sp = our CFA, its callee-saved registers untouched so far)
+ * straight into the calling fiber's record, found through t_current_record in one %fs-relative load, inside a
+ * seqlock window opened here (x86 keeps the plain stores in order for a reader), then tail-calls
+ * fiberscope_entersyscall_impl(mode, record, odd seq) for the rest. Not in a fiber: returns null. A caller sp
+ * outside the fiber's stack aborts before anything is stored (Go's entersyscall_bad). */
         .globl  fiberscope_entersyscall
         .type   fiberscope_entersyscall, @function
         .p2align 4
 fiberscope_entersyscall:
         .cfi_startproc
-        subq    $72, %rsp
-        .cfi_def_cfa_offset 80
-        movq    72(%rsp), %rax
-        movq    %rax, CTX_PC(%rsp)
-        leaq    80(%rsp), %rax
-        movq    %rax, CTX_SP(%rsp)
-        movq    %rbp, CTX_RBP(%rsp)
-        movq    %rbx, CTX_RBX(%rsp)
-        movq    %r12, CTX_R12(%rsp)
-        movq    %r13, CTX_R13(%rsp)
-        movq    %r14, CTX_R14(%rsp)
-        movq    %r15, CTX_R15(%rsp)
-        movq    %rsp, %rsi
-        call    fiberscope_entersyscall_impl@PLT
-        addq    $72, %rsp
-        .cfi_def_cfa_offset 8
-        ret
+        movq    _ZN5fiber6detail16t_current_recordE@gottpoff(%rip), %rax
+        movq    %fs:(%rax), %rax
+        testq   %rax, %rax
+        jz      2f
+        leaq    8(%rsp), %rcx
+        cmpq    FIBER_STACK_LO(%rax), %rcx
+        jb      3f
+        cmpq    FIBER_STACK_HI(%rax), %rcx
+        jae     3f
+        movq    FIBER_SEQ(%rax), %rdx
+        addq    $1, %rdx
+        movq    %rdx, FIBER_SEQ(%rax)
+        movq    (%rsp), %r8
+        movq    %r8, FIBER_CONTEXT+CTX_PC(%rax)
+        movq    %rcx, FIBER_CONTEXT+CTX_SP(%rax)
+        movq    %rbp, FIBER_CONTEXT+CTX_RBP(%rax)
+        movq    %rbx, FIBER_CONTEXT+CTX_RBX(%rax)
+        movq    %r12, FIBER_CONTEXT+CTX_R12(%rax)
+        movq    %r13, FIBER_CONTEXT+CTX_R13(%rax)
+        movq    %r14, FIBER_CONTEXT+CTX_R14(%rax)
+        movq    %r15, FIBER_CONTEXT+CTX_R15(%rax)
+        movq    %r8, FIBER_SYSCALL_PC(%rax)
+        movq    %rcx, FIBER_SYSCALL_SP(%rax)
+        movq    %rax, %rsi
+        jmp     fiberscope_entersyscall_impl@PLT
+2:      ret
+3:      movq    %rcx, %rdi
+        jmp     fiberscope_entersyscall_bad@PLT
         .cfi_endproc
         .size   fiberscope_entersyscall, .-fiberscope_entersyscall
 
@@ -128,7 +143,9 @@ fiberscope_exitsyscall:
  * (callee-saved, so C code preserves it) and the CFA is defined on it: unwinding from the C frames comes back
  * here and then to the caller on the fiber stack. The FOREIGN_CALL transition lives at the top of the
  * system-side frame and is linked from the fiber record's transition_top under its seqlock (x86 keeps stores
- * in order, so the plain stores below are seen in order by a reader). */
+ * in order, so the plain stores below are seen in order by a reader). With a target, the record's window is
+ * already open (fiberscope_entersyscall in foreign_call mode left it so): the link closes it, and the unlink
+ * opens the one fiberscope_exitsyscall closes, so each side of the call publishes in one window. */
         .globl  fiberscope_foreign_trampoline
         .hidden fiberscope_foreign_trampoline
         .type   fiberscope_foreign_trampoline, @function
@@ -166,18 +183,16 @@ fiberscope_foreign_trampoline:
         movq    %rsp, TR_TO_SP(%rsp)
         movq    $0, TR_SAVED_PC(%rsp)
         movq    $0, TR_SAVED_SP(%rsp)
-        addq    $1, FIBER_SEQ(%r12)
         movq    %rsp, FIBER_TRANSITION_TOP(%r12)
         addl    $1, FIBER_FOREIGN_DEPTH(%r12)
-        addq    $1, FIBER_SEQ(%r12)
+        addq    $1, FIBER_SEQ(%r12)           /* closes the window fiberscope_entersyscall opened */
         movq    %rdi, %rax
         movq    %rsi, %rdi
         callq   *%rax
         movq    TR_PREV(%rsp), %rcx
-        addq    $1, FIBER_SEQ(%r12)
+        addq    $1, FIBER_SEQ(%r12)           /* opens the window fiberscope_exitsyscall closes */
         movq    %rcx, FIBER_TRANSITION_TOP(%r12)
         subl    $1, FIBER_FOREIGN_DEPTH(%r12)
-        addq    $1, FIBER_SEQ(%r12)
         movq    %rbx, %rsp
         .cfi_def_cfa rsp, 32
         popq    %r12

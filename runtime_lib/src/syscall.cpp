@@ -38,27 +38,16 @@ namespace {
   if (want != flags) put(r->flags, want);
 }
 
-// Publishes the syscall state with `frame` as the saved syscall frame (entersyscall and reentersyscall).
-// The caller is fiber code, so the record says RUNNING on this worker with no wait reason: only the fields a
-// syscall changes are stored (state, its timestamp, the frame), the rest already hold their values.
-// `restoring`: reentersyscall putting back the frame a callback saved. The record's context then still holds
-// exactly that frame unless fiber code in the callback switched or made a nested foreign call, and both of those
-// leave a different pc or sp (a switch saves a pc inside the scheduler, a nested call a deeper sp): an equal
-// pc and sp means all eight registers are already published.
-[[gnu::always_inline]] inline ForeignTarget* enter_syscall_state(Worker* m, FiberHandle* g,
-                                                                 const fiberscope_context& frame, std::uint32_t mode,
-                                                                 bool restoring = false) {
-  fiberscope_fiber* r = g->record;
-  if (frame.sp < g->stack.lo || frame.sp >= g->stack.hi) [[unlikely]] {  // Go's entersyscall_bad
-    syscall_sp_outside_stack(g, frame.sp);
-  }
+// entersyscall's fiber half, inside the window its caller opened after storing the saved frame (context,
+// syscall_pc/sp): the caller is fiber code, so the record says RUNNING on this worker with no wait reason, and
+// only the state, its timestamp and the LOCKED flag change.
+[[gnu::always_inline]] inline void write_syscall_state(Worker* m, FiberHandle* g, fiberscope_fiber* r,
+                                                       std::uint32_t mode) {
   if (mode & kLockBit) {
     ++g->lock_depth;
     g->locked_to = m;
   }
   const std::uint32_t state = (mode & kForeignMode) ? FIBERSCOPE_FIBER_FOREIGN : FIBERSCOPE_FIBER_SYSCALL;
-  const std::uint64_t r_seq = seq_begin(r->seq);
-  if (!restoring || get(r->context.pc) != frame.pc || get(r->context.sp) != frame.sp) put_context(r->context, frame);
   if (get(r->state) == FIBERSCOPE_FIBER_RUNNING) [[likely]] {
     put(r->state, state);
     put(r->state_since_ns, clock_now());
@@ -66,9 +55,11 @@ namespace {
   } else {
     write_fiber_state(g, state, FIBERSCOPE_WAIT_NONE, nullptr);
   }
-  put(r->syscall_pc, frame.pc);
-  put(r->syscall_sp, frame.sp);
-  seq_end(r->seq, r_seq);
+}
+
+// entersyscall's worker half: publishes the worker in SYSCALL without a processor and puts the processor in the
+// syscall state for the monitor to retake. Returns where a foreign call's system-stack frames go.
+[[gnu::always_inline]] inline ForeignTarget* worker_enter_syscall(Worker* m, fiberscope_fiber* r) {
   fiberscope_worker* w = m->record;  // set_worker_state(SYSCALL, -1) for a worker that was running g
   const std::uint64_t w_seq = seq_begin(w->seq);
   put(w->state, static_cast<std::uint32_t>(FIBERSCOPE_WORKER_SYSCALL));
@@ -85,17 +76,44 @@ namespace {
   return &m->foreign;
 }
 
-[[gnu::always_inline]] inline void check_syscall_frame(const FiberHandle* g, std::uint64_t caller_sp) {
-  std::uint64_t syscall_sp = get(g->record->syscall_sp);
+// Go's reentersyscall(pc, sp) after a callback: publishes the syscall state with `frame` (the foreign call's saved
+// frame) in its own window. The record's context still holds exactly that frame unless fiber code in the callback
+// switched or made a nested foreign call, and both of those leave a different pc or sp (a switch saves a pc inside
+// the scheduler, a nested call a deeper sp): an equal pc and sp means all eight registers are already published.
+// `window_open`: the caller already opened the record's window (it is closed here either way).
+[[gnu::always_inline]] inline ForeignTarget* reenter_syscall(Worker* m, FiberHandle* g, const fiberscope_context& frame,
+                                                             bool window_open) {
+  fiberscope_fiber* r = g->record;
+  if (frame.sp < g->stack.lo || frame.sp >= g->stack.hi) [[unlikely]] {  // Go's entersyscall_bad
+    if (window_open) seq_end(r->seq);
+    syscall_sp_outside_stack(g, frame.sp);
+  }
+  const std::uint64_t r_seq = window_open ? get(r->seq) : seq_begin(r->seq);
+  if (get(r->context.pc) != frame.pc || get(r->context.sp) != frame.sp) put_context(r->context, frame);
+  put(r->syscall_pc, frame.pc);
+  put(r->syscall_sp, frame.sp);
+  write_syscall_state(m, g, r, kForeignMode);
+  seq_end(r->seq, r_seq);
+  return worker_enter_syscall(m, r);
+}
+
+// Go's exitsyscall check (issue 7978): the caller's frame must still be at or above the saved syscall sp, and that
+// sp inside the fiber's stack. Fails with the record's window closed, so a core shows the fiber as it was.
+[[gnu::always_inline]] inline void check_syscall_frame(const FiberHandle* g, fiberscope_fiber* r,
+                                                       std::uint64_t caller_sp, bool window_open) {
+  const std::uint64_t syscall_sp = get(r->syscall_sp);
   if (caller_sp > syscall_sp || syscall_sp < g->stack.lo || syscall_sp >= g->stack.hi) [[unlikely]] {
+    if (window_open) seq_end(r->seq);
     syscall_frame_invalid(g, syscall_sp, caller_sp);
   }
 }
 
 // Leaves the syscall state: gets the old processor back without a CAS (handshake with the monitor's membarrier)
 // or with one CAS, unless the monitor retook it. Then publishes RUNNING: the worker record still names g (a
-// syscall does not change it), so only state, timestamp and processor are stored.
-[[gnu::always_inline]] inline void exit_syscall_state(Worker* m, FiberHandle* g) {
+// syscall does not change it), so only state, timestamp and processor are stored. `window_open`: the fiber
+// record's window is already open (foreign_call's trampoline or fiber_callback opened it); it is closed here.
+[[gnu::always_inline]] inline void exit_syscall_state(Worker* m, FiberHandle* g, fiberscope_fiber* r,
+                                                      bool window_open) {
   Processor* p = m->oldp;
   std::uint64_t expected = m->syscall_status;
   const std::uint64_t running = processor_status(processor_tick(expected), kProcessorRunning);
@@ -115,12 +133,12 @@ namespace {
   }
   m->oldp = nullptr;
   if (!reacquired) [[unlikely]] {
+    if (window_open) seq_end(r->seq);
     exitsyscall_slow(m, g);
     return;
   }
   m->p = p;
-  fiberscope_fiber* r = g->record;
-  const std::uint64_t r_seq = seq_begin(r->seq);
+  const std::uint64_t r_seq = window_open ? get(r->seq) : seq_begin(r->seq);
   put(r->state, static_cast<std::uint32_t>(FIBERSCOPE_FIBER_RUNNING));
   put(r->state_since_ns, clock_now());
   put(r->syscall_pc, std::uint64_t{0});
@@ -163,24 +181,35 @@ std::uint32_t parse_faults(const char* spec) {
 
 using namespace fiber::detail;
 
-// Called by the fiberscope_entersyscall stub with the caller's frame. Returns where a foreign call's system-stack
-// frames go, or null when not called from a fiber (the call then simply runs on the current stack).
-extern "C" void* fiberscope_entersyscall_impl(std::uint32_t mode, const fiberscope_context* caller) {
+// Called by the fiberscope_entersyscall stub, which found the calling fiber's record through t_current_record,
+// checked the caller's sp against its stack (Go's entersyscall_bad), opened the record's seqlock window and stored
+// the caller's frame (context, syscall_pc/sp); `odd_seq` is the count it stored. Publishes the rest, closes the
+// window (foreign_call mode: leaves it for the trampoline) and returns where a foreign call's system-stack frames
+// go.
+extern "C" void* fiberscope_entersyscall_impl(std::uint32_t mode, fiberscope_fiber* r, std::uint64_t odd_seq) {
   Worker* m = t_worker;  // no switch in between: the plain thread-local read is safe
-  FiberHandle* g = m ? m->current : nullptr;
-  if (!g) return nullptr;
-  return enter_syscall_state(m, g, *caller, mode);
+  FiberHandle* g = m->current;
+  write_syscall_state(m, g, r, mode);
+  if (!(mode & kLockBit)) seq_end(r->seq, odd_seq);
+  return worker_enter_syscall(m, r);
+}
+
+// The stub's abort when the caller's sp is outside the calling fiber's stack (nothing was published).
+extern "C" [[noreturn]] void fiberscope_entersyscall_bad(std::uint64_t caller_sp) {
+  syscall_sp_outside_stack(this_worker()->current, caller_sp);
 }
 
 // Called by the fiberscope_exitsyscall stub with the caller's stack pointer.
 // Named FIBERSCOPE_EXITSYSCALL_SYMBOL in the debug ABI: the inspector finds a fiber's real frame through it.
 extern "C" void fiberscope_exitsyscall_impl(std::uint32_t mode, std::uint64_t caller_sp) {
-  Worker* m = t_worker;  // read before any switch the slow path may make
-  FiberHandle* g = m ? m->current : nullptr;
-  if (!g) return;
-  check_syscall_frame(g, caller_sp);
+  fiberscope_fiber* r = t_current_record;  // read before any switch the slow path may make
+  if (!r) return;
+  Worker* m = t_worker;
+  FiberHandle* g = m->current;
+  const bool window_open = mode & kLockBit;  // foreign_call: the trampoline left it open after the unlink
+  check_syscall_frame(g, r, caller_sp, window_open);
   if ((mode & kLockBit) && --g->lock_depth == 0) g->locked_to = nullptr;
-  exit_syscall_state(m, g);
+  exit_syscall_state(m, g, r, window_open);
 }
 
 // fiber_callback, first half (on the system stack): where on the fiber stack the callback's frames may start.
@@ -224,34 +253,38 @@ extern "C" long fiberscope_callback_run(fiberscope_transition* transition, long 
   put(transition->to_sp, reinterpret_cast<std::uint64_t>(transition));
   put(transition->saved_syscall_pc, saved_syscall_pc);
   put(transition->saved_syscall_sp, saved_syscall_sp);
-  const std::uint64_t r_seq = seq_begin(r->seq);
+  // One window for linking the transition and leaving the syscall state: exit_syscall_state closes it.
+  seq_begin(r->seq);
   put(r->transition_top, reinterpret_cast<std::uint64_t>(transition));
   put(r->foreign_depth, get(r->foreign_depth) + 1);
-  seq_end(r->seq, r_seq);
 
   // Nested foreign calls from the callback run below the C frames now on the system stack (fiber_callback's
   // frame is 48 bytes under from_sp).
   const std::uint64_t outer_system_sp = m->foreign.system_sp;
   m->foreign.system_sp = (from_sp - 48 - 128) & ~std::uint64_t{15};
   ++g->callback_depth;
-  check_syscall_frame(g, reinterpret_cast<std::uint64_t>(transition));
-  exit_syscall_state(m, g);
+  check_syscall_frame(g, r, reinterpret_cast<std::uint64_t>(transition), /*window_open=*/true);
+  exit_syscall_state(m, g, r, /*window_open=*/true);
 
   long result = fn(arg);
 
   m = this_worker();  // the fiber is locked to this worker; re-read anyway, it is a thread-local
   --g->callback_depth;
   m->foreign.system_sp = outer_system_sp;
-  // Unlink first, so a reader never sees the syscall state with the finished callback still on the chain.
-  const std::uint64_t unlink_seq = seq_begin(r->seq);
+  // Unlink first (in the same window as the re-entry), so a reader never sees the syscall state with the finished
+  // callback still on the chain.
+  seq_begin(r->seq);
   put(r->transition_top, get(transition->prev));
   put(r->foreign_depth, get(r->foreign_depth) - 1);
-  seq_end(r->seq, unlink_seq);
-  if (sched.faults & FIBERSCOPE_FAULT_STALE_SYSCALL_FRAME) {
+  if (sched.faults & FIBERSCOPE_FAULT_STALE_SYSCALL_FRAME) [[unlikely]] {
     // The 7978 bug on purpose: a plain entersyscall saves *this* frame, which is popped as soon as we return.
+    seq_end(r->seq);
     fiberscope_entersyscall(kForeignMode);
   } else {
-    enter_syscall_state(m, g, saved_frame, kForeignMode, /*restoring=*/true);  // reentersyscall(saved pc, saved sp)
+    // reentersyscall(saved pc, saved sp): the frame as the callback's own transition record kept it.
+    saved_frame.pc = get(transition->saved_syscall_pc);
+    saved_frame.sp = get(transition->saved_syscall_sp);
+    reenter_syscall(m, g, saved_frame, /*window_open=*/true);
   }
   return result;
 }
