@@ -129,8 +129,19 @@ int run_dump(const DumpOptions& options, std::string& out, std::string& err) {
                                                               {.exe = options.exe_path, .sysroot = options.sysroot})
                                       : session::inspect_live(options.pid, {.stop = options.stop});
   if (!inspection) return error_exit(inspection.error().message);
-  report::Dump dump = session::build_dump(
-      *inspection, session::BuildOptions{.only_fiber = options.only_fiber, .max_depth = options.max_depth});
+  // Grouped text and folded stacks print no arguments for most fibers: the dump is built without them (fibers
+  // parked at the same place then share their frames), and text gets them back for the fibers it prints alone.
+  const bool all_args = options.format == DumpOptions::Format::json ||
+                        (options.format == DumpOptions::Format::text &&
+                         options.grouping == report::TextOptions::Grouping::off);
+  const session::BuildOptions build{
+      .only_fiber = options.only_fiber, .max_depth = options.max_depth, .fiber_args = all_args};
+  report::Dump dump = session::build_dump(*inspection, build);
+  if (!all_args && options.format == DumpOptions::Format::text) {
+    const std::vector<std::uint64_t> alone = report::fibers_printed_alone(dump, {.grouping = options.grouping});
+    session::add_fiber_args(dump, alone, inspection->snapshot,
+                            inspection->table ? &*inspection->table : nullptr, *inspection->modules, build);
+  }
   const std::optional<Error>& table_error = inspection->table_error;
 
   switch (options.format) {

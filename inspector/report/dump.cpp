@@ -4,6 +4,23 @@
 
 namespace fiberscope::report {
 
+FrameList::FrameList(std::vector<Frame> frames)
+    : frames_(frames.empty() ? nullptr : std::make_shared<std::vector<Frame>>(std::move(frames))) {}
+
+const std::vector<Frame>& FrameList::frames() const {
+  static const std::vector<Frame> kNoFrames;
+  return frames_ ? *frames_ : kNoFrames;
+}
+
+std::vector<Frame>& FrameList::owned() {
+  if (!frames_) {
+    frames_ = std::make_shared<std::vector<Frame>>();
+  } else if (frames_.use_count() > 1) {
+    frames_ = std::make_shared<std::vector<Frame>>(*frames_);
+  }
+  return *frames_;
+}
+
 std::string_view stack_kind_name(StackKind kind) {
   switch (kind) {
     case StackKind::fiber: return "fiber";

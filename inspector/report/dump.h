@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -43,9 +45,48 @@ struct Frame {
   std::vector<Argument> args;
 };
 
+// A stack's frames, innermost first. Copies share one list until one of them changes it (the change copies
+// first): the fibers parked at the same place share a single symbolized list (session::build_dump without
+// arguments), and readers — reporters, the ui — never copy frames.
+class FrameList {
+ public:
+  using const_iterator = std::vector<Frame>::const_iterator;
+  using const_reverse_iterator = std::vector<Frame>::const_reverse_iterator;
+
+  FrameList() = default;
+  FrameList(std::vector<Frame> frames);  // implicit, so that `stack.frames = std::move(vector)` reads naturally
+  FrameList(std::initializer_list<Frame> frames) : FrameList(std::vector<Frame>(frames)) {}
+
+  const_iterator begin() const { return frames().begin(); }
+  const_iterator end() const { return frames().end(); }
+  const_reverse_iterator rbegin() const { return frames().rbegin(); }
+  const_reverse_iterator rend() const { return frames().rend(); }
+  std::size_t size() const { return frames().size(); }
+  bool empty() const { return frames().empty(); }
+  const Frame& operator[](std::size_t index) const { return frames()[index]; }
+  const Frame& front() const { return frames().front(); }
+  const Frame& back() const { return frames().back(); }
+
+  // Changes copy a list that other stacks share first.
+  void push_back(Frame frame) { owned().push_back(std::move(frame)); }
+  Frame& mutable_at(std::size_t index) { return owned()[index]; }
+  Frame& mutable_back() { return owned().back(); }
+
+  // True when both are the same shared list (so equal, without comparing a frame).
+  bool shares_with(const FrameList& other) const { return frames_ && frames_ == other.frames_; }
+  // The shared list's address (null when empty and never shared): a key for caches of per-list work.
+  const void* identity() const { return frames_.get(); }
+
+ private:
+  const std::vector<Frame>& frames() const;
+  std::vector<Frame>& owned();
+
+  std::shared_ptr<std::vector<Frame>> frames_;  // null: no frames
+};
+
 // Frames innermost first, and why the walk ended early if it did.
 struct Stack {
-  std::vector<Frame> frames;
+  FrameList frames;
   std::string stop_reason;          // empty when the unwind reached the bottom frame
   bool truncated = false;           // cut at --depth
 };

@@ -1,6 +1,7 @@
 #include "report/folded_reporter.h"
 
 #include <map>
+#include <unordered_map>
 
 namespace fiberscope::report {
 namespace {
@@ -28,7 +29,21 @@ std::string folded_stack(const Stack& stack) {
 
 std::string render_folded(const Dump& dump) {
   std::map<std::string, std::uint64_t> counts;
-  for (const Fiber& fiber : dump.fibers) ++counts[folded_stack(fiber.stack)];
+  // Fibers sharing one FrameList (build_dump without arguments) fold to one line: counted per list first.
+  std::unordered_map<const void*, std::uint64_t> fibers_of_list;
+  for (const Fiber& fiber : dump.fibers) {
+    if (const void* list = fiber.stack.frames.identity()) {
+      ++fibers_of_list[list];
+    } else {
+      ++counts[folded_stack(fiber.stack)];
+    }
+  }
+  for (const Fiber& fiber : dump.fibers) {
+    auto it = fibers_of_list.find(fiber.stack.frames.identity());
+    if (it == fibers_of_list.end() || it->second == 0) continue;
+    counts[folded_stack(fiber.stack)] += it->second;
+    it->second = 0;  // counted
+  }
   for (const Thread& thread : dump.threads)
     if (!thread.fiber_id) ++counts[folded_stack(thread.stack)];
   std::string out;

@@ -6,23 +6,40 @@
 
 namespace fiberscope::report {
 
-std::string stack_group_key(const Fiber& fiber) {
-  std::string key = state_label(fiber);
-  for (const Frame& frame : fiber.stack.frames) {
+namespace {
+
+// The part of the key the frames make: a fiber's function sequence and why its unwind stopped.
+std::string frames_key(const Stack& stack) {
+  std::string key;
+  for (const Frame& frame : stack.frames) {
     key += '\n';
     key += function_label(frame);
     if (frame.inlined) key += " (inlined)";
   }
-  if (!fiber.stack.stop_reason.empty()) key += "\n!" + fiber.stack.stop_reason;
+  if (!stack.stop_reason.empty()) key += "\n!" + stack.stop_reason;
   return key;
 }
+
+}  // namespace
+
+std::string stack_group_key(const Fiber& fiber) { return state_label(fiber) + frames_key(fiber.stack); }
 
 std::vector<FiberGroup> group_fibers(const std::vector<const Fiber*>& fibers) {
   std::unordered_map<std::string, std::size_t> index_of_key;
   std::vector<FiberGroup> groups;
   std::vector<std::uint64_t> smallest_id;
+  // Fibers that share one FrameList (build_dump without arguments) share its key: worked out once per list.
+  std::unordered_map<const void*, std::string> key_of_list;
   for (const Fiber* fiber : fibers) {
-    auto [it, inserted] = index_of_key.try_emplace(stack_group_key(*fiber), groups.size());
+    std::string key = state_label(*fiber);
+    if (const void* list = fiber->stack.frames.identity(); list && fiber->stack.stop_reason.empty()) {
+      auto [known, added] = key_of_list.try_emplace(list);
+      if (added) known->second = frames_key(fiber->stack);
+      key += known->second;
+    } else {
+      key += frames_key(fiber->stack);
+    }
+    auto [it, inserted] = index_of_key.try_emplace(std::move(key), groups.size());
     if (inserted) {
       groups.push_back({});
       smallest_id.push_back(std::numeric_limits<std::uint64_t>::max());

@@ -113,11 +113,29 @@ bool has_notes(const Dump& dump, const Fiber& fiber) {
          std::any_of(dump.errors.begin(), dump.errors.end(), about);
 }
 
-void append_groups(std::string& out, const Dump& dump) {
+// What grouped text prints: groups of two or more fibers, and the fibers it prints one by one — alone in
+// their group, or kept visible because of findings, errors or torn records.
+struct GroupedFibers {
+  std::vector<FiberGroup> groups;        // every group, biggest first (groups of one included, in order)
+  std::vector<const Fiber*> with_notes;  // printed after the groups
+};
+
+GroupedFibers group_for_text(const Dump& dump) {
   std::vector<const Fiber*> grouped;
-  std::vector<const Fiber*> alone;  // fibers with findings, errors or torn records stay visible one by one
-  for (const Fiber& fiber : dump.fibers) (has_notes(dump, fiber) ? alone : grouped).push_back(&fiber);
-  for (const FiberGroup& group : group_fibers(grouped)) {
+  GroupedFibers result;
+  for (const Fiber& fiber : dump.fibers) (has_notes(dump, fiber) ? result.with_notes : grouped).push_back(&fiber);
+  result.groups = group_fibers(grouped);
+  return result;
+}
+
+bool groups_fibers(const Dump& dump, const TextOptions& options) {
+  return options.grouping == TextOptions::Grouping::on ||
+         (options.grouping == TextOptions::Grouping::automatic && dump.fibers.size() > kAutoGroupFibers);
+}
+
+void append_groups(std::string& out, const Dump& dump) {
+  const GroupedFibers grouped = group_for_text(dump);
+  for (const FiberGroup& group : grouped.groups) {
     const Fiber& fiber = *group.members.front();
     const std::size_t count = group.members.size();
     if (count == 1) {  // nothing to collapse: the fiber's own header, arguments and spawn site say more
@@ -127,12 +145,12 @@ void append_groups(std::string& out, const Dump& dump) {
     std::vector<std::uint64_t> ids;
     ids.reserve(count);
     for (const Fiber* member : group.members) ids.push_back(member->id);
-    out += std::to_string(count) + (count == 1 ? " fiber [" : " fibers [") + printable(state_label(fiber)) +
-           "]: " + format_id_ranges(std::move(ids)) + "\n";
+    out += std::to_string(count) + " fibers [" + printable(state_label(fiber)) + "]: " +
+           format_id_ranges(std::move(ids)) + "\n";
     append_stack(out, fiber.stack, false);
     out += "\n";
   }
-  for (const Fiber* fiber : alone) append_fiber(out, dump, *fiber);
+  for (const Fiber* fiber : grouped.with_notes) append_fiber(out, dump, *fiber);
 }
 
 void append_header(std::string& out, const Dump& dump) {
@@ -187,12 +205,23 @@ std::string format_id_ranges(std::vector<std::uint64_t> ids, std::size_t max_run
   return text;
 }
 
+std::vector<std::uint64_t> fibers_printed_alone(const Dump& dump, const TextOptions& options) {
+  std::vector<std::uint64_t> ids;
+  if (!groups_fibers(dump, options)) {
+    for (const Fiber& fiber : dump.fibers) ids.push_back(fiber.id);
+    return ids;
+  }
+  const GroupedFibers grouped = group_for_text(dump);
+  for (const FiberGroup& group : grouped.groups)
+    if (group.members.size() == 1) ids.push_back(group.members.front()->id);
+  for (const Fiber* fiber : grouped.with_notes) ids.push_back(fiber->id);
+  return ids;
+}
+
 std::string render_text(const Dump& dump, const TextOptions& options) {
   std::string out;
   append_header(out, dump);
-  const bool group = options.grouping == TextOptions::Grouping::on ||
-                     (options.grouping == TextOptions::Grouping::automatic && dump.fibers.size() > kAutoGroupFibers);
-  if (group) {
+  if (groups_fibers(dump, options)) {
     append_groups(out, dump);
   } else {
     for (const Fiber& fiber : dump.fibers) append_fiber(out, dump, fiber);

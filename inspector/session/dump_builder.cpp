@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <iterator>
 #include <map>
+#include <unordered_map>
 
 #include "fibers/capture_plan.h"
 #include "fibers/fiber_stacks.h"
@@ -11,7 +12,7 @@ namespace fiberscope::session {
 namespace {
 
 // Symbolizes unwound frames into `stack`, stopping at `max_depth` report frames (inlined ones included). The
-// frames are gathered in `scratch` (reused from stack to stack) so that each stack's vector is allocated once at
+// frames are gathered in `scratch` (reused from stack to stack) so that each stack's list is allocated once at
 // its exact size: with 100k fibers, spare capacity is hundreds of megabytes.
 void add_frames(report::Stack& stack, const std::vector<unwind::Frame>& frames, ModuleMap& modules,
                 const target::Memory& memory, std::size_t max_depth, bool with_args,
@@ -28,8 +29,68 @@ void add_frames(report::Stack& stack, const std::vector<unwind::Frame>& frames, 
       scratch.push_back(std::move(symbolized));
     }
   }
-  stack.frames.reserve(stack.frames.size() + scratch.size());
-  std::move(scratch.begin(), scratch.end(), std::back_inserter(stack.frames));
+  stack.frames = std::vector<report::Frame>(std::make_move_iterator(scratch.begin()),
+                                            std::make_move_iterator(scratch.end()));
+}
+
+// Without arguments a fiber's report frames depend on its unwound pcs alone, and fibers parked at the same place
+// have the same pcs: those share one symbolized FrameList (100k fibers over a handful of places cost a handful of
+// lists, not millions of frames). The key is every frame's pc, whether it is a return address, and its stack.
+class SharedFrames {
+ public:
+  // The frames for `unwound`, symbolized once per distinct key.
+  void add(report::Stack& stack, const std::vector<unwind::Frame>& unwound, ModuleMap& modules,
+           const target::Memory& memory, std::size_t max_depth, std::vector<report::Frame>& scratch) {
+    key_.clear();
+    for (const unwind::Frame& frame : unwound) {
+      const std::uint64_t pc = frame.pc.value();
+      const char tag = static_cast<char>((frame.pc_is_return_address ? 1 : 0) |
+                                         (static_cast<int>(frame.stack_kind) << 1));
+      key_.append(reinterpret_cast<const char*>(&pc), sizeof pc);
+      key_.push_back(tag);
+    }
+    if (auto it = lists_.find(key_); it != lists_.end()) {
+      stack.frames = it->second.frames;
+      stack.truncated |= it->second.truncated;
+      return;
+    }
+    report::Stack symbolized;
+    add_frames(symbolized, unwound, modules, memory, max_depth, false, std::nullopt, scratch);
+    stack.frames = symbolized.frames;
+    stack.truncated |= symbolized.truncated;
+    lists_.emplace(key_, Entry{std::move(symbolized.frames), symbolized.truncated});
+  }
+
+ private:
+  struct Entry {
+    report::FrameList frames;
+    bool truncated = false;
+  };
+  std::string key_;  // reused
+  std::unordered_map<std::string, Entry> lists_;
+};
+
+// One fiber's stack: unwound through its transitions, symbolized (with arguments, or shared when `shared` is
+// given), with why the walk stopped; problems go to `errors`.
+void build_fiber_stack(report::Fiber& fiber, const fibers::FiberRecord& record, const fibers::FiberTable& table,
+                       const target::Snapshot& snapshot, unwind::Unwinder& unwinder, ModuleMap& modules,
+                       std::size_t max_depth, SharedFrames* shared, std::vector<report::Frame>& scratch,
+                       std::vector<report::DumpError>& errors) {
+  const target::Memory& memory = *snapshot.memory;
+  fibers::FiberStack stack =
+      fibers::unwind_fiber(unwinder, record, table, snapshot.threads, memory, {.max_depth = max_depth});
+  fiber.stack = {};
+  if (shared) {
+    shared->add(fiber.stack, stack.frames, modules, memory, max_depth, scratch);
+  } else {
+    add_frames(fiber.stack, stack.frames, modules, memory, max_depth, true, std::nullopt, scratch);
+  }
+  fiber.stack.truncated |= stack.truncated;
+  if (!stack.complete && !stack.truncated) fiber.stack.stop_reason = stack.stop_message;
+  if (stack.frames.empty() && !stack.stop_message.empty())
+    errors.push_back({"fiber " + std::to_string(record.id) + ": " + stack.stop_message, record.id, {}});
+  for (const std::string& note : stack.notes)
+    errors.push_back({"fiber " + std::to_string(record.id) + ": " + note, record.id, {}});
 }
 
 const target::Mapping* mapping_containing(const target::Snapshot& snapshot, std::uint64_t address) {
@@ -53,6 +114,7 @@ report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTab
   const target::Memory& memory = *snapshot.memory;
   unwind::Unwinder unwinder(modules.cfi());
   std::vector<report::Frame> scratch;
+  SharedFrames shared;
 
   // Which thread runs which fiber, from the worker records.
   std::map<int, std::uint64_t> fiber_of_thread;
@@ -93,16 +155,8 @@ report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTab
         fiber.integrity = std::string(fibers::integrity_name(record.integrity));
       if (record.spawn_pc) fiber.created_by = modules.locate(record.spawn_pc);
 
-      fibers::FiberStack stack =
-          fibers::unwind_fiber(unwinder, record, *table, snapshot.threads, memory, {.max_depth = options.max_depth});
-      add_frames(fiber.stack, stack.frames, modules, memory, options.max_depth, options.fiber_args, std::nullopt,
-                 scratch);
-      fiber.stack.truncated |= stack.truncated;
-      if (!stack.complete && !stack.truncated) fiber.stack.stop_reason = stack.stop_message;
-      if (stack.frames.empty() && !stack.stop_message.empty())
-        dump.errors.push_back({"fiber " + std::to_string(record.id) + ": " + stack.stop_message, record.id, {}});
-      for (const std::string& note : stack.notes)
-        dump.errors.push_back({"fiber " + std::to_string(record.id) + ": " + note, record.id, {}});
+      build_fiber_stack(fiber, record, *table, snapshot, unwinder, modules, options.max_depth,
+                        options.fiber_args ? nullptr : &shared, scratch, dump.errors);
       dump.fibers.push_back(std::move(fiber));
     }
     if (options.only_fiber && dump.fibers.empty())
@@ -139,6 +193,27 @@ report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTab
     dump.threads.push_back(std::move(thread));
   }
   return dump;
+}
+
+
+void add_fiber_args(report::Dump& dump, std::span<const std::uint64_t> fiber_ids, const target::Snapshot& snapshot,
+                    const fibers::FiberTable* table, ModuleMap& modules, const BuildOptions& options) {
+  if (!table || fiber_ids.empty()) return;
+  std::unordered_map<std::uint64_t, const fibers::FiberRecord*> record_of;
+  for (const fibers::FiberRecord& record : table->fibers)
+    if (record.is_live()) record_of.emplace(record.id, &record);
+  std::unordered_map<std::uint64_t, report::Fiber*> fiber_of;
+  for (report::Fiber& fiber : dump.fibers) fiber_of.emplace(fiber.id, &fiber);
+  unwind::Unwinder unwinder(modules.cfi());
+  std::vector<report::Frame> scratch;
+  std::vector<report::DumpError> repeated;  // build_dump reported these already
+  for (std::uint64_t id : fiber_ids) {
+    auto record = record_of.find(id);
+    auto fiber = fiber_of.find(id);
+    if (record == record_of.end() || fiber == fiber_of.end()) continue;
+    build_fiber_stack(*fiber->second, *record->second, *table, snapshot, unwinder, modules, options.max_depth,
+                      nullptr, scratch, repeated);
+  }
 }
 
 }  // namespace fiberscope::session

@@ -1,6 +1,6 @@
 // fiber_states: fibers parked in every state with known call chains and argument values, for `fiberscope dump`.
 //
-//   fiber_states [--corrupt=magic|records|cycle]
+//   fiber_states [--corrupt=magic|records|cycle] [--sleepers=N]
 //
 // Fibers (names and chains are what the tests expect):
 //   "chan-waiter"   chan_level_one(depth=7) -> chan_level_two(depth=7, tag=4660) -> Channel::recv   [chan receive]
@@ -10,6 +10,8 @@
 //   "runner"        runner_level_one(marker=99) -> poll(2) called directly: the fiber stays running  [running]
 //   "nested-ffi"    ffi_level_one -> foreign_call(c_outer) -> c_call_back -> fiber_callback -> ffi_callback
 //                   -> foreign_call(c_block_in_poll)                                               [foreign]
+// --sleepers=N adds N fibers "sleeper-1".."sleeper-N" parked like "sleeper", with seconds=3601..3600+N (same
+// frames, different arguments).
 // Prints READY when all are in place, then blocks. --corrupt damages the fiber table after READY's line
 // (and prints CORRUPTED): a bad magic, garbage in some records, or a cyclic transition chain.
 #include <poll.h>
@@ -18,6 +20,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -129,8 +132,11 @@ void corrupt(const std::string& how) {
 
 int main(int argc, char** argv) {
   std::string corruption;
-  for (int i = 1; i < argc; ++i)
+  int sleepers = 0;
+  for (int i = 1; i < argc; ++i) {
     if (std::strncmp(argv[i], "--corrupt=", 10) == 0) corruption = argv[i] + 10;
+    if (std::strncmp(argv[i], "--sleepers=", 11) == 0) sleepers = std::atoi(argv[i] + 11);
+  }
   if (::pipe(never_readable) != 0) return 1;
   fiber::Options options;
   options.workers = 4;
@@ -147,7 +153,9 @@ int main(int argc, char** argv) {
         fiber::spawn([] { sink = syscall_level_one(never_readable[0]); }, "syscaller");
         fiber::spawn([] { sink = runner_level_one(99); }, "runner");
         fiber::spawn([] { sink = ffi_level_one(never_readable[0]); }, "nested-ffi");
-        while (parked.load(std::memory_order_acquire) < 6) fiber::sleep_for(std::chrono::milliseconds(2));
+        for (int k = 1; k <= sleepers; ++k)
+          fiber::spawn([k] { sleep_outer(3600 + k); }, "sleeper-" + std::to_string(k));
+        while (parked.load(std::memory_order_acquire) < 6 + sleepers) fiber::sleep_for(std::chrono::milliseconds(2));
         fiber::sleep_for(std::chrono::milliseconds(20));  // let the last ones reach their blocking call
         std::printf("READY\n");
         std::fflush(stdout);

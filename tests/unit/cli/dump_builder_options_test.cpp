@@ -2,6 +2,9 @@
 // and every frame (the same functions in the same order), only the arguments are left out; threads keep theirs.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
+#include "report/text_reporter.h"
 #include "session/inspection.h"
 #include "target/test_process.h"
 
@@ -45,4 +48,79 @@ TEST_CASE("a dump built without fiber arguments has the same fibers and frames, 
     REQUIRE(full.size() == lean.size());
     for (std::size_t k = 0; k < full.size(); ++k) CHECK(full[k].args_known == lean[k].args_known);
   }
+}
+
+namespace {
+
+// A fiber's frames as text: function, line and pc of each.
+std::string frame_text(const report::Fiber& fiber) {
+  std::string text;
+  for (const report::Frame& frame : fiber.stack.frames)
+    text += frame.function + ":" + std::to_string(frame.line) + "@" + std::to_string(frame.pc) + "\n";
+  return text;
+}
+
+// A fiber's arguments as text, frame by frame.
+std::string argument_text(const report::Fiber& fiber) {
+  std::string text;
+  for (const report::Frame& frame : fiber.stack.frames) {
+    text += frame.args_known ? "(" : "(?";
+    for (const report::Argument& arg : frame.args) text += report::format_argument(arg) + ",";
+    text += ")";
+  }
+  return text;
+}
+
+}  // namespace
+
+TEST_CASE("without fiber arguments, fibers parked at the same place share one frame list, and add_fiber_args "
+          "gives chosen fibers the arguments of a full build") {
+  TestProcess target({bin("fiber_states_O0"), "--sleepers=5"});
+  REQUIRE(target.wait_for("READY"));
+  auto inspection = session::inspect_live(target.pid(), {.stop = true});
+  REQUIRE(inspection);
+  const report::Dump full = session::build_dump(*inspection, {});
+  session::BuildOptions lean_options;
+  lean_options.fiber_args = false;
+  report::Dump lean = session::build_dump(*inspection, lean_options);
+  REQUIRE(full.fibers.size() == lean.fibers.size());
+
+  // Same frames <=> one shared list. The five extra sleepers run the same code (the runtime may park them through
+  // either of its two switch paths, so they make one or two lists); "sleeper" has a lambda of its own.
+  std::size_t sharing_pairs = 0;
+  for (std::size_t i = 0; i < lean.fibers.size(); ++i) {
+    for (std::size_t j = i + 1; j < lean.fibers.size(); ++j) {
+      const report::Fiber& a = lean.fibers[i];
+      const report::Fiber& b = lean.fibers[j];
+      INFO(a.name << " and " << b.name);
+      const bool shared = a.stack.frames.shares_with(b.stack.frames);
+      CHECK((frame_text(a) == frame_text(b)) == shared);
+      if (shared) {
+        CHECK(a.name.starts_with("sleeper-"));
+        ++sharing_pairs;
+      }
+    }
+  }
+  CHECK(sharing_pairs >= 4);  // five fibers over at most two lists: at least 3+1 pairs
+
+  // Arguments back for two sleepers and the channel waiter: what a full build has; the others stay lean.
+  std::vector<std::uint64_t> chosen;
+  for (const report::Fiber& fiber : lean.fibers)
+    if (fiber.name == "sleeper-2" || fiber.name == "sleeper-4" || fiber.name == "chan-waiter") chosen.push_back(fiber.id);
+  REQUIRE(chosen.size() == 3);
+  session::add_fiber_args(lean, chosen, inspection->snapshot, &*inspection->table, *inspection->modules, lean_options);
+  for (std::size_t i = 0; i < lean.fibers.size(); ++i) {
+    const bool is_chosen = std::find(chosen.begin(), chosen.end(), lean.fibers[i].id) != chosen.end();
+    INFO(lean.fibers[i].name);
+    CHECK(frame_text(lean.fibers[i]) == frame_text(full.fibers[i]));
+    if (is_chosen) {
+      CHECK(argument_text(lean.fibers[i]) == argument_text(full.fibers[i]));
+    } else {
+      CHECK(argument_text(lean.fibers[i]).find("=") == std::string::npos);
+    }
+  }
+  const auto sleeper_4 = std::find_if(lean.fibers.begin(), lean.fibers.end(),
+                                      [](const report::Fiber& fiber) { return fiber.name == "sleeper-4"; });
+  REQUIRE(sleeper_4 != lean.fibers.end());
+  CHECK(argument_text(*sleeper_4).find("seconds=3604") != std::string::npos);
 }

@@ -283,3 +283,30 @@ TEST_CASE("the fiberscope executable explains itself and its exit codes") {
   CHECK(bad_code == 2);
   CHECK(has(bad, "unknown command"));
 }
+
+TEST_CASE("grouped text collapses fibers parked at one place and still prints the arguments of fibers shown alone") {
+  TestProcess target({bin("fiber_states_O0"), "--sleepers=5"});
+  REQUIRE(target.wait_for("READY"));
+  DumpOptions grouped;
+  grouped.grouping = report::TextOptions::Grouping::on;
+  DumpRun text = dump(target.pid(), grouped);
+  INFO(text.out);
+  CHECK(text.exit_code == kExitClean);
+  // The five "sleeper-N" run the same code: grouped (the runtime parks through one of two switch paths, so one
+  // or two groups), and one left alone in its group still gets its arguments.
+  CHECK(std::regex_search(text.out, std::regex(R"(\n[2-5] fibers \[sleep\]: [0-9, -]+\n)")));
+  for (int k = 1; k <= 5; ++k) {
+    const std::string entry = fiber_entry(text.out, "sleeper-" + std::to_string(k));
+    CHECK((entry.empty() || has(entry, "sleep_outer(seconds=360" + std::to_string(k) + ")")));
+  }
+  const std::string waiter = fiber_entry(text.out, "chan-waiter");
+  CHECK(has(waiter, "chan_level_two(depth=7, tag=4660)"));
+  CHECK(has(fiber_entry(text.out, "mutex-waiter"), "mutex_level_one(id=42)"));
+
+  // Ungrouped, every sleeper has its own argument.
+  DumpRun each = dump(target.pid(), ungrouped());
+  CHECK(has(fiber_entry(each.out, "sleeper-3"), "sleep_outer(seconds=3603)"));
+
+  DumpRun folded = dump(target.pid(), with_format(DumpOptions::Format::folded));
+  CHECK(std::regex_search(folded.out, std::regex(R"(sleep_outer[^\n]* [2-5]\n)")));
+}

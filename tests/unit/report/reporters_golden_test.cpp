@@ -70,9 +70,9 @@ Dump sample_dump() {
       with_args(frame(0x403000, "crunch", "/src/math.cpp", 10, StackKind::fiber),
                 {{"n", "", Argument::Status::error, "memory at 0x10 unreadable"}}),
   };
-  worker.stack.frames[0].inlined = true;
+  worker.stack.frames.mutable_at(0).inlined = true;
   worker.stack.frames.push_back(frame(0x7f00000abc, "", "", 0, StackKind::fiber));
-  worker.stack.frames.back().module = "libfoo.so";
+  worker.stack.frames.mutable_back().module = "libfoo.so";
   worker.stack.truncated = true;
   dump.fibers.push_back(worker);
 
@@ -100,7 +100,7 @@ Dump sample_dump() {
                 {}),
       with_args(frame(0x405100, "main", "/src/main.cpp", 5, StackKind::thread), {}),
   };
-  main_thread.stack.frames[0].module = "libc.so.6";
+  main_thread.stack.frames.mutable_at(0).module = "libc.so.6";
   dump.threads.push_back(main_thread);
   Thread worker_thread;
   worker_thread.tid = 4243;
@@ -134,7 +134,7 @@ Dump crowded_dump() {
                                        StackKind::fiber));
     fiber.stack.frames.push_back(frame(0x2000 + id, id == 150 ? "odd_one" : "work", "/src/a.cpp", 2,
                                        StackKind::fiber));
-    fiber.stack.frames.back().line = static_cast<unsigned>(id);  // lines differ; the function sequence groups
+    fiber.stack.frames.mutable_back().line = static_cast<unsigned>(id);  // lines differ; the function sequence groups
     dump.fibers.push_back(fiber);
   }
   return dump;

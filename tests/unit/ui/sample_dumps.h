@@ -63,8 +63,8 @@ inline report::Dump small_server() {
                                  {{"fd", "7", Argument::Status::ok, ""},
                                   {"buf", "0x7f0012345000", Argument::Status::ok, ""}}),
                        frame(0x402500, "fiberscope_fiber_start", "", 0)});
-  reader.stack.frames[0].module = "libc.so.6";
-  reader.stack.frames[0].stack = StackKind::system;
+  reader.stack.frames.mutable_at(0).module = "libc.so.6";
+  reader.stack.frames.mutable_at(0).stack = StackKind::system;
   reader.thread = 4244;
   dump.fibers.push_back(reader);
   auto hasher = fiber(18, "hash-worker-0", "running", "", 12,
@@ -89,7 +89,7 @@ inline report::Dump small_server() {
                          frame(0x405200, "fiber::foreign_call<long>", "/src/runtime/foreign.h", 30),
                          with_args(frame(0x405300, "resolve(char const*)", "/src/dns.cpp", 12),
                                    {{"host", "\"example.org\"", Argument::Status::ok, ""}})});
-  resolver.stack.frames[0].module = "libc.so.6";
+  resolver.stack.frames.mutable_at(0).module = "libc.so.6";
   resolver.thread = 4245;
   dump.fibers.push_back(resolver);
   auto fresh = fiber(23, "batch-part-2", "runnable", "", 0,
