@@ -40,7 +40,11 @@ const char* const kDumpHelp =
     "then file:line and the stack the frame lives on: fiber or system), and where it was created. Threads that\n"
     "run no fiber are listed with their own stacks. A process not built on the fiberscope runtime still gets all\n"
     "its thread stacks. The target is stopped only while its registers, fiber table and stacks are copied (the\n"
-    "pause is printed), then released before anything is unwound.\n"
+    "pause is printed), then released before anything is unwound. To keep that pause short, the stacks of\n"
+    "parked fibers are copied just before the stop, and inside it only the fibers that ran meanwhile are copied\n"
+    "again (the fiber's seqlock says whether it did): every frame shown is the fiber's frame at the stop, but a\n"
+    "local that another fiber writes into a parked fiber's stack (a wait node, a value handed over) may show an\n"
+    "older value. --exact-stacks copies every stack inside the pause instead.\n"
     "\n"
     "options:\n"
     "  --format text|json|folded  output format (default text). json: schema in docs/json-schema.md;\n"
@@ -50,6 +54,8 @@ const char* const kDumpHelp =
     "  --no-group                 never collapse\n"
     "  --no-stop                  never stop the target: read it while it runs; records changing under the\n"
     "                             reader are marked torn, registers of running threads may be missing\n"
+    "  --exact-stacks             copy every stack while the target is stopped (a longer pause: about 1 ms per\n"
+    "                             1000 parked fibers), so that every byte of every stack is from the stop\n"
     "  --fiber ID                 only the fiber with this id\n"
     "  --depth N                  at most N frames per stack (default 1024)\n"
     "  --core FILE                dump a core file instead of a process: the same output; the thread that crashed\n"
@@ -95,6 +101,8 @@ Result<DumpOptions> parse_dump_arguments(const std::vector<std::string>& argumen
       options.grouping = report::TextOptions::Grouping::off;
     } else if (args.is("--no-stop")) {
       options.stop = false;
+    } else if (args.is("--exact-stacks")) {
+      options.exact_stacks = true;
     } else if (args.is("--fiber")) {
       auto id = args.number<std::uint64_t>("a fiber id (a positive number)");
       if (!id) return std::unexpected(id.error());
@@ -112,8 +120,11 @@ Result<DumpOptions> parse_dump_arguments(const std::vector<std::string>& argumen
   if (options.core_path) {
     if (pid) return fail("give a PID or --core FILE, not both");
     if (!options.stop) return fail("--no-stop is for live processes, not --core");
+    if (options.exact_stacks) return fail("--exact-stacks is for live processes, not --core");
     return options;
   }
+  if (!options.stop && options.exact_stacks)
+    return fail("--exact-stacks and --no-stop exclude each other (--no-stop never stops the target)");
   if (!options.exe_path.empty() || !options.sysroot.empty()) return fail("--exe and --sysroot go with --core FILE");
   if (!pid) return fail("missing PID (usage: fiberscope dump PID [options])");
   options.pid = *pid;
@@ -127,7 +138,7 @@ int run_dump(const DumpOptions& options, std::string& out, std::string& err) {
   };
   auto inspection = options.core_path ? session::inspect_core(*options.core_path,
                                                               {.exe = options.exe_path, .sysroot = options.sysroot})
-                                      : session::inspect_live(options.pid, {.stop = options.stop});
+                                      : session::inspect_live(options.pid, {.stop = options.stop, .exact_stacks = options.exact_stacks});
   if (!inspection) return error_exit(inspection.error().message);
   // Grouped text and folded stacks print no arguments for most fibers: the dump is built without them (fibers
   // parked at the same place then share their frames), and text gets them back for the fibers it prints alone.

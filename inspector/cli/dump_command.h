@@ -26,6 +26,7 @@ struct DumpOptions {
   enum class Format : std::uint8_t { text, json, folded } format = Format::text;
   report::TextOptions::Grouping grouping = report::TextOptions::Grouping::automatic;
   bool stop = true;
+  bool exact_stacks = false;             // --exact-stacks: copy every stack inside the pause
   std::optional<std::uint64_t> only_fiber;
   std::size_t max_depth = 1024;
   std::optional<std::string> core_path;  // --core FILE: dump a core file instead of a process

@@ -13,13 +13,22 @@ using target::RemoteAddress;
 using target::ThreadState;
 
 // [sp - red zone, hi), keeping the innermost max_bytes.
-AddressRange used_part(std::uint64_t sp, std::uint64_t lo, std::uint64_t hi, const PlanOptions& options) {
-  std::uint64_t start = sp >= lo + options.red_zone_bytes ? sp - options.red_zone_bytes : lo;
+AddressRange used_part(std::uint64_t sp, std::uint64_t lo, std::uint64_t hi, const PlanOptions& options,
+                       std::uint64_t red_zone_bytes) {
+  std::uint64_t start = sp >= lo + red_zone_bytes ? sp - red_zone_bytes : lo;
   start = std::max(start, lo);
   std::uint64_t end = hi;
   if (end > start && end - start > options.max_stack_bytes) end = start + options.max_stack_bytes;
   return AddressRange{RemoteAddress(start), RemoteAddress(end)};
 }
+
+AddressRange used_part(std::uint64_t sp, std::uint64_t lo, std::uint64_t hi, const PlanOptions& options) {
+  return used_part(sp, lo, hi, options, options.red_zone_bytes);
+}
+
+// Runnable and waiting fibers sit where a switch left them: their lowest sp was saved by a call (the switch, or a
+// transition's trampoline), so the System V red zone below it holds nothing live.
+bool is_parked(FiberState state) { return state == FiberState::runnable || state == FiberState::waiting; }
 
 const Mapping* mapping_containing(const std::vector<Mapping>& mappings, std::uint64_t address) {
   for (const Mapping& mapping : mappings)
@@ -84,6 +93,36 @@ std::optional<std::uint64_t> lowest_known_sp(const FiberRecord& fiber, const Fib
   return lowest;
 }
 
+std::optional<AddressRange> parked_stack_part(std::uint64_t sp, AddressRange stack, const PlanOptions& options) {
+  if (stack.empty() || sp < stack.start.value() || sp > stack.end.value()) return std::nullopt;
+  return used_part(sp, stack.start.value(), stack.end.value(), options, 0);
+}
+
+StackPrecopyPlan plan_stack_precopy(const StackScan& scan, const PlanOptions& options) {
+  // A stack claiming more than read_fiber_table accepts is refused there; no point copying it.
+  const std::uint64_t max_stack_span = ReadOptions{}.max_stack_bytes;
+  StackPrecopyPlan plan;
+  plan.table_ranges = scan.table_ranges;
+  for (const StackView& view : scan.fibers) {
+    if (view.state == FiberState::free || view.state == FiberState::dead) continue;
+    ++plan.live_fibers;
+    if ((view.sequence & 1) || !is_parked(view.state) || view.has_transitions) continue;
+    if (view.stack.end <= view.stack.start || view.stack.size_bytes() > max_stack_span) continue;
+    if (auto used = parked_stack_part(view.context_sp, view.stack, options); used && !used->empty())
+      plan.stacks.push_back(ParkedStack{view.record, view.sequence, *used});
+  }
+  std::sort(plan.stacks.begin(), plan.stacks.end(),
+            [](const ParkedStack& a, const ParkedStack& b) { return a.record < b.record; });
+  return plan;
+}
+
+bool precopy_still_valid(const ParkedStack& before, const StackView& now, const PlanOptions& options) {
+  if (now.record != before.record || now.sequence != before.sequence || (now.sequence & 1)) return false;
+  if (!is_parked(now.state) || now.has_transitions) return false;
+  auto used = parked_stack_part(now.context_sp, now.stack, options);
+  return used && used->start == before.used.start && used->end == before.used.end;
+}
+
 std::vector<AddressRange> plan_regions(const FiberTable* table, const std::vector<ThreadState>& threads,
                                        const std::vector<Mapping>& mappings, const PlanOptions& options) {
   std::vector<AddressRange> ranges;
@@ -105,7 +144,8 @@ std::vector<AddressRange> plan_regions(const FiberTable* table, const std::vecto
   for (const FiberRecord& fiber : table->fibers) {
     if (!fiber.is_live()) continue;
     if (auto sp = lowest_known_sp(fiber, *table, threads)) {
-      ranges.push_back(used_part(*sp, fiber.stack.start.value(), fiber.stack.end.value(), options));
+      ranges.push_back(used_part(*sp, fiber.stack.start.value(), fiber.stack.end.value(), options,
+                                 is_parked(fiber.state) ? 0 : options.red_zone_bytes));
     } else {
       // Nothing says where the used part starts: take the top of the stack, where the outer frames are.
       const std::uint64_t hi = fiber.stack.end.value();

@@ -70,10 +70,15 @@ Integrity reread_until_consistent(const Memory& memory, RemoteAddress address, s
 // unreadable record comes with empty bytes). Broken chunks end the walk with an error; nothing here trusts
 // `next`, `capacity`, `used` or `record_size`. Records are visited straight out of one bulk copy per chunk: with
 // the target stopped this runs inside the pause, so it allocates nothing per record.
+// Records a chunk may gain between a scan before a stop and the stop itself; only the last chunk grows, and this
+// bounds what a hostile `capacity` can make a capture copy.
+constexpr std::uint64_t kChunkGrowthBytes = 64u << 10;
+
 template <class Visit>
 void walk_chunks(const Memory& memory, RemoteAddress first_chunk, std::uint32_t chunk_header_size,
                  const ListSpec& spec, const ReadOptions& options, std::vector<TableError>& errors,
-                 std::vector<AddressRange>& chunk_ranges, Visit&& visit) {
+                 std::vector<AddressRange>& chunk_ranges, Visit&& visit,
+                 std::vector<AddressRange>* growing_chunk_ranges = nullptr) {
   std::size_t records_seen = 0;
   std::unordered_set<std::uint64_t> visited;
   auto chunk_error = [&](std::size_t chunk_number, RemoteAddress at, std::string message) {
@@ -141,6 +146,12 @@ void walk_chunks(const Memory& memory, RemoteAddress first_chunk, std::uint32_t 
     }
 
     chunk_ranges.push_back(AddressRange{chunk_address, *records_start + bytes_total});
+    if (growing_chunk_ranges) {
+      const std::uint64_t capacity_bytes = std::uint64_t{header->capacity} * spec.record_size;
+      const std::uint64_t room = std::min(capacity_bytes, bytes_total + kChunkGrowthBytes);
+      if (records_start->checked_add(room))
+        growing_chunk_ranges->push_back(AddressRange{chunk_address, *records_start + room});
+    }
 
     bool have_bulk = false;
     if (bytes_total > 0 && bytes_total <= kMaxBulkChunkBytes) {
@@ -203,6 +214,49 @@ void walk_chunks(const Memory& memory, RemoteAddress first_chunk, std::uint32_t 
     }
     chunk_address = next;
   }
+}
+
+StackView stack_view_of(const RawRecord& raw) {
+  auto abi = decode<fiberscope_fiber>(raw.bytes);
+  StackView view;
+  view.record = raw.address;
+  view.sequence = abi.seq;
+  view.state = abi.state < FIBERSCOPE_FIBER_STATE_COUNT ? static_cast<FiberState>(abi.state) : FiberState::free;
+  view.stack = AddressRange{RemoteAddress(abi.stack_lo), RemoteAddress(abi.stack_hi)};
+  view.context_sp = abi.context.sp;
+  view.has_transitions = abi.transition_top != 0 || abi.foreign_depth != 0;
+  return view;
+}
+
+// The checks every reader of the table makes before trusting the root.
+Result<fiberscope_debug_root> read_root(const Memory& memory, RemoteAddress root) {
+  auto abi_root = memory.read_object<fiberscope_debug_root>(root);
+  if (!abi_root) return fail("fiber table root at ", root.to_string(), " unreadable: ", abi_root.error().message);
+  if (abi_root->magic != FIBERSCOPE_DEBUG_MAGIC)
+    return fail("fiber table root at ", root.to_string(), ": bad magic ", hex(abi_root->magic), " (expected ",
+                hex(FIBERSCOPE_DEBUG_MAGIC), ")");
+  if (abi_root->abi_version != FIBERSCOPE_DEBUG_ABI_VERSION)
+    return fail("debug ABI version mismatch: target publishes version ", std::to_string(abi_root->abi_version),
+                ", this fiberscope reads version ", std::to_string(FIBERSCOPE_DEBUG_ABI_VERSION));
+  struct SizeCheck {
+    const char* field;
+    std::uint32_t actual;
+    std::size_t expected;
+  };
+  for (const SizeCheck& check : {SizeCheck{"root_size", abi_root->root_size, sizeof(fiberscope_debug_root)},
+                                 SizeCheck{"fiber_record_size", abi_root->fiber_record_size, sizeof(fiberscope_fiber)},
+                                 SizeCheck{"worker_record_size", abi_root->worker_record_size,
+                                           sizeof(fiberscope_worker)},
+                                 SizeCheck{"transition_record_size", abi_root->transition_record_size,
+                                           sizeof(fiberscope_transition)},
+                                 SizeCheck{"chunk_header_size", abi_root->chunk_header_size,
+                                           sizeof(fiberscope_chunk)}}) {
+    if (check.actual != check.expected)
+      return fail("debug ABI mismatch (version ", std::to_string(abi_root->abi_version), "): target's ",
+                  check.field, " is ", std::to_string(check.actual), ", this fiberscope expects ",
+                  std::to_string(check.expected));
+  }
+  return *abi_root;
 }
 
 std::string record_prefix(const char* what, std::size_t index, RemoteAddress address) {
@@ -396,32 +450,8 @@ const FiberRecord* FiberTable::fiber_by_id(std::uint64_t id) const {
 }
 
 Result<FiberTable> read_fiber_table(const Memory& memory, RemoteAddress root, const ReadOptions& options) {
-  auto abi_root = memory.read_object<fiberscope_debug_root>(root);
-  if (!abi_root) return fail("fiber table root at ", root.to_string(), " unreadable: ", abi_root.error().message);
-  if (abi_root->magic != FIBERSCOPE_DEBUG_MAGIC)
-    return fail("fiber table root at ", root.to_string(), ": bad magic ", hex(abi_root->magic), " (expected ",
-                hex(FIBERSCOPE_DEBUG_MAGIC), ")");
-  if (abi_root->abi_version != FIBERSCOPE_DEBUG_ABI_VERSION)
-    return fail("debug ABI version mismatch: target publishes version ", std::to_string(abi_root->abi_version),
-                ", this fiberscope reads version ", std::to_string(FIBERSCOPE_DEBUG_ABI_VERSION));
-  struct SizeCheck {
-    const char* field;
-    std::uint32_t actual;
-    std::size_t expected;
-  };
-  for (const SizeCheck& check : {SizeCheck{"root_size", abi_root->root_size, sizeof(fiberscope_debug_root)},
-                                 SizeCheck{"fiber_record_size", abi_root->fiber_record_size, sizeof(fiberscope_fiber)},
-                                 SizeCheck{"worker_record_size", abi_root->worker_record_size,
-                                           sizeof(fiberscope_worker)},
-                                 SizeCheck{"transition_record_size", abi_root->transition_record_size,
-                                           sizeof(fiberscope_transition)},
-                                 SizeCheck{"chunk_header_size", abi_root->chunk_header_size,
-                                           sizeof(fiberscope_chunk)}}) {
-    if (check.actual != check.expected)
-      return fail("debug ABI mismatch (version ", std::to_string(abi_root->abi_version), "): target's ",
-                  check.field, " is ", std::to_string(check.actual), ", this fiberscope expects ",
-                  std::to_string(check.expected));
-  }
+  auto abi_root = read_root(memory, root);
+  if (!abi_root) return std::unexpected(abi_root.error());
 
   FiberTable table;
   table.root_address = root;
@@ -453,6 +483,7 @@ Result<FiberTable> read_fiber_table(const Memory& memory, RemoteAddress root, co
   walk_chunks(memory, RemoteAddress(abi_root->fiber_chunks), abi_root->chunk_header_size, fiber_list, options,
               table.errors, table.chunk_ranges, [&](const RawRecord& raw) {
                 if (raw.bytes.empty()) return;
+                if (options.leave_out && options.leave_out(stack_view_of(raw))) return;
                 auto fiber = decode_fiber(raw, options, table.errors);
                 if (!fiber) return;
                 if (fiber->is_live() && !fiber->transition_top.is_null())
@@ -460,6 +491,35 @@ Result<FiberTable> read_fiber_table(const Memory& memory, RemoteAddress root, co
                 table.fibers.push_back(std::move(*fiber));
               });
   return table;
+}
+
+Result<StackScan> scan_fiber_stacks(const Memory& memory, RemoteAddress root, const ReadOptions& options) {
+  auto abi_root = read_root(memory, root);
+  if (!abi_root) return std::unexpected(abi_root.error());
+  StackScan scan;
+  scan.table_ranges.push_back(AddressRange{root, root + sizeof(fiberscope_debug_root)});
+  // Errors are read_fiber_table's to report (it reads the same table again inside the stop); the walk's own caps
+  // and checks still apply.
+  std::vector<TableError> ignored_errors;
+  std::vector<AddressRange> used_ranges;
+  ReadOptions as_is = options;
+  as_is.target_stopped = true;  // one read per chunk: trust is decided by whoever uses the views
+  const ListSpec worker_list{TableError::Where::worker_chunk, TableError::Where::worker_record, "worker",
+                             abi_root->worker_record_size, options.max_worker_records};
+  walk_chunks(memory, RemoteAddress(abi_root->worker_chunks), abi_root->chunk_header_size, worker_list, as_is,
+              ignored_errors, used_ranges, [](const RawRecord&) {}, &scan.table_ranges);
+  const ListSpec fiber_list{TableError::Where::fiber_chunk, TableError::Where::fiber_record, "fiber",
+                            abi_root->fiber_record_size, options.max_fiber_records};
+  constexpr std::uint64_t kMaxReservedFibers = 1u << 18;
+  scan.fibers.reserve(static_cast<std::size_t>(
+      std::min<std::uint64_t>({abi_root->fibers_live + 16, options.max_fiber_records, kMaxReservedFibers})));
+  walk_chunks(memory, RemoteAddress(abi_root->fiber_chunks), abi_root->chunk_header_size, fiber_list, as_is,
+              ignored_errors, used_ranges, [&](const RawRecord& raw) {
+                if (raw.bytes.empty()) return;
+                StackView view = stack_view_of(raw);
+                if (view.state != FiberState::free) scan.fibers.push_back(view);
+              }, &scan.table_ranges);
+  return scan;
 }
 
 }  // namespace fiberscope::fibers

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -128,6 +129,17 @@ struct FiberTable {
   const FiberRecord* fiber_by_id(std::uint64_t id) const;
 };
 
+// What a fiber record says about its stack, decoded without the rest (name, transitions): enough to copy a parked
+// fiber's stack before a stop, and to tell inside the stop whether that copy still holds (fibers/stack_precopy.h).
+struct StackView {
+  target::RemoteAddress record;     // address of the record
+  std::uint64_t sequence = 0;       // its seqlock value
+  FiberState state = FiberState::free;
+  target::AddressRange stack;       // [stack_lo, stack_hi) as published (not validated)
+  std::uint64_t context_sp = 0;     // the saved context's sp
+  bool has_transitions = false;     // transition_top or foreign_depth set: stacks cross, never pre-copied
+};
+
 // Caps on what a hostile table can make the reader do.
 struct ReadOptions {
   bool target_stopped = true;          // false: the target runs (--no-stop), torn records are retried
@@ -138,11 +150,26 @@ struct ReadOptions {
   std::uint32_t max_chunk_capacity = 1u << 20;
   std::size_t max_transition_depth = 64;
   std::uint64_t max_stack_bytes = 1ull << 30;  // a fiber stack claiming more is invalid
+  // Fiber records for which this returns true are not decoded into FiberTable::fibers (nor checked): the capture's
+  // planner leaves out fibers whose stacks were copied before the stop and reads the whole table after it.
+  std::function<bool(const StackView&)> leave_out = nullptr;
 };
 
 // Reads the table whose root is at `root`. Fails only when the root is unusable; bad chunks, records and
 // transition chains become entries of FiberTable::errors.
 Result<FiberTable> read_fiber_table(const target::Memory& memory, target::RemoteAddress root,
+                                    const ReadOptions& options = {});
+
+// The table's memory and its fiber records' stack views, without decoding the records: what a capture needs to
+// copy parked fibers' stacks before stopping the target.
+struct StackScan {
+  std::vector<StackView> fibers;                   // every used record with a fiber state, table order
+  std::vector<target::AddressRange> table_ranges;  // the root and every chunk, with room for records added since
+};
+
+// Reads the table at `root` once, as is (no seqlock retries: whoever uses a view decides whether to trust it).
+// Fails, like read_fiber_table, only when the root is unusable; bad chunks end the walk early.
+Result<StackScan> scan_fiber_stacks(const target::Memory& memory, target::RemoteAddress root,
                                     const ReadOptions& options = {});
 
 // For a table read from a running target (--no-stop): marks `changed` every consistent fiber record whose seqlock

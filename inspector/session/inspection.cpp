@@ -3,6 +3,9 @@
 #include <signal.h>
 #include <string.h>
 
+#include <algorithm>
+#include <chrono>
+
 #include "base/hex.h"
 #include "fibers/capture_plan.h"
 #include "target/core_file.h"
@@ -100,19 +103,68 @@ Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
   }
   auto root = load_modules(inspection, *mappings, target::exe_path(pid).value_or(""), options.cache);
 
-  // The table is read from the stopped target itself (where its seqlocks mean something); what it says decides
-  // which stacks get copied.
-  auto planner = [&](const target::Memory& live, const std::vector<target::ThreadState>& threads) {
-    if (root) read_table(inspection, live, *root, options.stop);
-    return fibers::plan_regions(inspection.table ? &*inspection.table : nullptr, threads, *mappings);
-  };
   // Before the stop: the maps just read are reused, and the copy's memory is sized from the running target's
   // fiber count and faulted in now rather than inside the pause.
   target::CaptureOptions capture{.stop = options.stop, .mappings = &*mappings};
-  if (root) capture.expected_copy_bytes = fibers::expected_copy_bytes(target::ProcessMemory(pid), *root);
+  fibers::StackPrecopyPlan precopy_plan;
+  target::Precopy precopy;
+  const bool precopying = options.stop && !options.exact_stacks && root;
+  if (precopying) {
+    // Parked fibers' stacks now, while the target runs; the table itself is copied first thing inside the pause.
+    using Clock = std::chrono::steady_clock;
+    const auto scan_start = Clock::now();
+    auto scan = fibers::scan_fiber_stacks(target::ProcessMemory(pid), *root);
+    if (scan) precopy_plan = fibers::plan_stack_precopy(*scan);
+    const auto copy_start = Clock::now();
+    std::vector<target::AddressRange> stack_ranges;
+    stack_ranges.reserve(precopy_plan.stacks.size());
+    for (const fibers::ParkedStack& parked : precopy_plan.stacks) stack_ranges.push_back(parked.used);
+    precopy = target::Precopy::copy(pid, std::move(stack_ranges), *mappings, capture.max_total_bytes);
+    inspection.precopy = PrecopyStats{.stacks_planned = precopy_plan.stacks.size(),
+                                      .bytes_copied = precopy.copied_bytes(),
+                                      .scan_ms = std::chrono::duration<double, std::milli>(copy_start - scan_start).count(),
+                                      .copy_ms = std::chrono::duration<double, std::milli>(Clock::now() - copy_start).count()};
+    capture.copy_first = precopy_plan.table_ranges;
+    capture.precopy = &precopy;
+    // Inside the pause only the other fibers' stacks and the threads' are copied (the table has its own arena).
+    constexpr std::uint64_t kReservedPerOtherFiber = 2048;
+    constexpr std::uint64_t kReservedForThreads = 1u << 20;
+    const std::uint64_t others = precopy_plan.live_fibers - std::min(precopy_plan.live_fibers, precopy.size());
+    capture.expected_copy_bytes = others * kReservedPerOtherFiber + kReservedForThreads;
+  } else if (root) {
+    capture.expected_copy_bytes = fibers::expected_copy_bytes(target::ProcessMemory(pid), *root);
+  }
+
+  // The table is read from the stopped target itself (where its seqlocks mean something); what it says decides
+  // which stacks get copied. With a pre-copy, fibers whose copies still hold are left out of that read (they need
+  // no plan), and the whole table is decoded after the pause from the snapshot, like a core's.
+  auto planner = [&](const target::Memory& live, const std::vector<target::ThreadState>& threads) {
+    if (!root) return fibers::plan_regions(nullptr, threads, *mappings);
+    if (!precopying) {
+      read_table(inspection, live, *root, options.stop);
+      return fibers::plan_regions(inspection.table ? &*inspection.table : nullptr, threads, *mappings);
+    }
+    fibers::ReadOptions read_options{.target_stopped = true};
+    read_options.leave_out = [&](const fibers::StackView& now) {
+      auto found = std::lower_bound(
+          precopy_plan.stacks.begin(), precopy_plan.stacks.end(), now.record,
+          [](const fibers::ParkedStack& parked, target::RemoteAddress record) { return parked.record < record; });
+      if (found == precopy_plan.stacks.end() || found->record != now.record) return false;
+      const auto index = static_cast<std::size_t>(found - precopy_plan.stacks.begin());
+      if (!precopy.copied(index) || !fibers::precopy_still_valid(*found, now)) return false;
+      precopy.keep(index);
+      return true;
+    };
+    auto rest = fibers::read_fiber_table(live, *root, read_options);
+    return fibers::plan_regions(rest ? &*rest : nullptr, threads, *mappings);
+  };
   auto snapshot = target::capture_live(pid, capture, planner);
   if (!snapshot) return std::unexpected(snapshot.error());
   inspection.snapshot = std::move(*snapshot);
+  if (precopying) {
+    inspection.precopy->stacks_kept = precopy.kept_count();
+    if (inspection.snapshot.memory) read_table(inspection, *inspection.snapshot.memory, *root, true);
+  }
   if (!options.stop && inspection.table && inspection.snapshot.memory)
     fibers::mark_records_changed_during_capture(*inspection.table, *inspection.snapshot.memory);
   return inspection;

@@ -8,7 +8,12 @@
 //   auto post_mortem = session::inspect_core("core.4242", {});       // the same from a core file
 //
 // Modules and the fiber table's root are resolved before the target is stopped (the pause covers only the copy);
-// everything else works on the snapshot after the target was released. A core file gives the same Inspection
+// everything else works on the snapshot after the target was released.
+//
+// By default the stacks of parked fibers are copied while the target still runs, and the pause re-copies only the
+// fibers that moved meanwhile (see fibers/capture_plan.h for the rule). Their frames are exact; locals that other
+// fibers write into a parked fiber's stack (a wait node, a value handed over) may be older than the stop.
+// LiveOptions::exact_stacks copies every stack inside the pause instead. A core file gives the same Inspection
 // (inspect_core): only the snapshot's source differs, the table, modules and dump are built by the same code.
 #pragma once
 
@@ -37,6 +42,16 @@ struct ModuleCache {
 struct LiveOptions {
   bool stop = true;              // false: --no-stop, never ptrace-stop the target
   ModuleCache* cache = nullptr;  // read and refreshed by inspect_live when given
+  bool exact_stacks = false;     // true: copy every stack inside the pause (no copy of parked stacks before it)
+};
+
+// What copying parked fibers' stacks before the stop achieved (inspect_live with a stop and without exact_stacks).
+struct PrecopyStats {
+  std::size_t stacks_planned = 0;  // parked fibers whose stacks were copied before the stop
+  std::size_t stacks_kept = 0;     // of those, still valid at the stop (the rest were copied again inside it)
+  std::uint64_t bytes_copied = 0;  // copied before the stop
+  double scan_ms = 0;              // reading the running table
+  double copy_ms = 0;              // copying the stacks
 };
 
 struct Inspection {
@@ -46,6 +61,7 @@ struct Inspection {
   std::shared_ptr<ModuleMap> modules;
   std::vector<std::string> warnings;        // e.g. "no fiber table found", /proc/PID/maps oddities
   std::string core_path;                    // the core file it was read from, empty for a live process
+  std::optional<PrecopyStats> precopy;      // set when parked stacks were copied before the stop
 };
 
 // Captures a live process. Fails only when nothing useful can be shown (no such pid, no permission).

@@ -136,4 +136,28 @@ std::vector<AddressRange> plan_copies(std::span<const AddressRange> requested, s
   return ranges;
 }
 
+std::vector<AddressRange> subtract_ranges(std::span<const AddressRange> ranges, std::span<const AddressRange> copied) {
+  std::vector<AddressRange> left;
+  left.reserve(ranges.size());
+  std::size_t c = 0;
+  for (AddressRange range : ranges) {
+    while (c < copied.size() && copied[c].end <= range.start) ++c;
+    RemoteAddress cursor = range.start;
+    for (std::size_t k = c; k < copied.size() && copied[k].start < range.end; ++k) {
+      if (copied[k].start > cursor) left.push_back({cursor, copied[k].start});
+      cursor = std::max(cursor, std::min(copied[k].end, range.end));
+    }
+    if (cursor < range.end) left.push_back({cursor, range.end});
+  }
+  return left;
+}
+
+bool overlaps_any(AddressRange range, std::span<const AddressRange> sorted) {
+  if (range.empty()) return false;
+  // The first range ending after range.start is the only one that can overlap without starting inside it.
+  auto candidate = std::upper_bound(sorted.begin(), sorted.end(), range.start,
+                                    [](RemoteAddress start, AddressRange other) { return start < other.end; });
+  return candidate != sorted.end() && candidate->start < range.end;
+}
+
 }  // namespace fiberscope::target

@@ -21,4 +21,11 @@ namespace fiberscope::target {
 std::vector<AddressRange> plan_copies(std::span<const AddressRange> requested, std::span<const Mapping> mappings,
                                       const CaptureOptions& options, std::vector<std::string>& warnings);
 
+// `ranges` minus `copied` (both sorted and disjoint, as plan_copies returns them): what is left to copy once
+// `copied` is in the snapshot. The result is sorted and disjoint.
+std::vector<AddressRange> subtract_ranges(std::span<const AddressRange> ranges, std::span<const AddressRange> copied);
+
+// True if `range` overlaps any of `sorted` (sorted and disjoint).
+bool overlaps_any(AddressRange range, std::span<const AddressRange> sorted);
+
 }  // namespace fiberscope::target

@@ -470,15 +470,19 @@ void read_in_parallel(const ProcessMemory& live, std::span<ProcessMemory::BatchR
   for (std::thread& helper : helpers) helper.join();
 }
 
-// Copies `ranges` (sorted, disjoint) into a RegionMemory with batched reads. The ranges that fit in `reserved` go
-// there, in order; the rest get an arena of their own, faulted in now (inside the pause), so an under-estimated
-// reservation costs only its shortfall. Unreadable parts become warnings.
-std::unique_ptr<RegionMemory> copy_ranges(const ProcessMemory& live, const std::vector<AddressRange>& ranges,
-                                          Arena reserved, std::vector<std::string>& warnings) {
-  auto memory = std::make_unique<RegionMemory>();
+std::uint64_t total_bytes(std::span<const AddressRange> ranges) {
   std::uint64_t total = 0;
   for (AddressRange range : ranges) total += range.size_bytes();
-  if (total == 0) return memory;
+  return total;
+}
+
+// Copies `ranges` (sorted, disjoint, none already in `memory`) into `memory` with batched reads. The ranges that
+// fit in `reserved` go there, in order; the rest get an arena of their own, faulted in now (inside the pause), so an
+// under-estimated reservation costs only its shortfall. Unreadable parts become warnings.
+void copy_ranges(RegionMemory& memory, const ProcessMemory& live, const std::vector<AddressRange>& ranges,
+                 Arena reserved, std::vector<std::string>& warnings) {
+  const std::uint64_t total = total_bytes(ranges);
+  if (total == 0) return;
 
   struct Part {
     Arena arena;
@@ -540,12 +544,27 @@ std::unique_ptr<RegionMemory> copy_ranges(const ProcessMemory& live, const std::
     const std::uint64_t used_pages_end = (part.used_bytes + page - 1) / page * page;
     if (part.arena.size_bytes > used_pages_end)
       ::madvise(part.arena.bytes + used_pages_end, part.arena.size_bytes - used_pages_end, MADV_DONTNEED);
-    if (auto added = memory->add_arena(std::move(part.arena.owner), part.arena.size_bytes, slices); !added)
+    if (auto added = memory.add_arena(std::move(part.arena.owner), part.arena.size_bytes, slices); !added)
       warnings.push_back("copied memory dropped: " + added.error().message);  // our own invariant; never expected
   }
   if (failures > 8) warnings.push_back(std::to_string(failures - 8) + " more ranges could not be copied fully");
-  return memory;
 }
+
+// What the planner reads inside the pause when CaptureOptions::copy_first was given: those ranges from their copy
+// (already in the snapshot), everything else from the stopped target.
+class PauseMemory final : public Memory {
+ public:
+  PauseMemory(const RegionMemory& copied, const ProcessMemory& live) : copied_(copied), live_(live) {}
+  Result<void> read(RemoteAddress address, std::span<std::byte> out) const override {
+    if (auto region = copied_.region_containing(address); region && region->contains(address, out.size()))
+      return copied_.read(address, out);
+    return live_.read(address, out);
+  }
+
+ private:
+  const RegionMemory& copied_;
+  const ProcessMemory& live_;
+};
 
 std::uint64_t monotonic_now_ns() {
   timespec now{};
@@ -601,7 +620,9 @@ Result<Snapshot> capture_running(Snapshot snapshot, const std::vector<int>& tids
   ProcessMemory live(pid);
   std::vector<AddressRange> requested = planner ? planner(live, snapshot.threads) : std::vector<AddressRange>{};
   auto ranges = plan_copies(requested, snapshot.mappings, options, snapshot.warnings);
-  snapshot.memory = copy_ranges(live, ranges, Arena{}, snapshot.warnings);
+  auto memory = std::make_unique<RegionMemory>();
+  copy_ranges(*memory, live, ranges, Arena{}, snapshot.warnings);
+  snapshot.memory = std::move(memory);
   snapshot.target_clock_ns = monotonic_now_ns();
   snapshot.target_was_stopped = false;
   snapshot.pause_ms.reset();
@@ -609,6 +630,97 @@ Result<Snapshot> capture_running(Snapshot snapshot, const std::vector<int>& tids
 }
 
 }  // namespace
+
+Precopy Precopy::copy(int pid, std::vector<AddressRange> ranges, std::span<const Mapping> mappings,
+                      std::uint64_t max_total_bytes) {
+  Precopy precopy;
+  const std::size_t count = ranges.size();
+  precopy.ranges_ = std::move(ranges);
+  precopy.arena_offsets_.assign(count, 0);
+  precopy.copied_.assign(count, false);
+  precopy.kept_.assign(count, false);
+
+  // Which ranges may be copied: inside one readable mapping (a guard page or a hole would make a partial copy)
+  // and disjoint from every other range (a snapshot's regions are disjoint; overlapping requests come from a
+  // hostile table and are simply left to the pause).
+  std::vector<std::size_t> order;
+  order.reserve(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    const AddressRange range = precopy.ranges_[i];
+    if (range.empty()) continue;
+    auto mapping = std::upper_bound(mappings.begin(), mappings.end(), range.start,
+                                    [](RemoteAddress start, const Mapping& m) { return start < m.range.end; });
+    if (mapping == mappings.end() || !mapping->readable || !mapping->range.contains(range.start) ||
+        range.end > mapping->range.end)
+      continue;
+    order.push_back(i);
+  }
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return precopy.ranges_[a].start < precopy.ranges_[b].start;
+  });
+  std::vector<bool> usable(count, false);
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    const AddressRange range = precopy.ranges_[order[k]];
+    const bool overlaps_previous = k > 0 && precopy.ranges_[order[k - 1]].end > range.start;
+    const bool overlaps_next = k + 1 < order.size() && precopy.ranges_[order[k + 1]].start < range.end;
+    usable[order[k]] = !overlaps_previous && !overlaps_next;
+  }
+
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (!usable[i]) continue;
+    const std::uint64_t size = precopy.ranges_[i].size_bytes();
+    if (size > max_total_bytes - total) {
+      usable[i] = false;
+      continue;
+    }
+    precopy.arena_offsets_[i] = total;
+    total += size;
+  }
+  if (total == 0) return precopy;
+  Arena arena = allocate_arena(total);
+  if (!arena.bytes) return precopy;
+
+  std::vector<ProcessMemory::BatchRead> requests;
+  std::vector<std::size_t> request_index;
+  requests.reserve(count);
+  request_index.reserve(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    if (!usable[i]) continue;
+    requests.push_back({precopy.ranges_[i].start, std::span<std::byte>(arena.bytes + precopy.arena_offsets_[i],
+                                                                        precopy.ranges_[i].size_bytes())});
+    request_index.push_back(i);
+  }
+  ProcessMemory live(pid);
+  read_in_parallel(live, requests);
+  for (std::size_t r = 0; r < requests.size(); ++r) {
+    if (requests[r].bytes_read != requests[r].out.size()) continue;
+    precopy.copied_[request_index[r]] = true;
+    precopy.copied_bytes_ += requests[r].bytes_read;
+  }
+  precopy.arena_ = std::move(arena.owner);
+  precopy.arena_bytes_ = total;
+  return precopy;
+}
+
+void Precopy::keep(std::size_t index) {
+  if (copied(index)) kept_[index] = true;
+}
+
+void Precopy::discard(std::size_t index) {
+  if (index < kept_.size()) kept_[index] = false;
+}
+
+std::size_t Precopy::kept_count() const { return static_cast<std::size_t>(std::count(kept_.begin(), kept_.end(), true)); }
+
+void Precopy::add_kept_to(RegionMemory& memory, std::vector<std::string>& warnings) const {
+  std::vector<RegionMemory::ArenaSlice> slices;
+  slices.reserve(kept_count());
+  for (std::size_t i = 0; i < ranges_.size(); ++i)
+    if (kept(i)) slices.push_back({ranges_[i], arena_offsets_[i]});
+  if (auto added = memory.add_arena(arena_, arena_bytes_, slices); !added)
+    warnings.push_back("stacks copied before the stop dropped: " + added.error().message);  // never expected
+}
 
 Result<Snapshot> capture_live(int pid, const CaptureOptions& options, const RegionPlanner& planner) {
   if (pid <= 0) return fail_code(ErrorCode::no_such_process, "no process with pid ", pid_text(pid));
@@ -653,6 +765,9 @@ Result<Snapshot> capture_live(int pid, const CaptureOptions& options, const Regi
     if (auto name = thread_name(pid, tid)) early_names.emplace_back(tid, std::move(*name));
 
   Arena reserved = allocate_arena(std::min(options.expected_copy_bytes, options.max_total_bytes));
+  // copy_first is known now: planned against the maps and given its own arena before the stop.
+  std::vector<AddressRange> first_ranges = plan_copies(options.copy_first, snapshot.mappings, options, snapshot.warnings);
+  Arena first_arena = allocate_arena(total_bytes(first_ranges));
 
   StopSession session(pid);
   if (auto begun = session.begin(); !begun) return std::unexpected(begun.error());
@@ -685,11 +800,35 @@ Result<Snapshot> capture_live(int pid, const CaptureOptions& options, const Regi
   }
 
   ProcessMemory live(pid);
-  std::vector<AddressRange> requested = planner ? planner(live, snapshot.threads) : std::vector<AddressRange>{};
+  auto memory = std::make_unique<RegionMemory>();
+  copy_ranges(*memory, live, first_ranges, std::move(first_arena), snapshot.warnings);
+  const std::vector<AddressRange> copied_first = memory->ranges();
+  PauseMemory pause_memory(*memory, live);
+  const Memory& planner_memory = first_ranges.empty() ? static_cast<const Memory&>(live) : pause_memory;
+  std::vector<AddressRange> requested =
+      planner ? planner(planner_memory, snapshot.threads) : std::vector<AddressRange>{};
   if (int signal_number = g_interrupted_by.load())
     return fail_code(ErrorCode::interrupted, "capture interrupted by signal ", pid_text(signal_number));
   auto ranges = plan_copies(requested, snapshot.mappings, options, snapshot.warnings);
-  snapshot.memory = copy_ranges(live, ranges, std::move(reserved), snapshot.warnings);
+  if (options.precopy) {
+    // A kept range must not overlap anything copied now (regions of a snapshot are disjoint): it is dropped and
+    // copied again with the rest, which only costs time. Planners that keep what they do not ask for never do this.
+    std::vector<AddressRange> again;
+    for (std::size_t i = 0; i < options.precopy->size(); ++i) {
+      if (!options.precopy->kept(i)) continue;
+      const AddressRange range = options.precopy->range(i);
+      if (overlaps_any(range, ranges) || overlaps_any(range, copied_first)) {
+        options.precopy->discard(i);
+        again.push_back(range);
+      }
+    }
+    if (!again.empty()) {
+      requested.insert(requested.end(), again.begin(), again.end());
+      ranges = plan_copies(requested, snapshot.mappings, options, snapshot.warnings);
+    }
+  }
+  if (!copied_first.empty()) ranges = subtract_ranges(ranges, copied_first);
+  copy_ranges(*memory, live, ranges, std::move(reserved), snapshot.warnings);
   snapshot.target_clock_ns = monotonic_now_ns();
 
   session.detach_all();
@@ -698,6 +837,8 @@ Result<Snapshot> capture_live(int pid, const CaptureOptions& options, const Regi
 
   if (int signal_number = g_interrupted_by.load())
     return fail_code(ErrorCode::interrupted, "capture interrupted by signal ", pid_text(signal_number));
+  if (options.precopy) options.precopy->add_kept_to(*memory, snapshot.warnings);
+  snapshot.memory = std::move(memory);
   snapshot.pause_ms = std::chrono::duration<double, std::milli>(pause_end - session.first_interrupt()).count();
   snapshot.target_was_stopped = true;
   fill_names(pid, snapshot.threads);

@@ -18,14 +18,21 @@
 // - Signals that arrive for the target while it is attached are given back on detach; a SIGSTOPped target stays
 //   stopped. Threads that cannot be stopped (uninterruptible sleep, a zombie main thread) are listed with an
 //   `error` and no registers.
-// - The planner's `live` is a ProcessMemory (dynamic_cast it to use read_batch for bulk reads of the fiber
-//   table). Thread names are read before the stop; the few threads born during the attach get theirs after.
+// - The planner's `live` is a ProcessMemory when CaptureOptions::copy_first is empty. Thread names are read before the stop; the few threads born during the attach get theirs after.
 // - pause_ms runs from the first PTRACE_INTERRUPT to the last PTRACE_DETACH.
 // - Snapshot::mappings is /proc/PID/maps read just before the stop (printing it takes the kernel milliseconds per
 //   thousand fiber stacks, too slow for the stop); planned ranges outside it are still attempted.
+// - Two ways to shorten the pause further (both optional): CaptureOptions::copy_first names ranges known before
+//   the stop (the fiber table's chunks) that are copied first thing inside the pause, straight into the snapshot,
+//   and that the planner then reads from that copy; CaptureOptions::precopy carries memory copied while the target
+//   still ran (Precopy::copy), of which the planner keeps, inside the pause, only the ranges it can prove unchanged.
+//   Kept ranges join the snapshot; the others are never visible in it.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <memory>
+#include <span>
 #include <vector>
 
 #include "base/result.h"
@@ -33,6 +40,44 @@
 #include "target/snapshot.h"
 
 namespace fiberscope::target {
+
+// Memory copied from a running target, before capture_live stops it: e.g. the stacks of parked fibers, copied while
+// they are parked so that the pause need not copy them. Nothing in it is trusted by default: inside the pause the
+// planner keep()s the ranges it can prove did not change since they were copied (for fibers: the seqlock value is
+// the same and the fiber is still parked), and only those become part of the snapshot.
+class Precopy {
+ public:
+  // Copies `ranges` from the running process `pid` with batched process_vm_readv into one arena allocated here.
+  // A range is copied only if it lies inside one readable mapping of `mappings` (sorted, as /proc/PID/maps lists
+  // them) and overlaps no other range; ranges past `max_total_bytes` in all are left out. Index i of the result
+  // is ranges[i]; ranges not copied completely can never be kept.
+  static Precopy copy(int pid, std::vector<AddressRange> ranges, std::span<const Mapping> mappings,
+                      std::uint64_t max_total_bytes = 1u << 30);
+
+  std::size_t size() const { return ranges_.size(); }
+  AddressRange range(std::size_t index) const { return ranges_[index]; }
+  // True if range `index` was copied completely (the only ranges keep() accepts).
+  bool copied(std::size_t index) const { return index < copied_.size() && copied_[index]; }
+  // Marks range `index` as still valid at the stop; ignored for ranges not copied completely.
+  void keep(std::size_t index);
+  // Withdraws a keep() (capture_live does so for ranges the planner also asks to copy inside the pause).
+  void discard(std::size_t index);
+  bool kept(std::size_t index) const { return index < kept_.size() && kept_[index]; }
+  std::size_t kept_count() const;
+  std::uint64_t copied_bytes() const { return copied_bytes_; }
+
+  // Adds the kept ranges to `memory` (sharing the arena); discards, with a warning, any that overlap it.
+  void add_kept_to(RegionMemory& memory, std::vector<std::string>& warnings) const;
+
+ private:
+  std::vector<AddressRange> ranges_;
+  std::vector<std::uint64_t> arena_offsets_;
+  std::vector<bool> copied_;
+  std::vector<bool> kept_;
+  std::shared_ptr<const std::byte[]> arena_;
+  std::uint64_t arena_bytes_ = 0;
+  std::uint64_t copied_bytes_ = 0;
+};
 
 struct CaptureOptions {
   bool stop = true;                      // false: --no-stop, never ptrace-stop; registers come from /proc where possible
@@ -46,10 +91,17 @@ struct CaptureOptions {
   // mappings instead of reading the file again, which with 100k fiber stacks costs the kernel ~0.1 s. Must outlive
   // the call. Null: capture_live reads the maps itself.
   const std::vector<Mapping>* mappings = nullptr;
+  // Copied first inside the pause, into the snapshot; the planner's reads inside these ranges are served from that
+  // copy (one batched read instead of the planner's many small ones), and the planner's ranges are not copied
+  // twice where they overlap them. Their memory is allocated before the stop.
+  std::vector<AddressRange> copy_first = {};
+  // Memory copied before the stop. The planner keep()s what is still valid; capture_live adds the kept ranges to
+  // the snapshot after detaching (a kept range that the planner also asks to copy is copied in the pause instead).
+  Precopy* precopy = nullptr;
 };
 
 // Decides, while the target is stopped, which address ranges to copy into the snapshot. `live` reads the
-// stopped target directly. Ranges may overlap or be unreadable; capture_live merges them and records failures
+// stopped target (inside CaptureOptions::copy_first, from the copy just made; otherwise directly). Ranges may overlap or be unreadable; capture_live merges them and records failures
 // as warnings.
 using RegionPlanner =
     std::function<std::vector<AddressRange>(const Memory& live, const std::vector<ThreadState>& threads)>;
