@@ -356,6 +356,8 @@ struct DwarfIndex::Impl {
   Result<std::vector<AddressRange>> range_list(std::uint64_t offset, const CompileUnit& unit);
   Result<std::vector<LocationListEntry>> location_list(std::uint64_t offset, const CompileUnit& unit);
   Result<std::uint64_t> indexed_address(std::uint64_t index, const CompileUnit& unit);
+  struct ListEntry;
+  Result<ListEntry> list_entry(ByteReader& reader, const CompileUnit& unit, bool location);
   Result<void> names_through_origins(Dwarf_Die die, std::string& name, std::string& linkage_name);
   Result<Die> origin_of(Dwarf_Die die);
   std::string type_name_of(Dwarf_Die die, std::uint64_t& size_bytes, bool& is_scalar);
@@ -450,6 +452,96 @@ Result<std::uint64_t> DwarfIndex::Impl::indexed_address(std::uint64_t index, con
   return reader.fixed<std::uint64_t>();
 }
 
+// One entry of a DWARF 5 range or location list. Both lists encode bounds alike: the location kinds are the range
+// kinds with DW_LLE_default_location inserted before DW_LLE_base_address, and a location entry with bounds (or
+// the default) is followed by its counted expression.
+struct DwarfIndex::Impl::ListEntry {
+  enum class Kind : std::uint8_t {
+    end,
+    base,        // low is the new base address
+    offsets,     // [base + low, base + high)
+    bounds,      // [low, high)
+    everywhere,  // DW_LLE_default_location
+  };
+  Kind kind = Kind::end;
+  std::uint64_t low = 0;
+  std::uint64_t high = 0;
+  std::span<const std::byte> expression;
+};
+
+static_assert(DW_LLE_end_of_list == DW_RLE_end_of_list && DW_LLE_base_addressx == DW_RLE_base_addressx &&
+              DW_LLE_startx_endx == DW_RLE_startx_endx && DW_LLE_startx_length == DW_RLE_startx_length &&
+              DW_LLE_offset_pair == DW_RLE_offset_pair && DW_LLE_default_location == DW_RLE_base_address &&
+              DW_LLE_base_address == DW_RLE_base_address + 1 && DW_LLE_start_end == DW_RLE_start_end + 1 &&
+              DW_LLE_start_length == DW_RLE_start_length + 1);
+
+Result<DwarfIndex::Impl::ListEntry> DwarfIndex::Impl::list_entry(ByteReader& reader, const CompileUnit& unit,
+                                                                 bool location) {
+  const std::string_view section = location ? ".debug_loclists" : ".debug_rnglists";
+  FS_TRY(code, reader.fixed<std::uint8_t>());
+  unsigned kind = *code;
+  ListEntry entry;
+  if (location && kind == DW_LLE_default_location) {
+    entry.kind = ListEntry::Kind::everywhere;
+  } else {
+    if (location && kind > DW_LLE_default_location) --kind;  // to the range list's numbering
+    switch (kind) {
+      case DW_RLE_end_of_list: return entry;
+      case DW_RLE_base_addressx: {
+        FS_TRY(index, reader.uleb128());
+        FS_TRY(address, indexed_address(*index, unit));
+        return ListEntry{ListEntry::Kind::base, *address, 0, {}};
+      }
+      case DW_RLE_base_address: {
+        FS_TRY(address, reader.fixed<std::uint64_t>());
+        return ListEntry{ListEntry::Kind::base, *address, 0, {}};
+      }
+      case DW_RLE_startx_endx: {
+        FS_TRY(a, reader.uleb128());
+        FS_TRY(b, reader.uleb128());
+        FS_TRY(low, indexed_address(*a, unit));
+        FS_TRY(high, indexed_address(*b, unit));
+        entry = {ListEntry::Kind::bounds, *low, *high, {}};
+        break;
+      }
+      case DW_RLE_startx_length: {
+        FS_TRY(a, reader.uleb128());
+        FS_TRY(length, reader.uleb128());
+        FS_TRY(low, indexed_address(*a, unit));
+        entry = {ListEntry::Kind::bounds, *low, *low + *length, {}};
+        break;
+      }
+      case DW_RLE_offset_pair: {
+        FS_TRY(a, reader.uleb128());
+        FS_TRY(b, reader.uleb128());
+        entry = {ListEntry::Kind::offsets, *a, *b, {}};
+        break;
+      }
+      case DW_RLE_start_end: {
+        FS_TRY(low, reader.fixed<std::uint64_t>());
+        FS_TRY(high, reader.fixed<std::uint64_t>());
+        entry = {ListEntry::Kind::bounds, *low, *high, {}};
+        break;
+      }
+      case DW_RLE_start_length: {
+        FS_TRY(low, reader.fixed<std::uint64_t>());
+        FS_TRY(length, reader.uleb128());
+        entry = {ListEntry::Kind::bounds, *low, *low + *length, {}};
+        break;
+      }
+      default:
+        return fail(where(std::string(section) + ": unknown entry kind "), hex(*code), " at offset ",
+                    hex(reader.offset() - 1));
+    }
+  }
+  if (location) {
+    FS_TRY(length, reader.uleb128());
+    FS_TRY(expression, reader.bytes(*length));
+    entry.expression = *expression;
+  }
+  return entry;
+}
+
 Result<std::vector<AddressRange>> DwarfIndex::Impl::range_list(std::uint64_t offset, const CompileUnit& unit) {
   std::vector<AddressRange> ranges;
   std::uint64_t base = unit.base_address;
@@ -478,55 +570,13 @@ Result<std::vector<AddressRange>> DwarfIndex::Impl::range_list(std::uint64_t off
   ByteReader reader(debug_rnglists, where(".debug_rnglists"));
   if (auto ok = reader.seek(offset); !ok) return std::unexpected(ok.error());
   for (std::size_t n = 0; n < kMaxListEntries; ++n) {
-    FS_TRY(kind, reader.fixed<std::uint8_t>());
-    switch (*kind) {
-      case DW_RLE_end_of_list: return ranges;
-      case DW_RLE_base_addressx: {
-        FS_TRY(index, reader.uleb128());
-        FS_TRY(address, indexed_address(*index, unit));
-        base = *address;
-        break;
-      }
-      case DW_RLE_startx_endx: {
-        FS_TRY(a, reader.uleb128());
-        FS_TRY(b, reader.uleb128());
-        FS_TRY(low, indexed_address(*a, unit));
-        FS_TRY(high, indexed_address(*b, unit));
-        add(*low, *high);
-        break;
-      }
-      case DW_RLE_startx_length: {
-        FS_TRY(a, reader.uleb128());
-        FS_TRY(length, reader.uleb128());
-        FS_TRY(low, indexed_address(*a, unit));
-        add(*low, *low + *length);
-        break;
-      }
-      case DW_RLE_offset_pair: {
-        FS_TRY(a, reader.uleb128());
-        FS_TRY(b, reader.uleb128());
-        add(base + *a, base + *b);
-        break;
-      }
-      case DW_RLE_base_address: {
-        FS_TRY(address, reader.fixed<std::uint64_t>());
-        base = *address;
-        break;
-      }
-      case DW_RLE_start_end: {
-        FS_TRY(low, reader.fixed<std::uint64_t>());
-        FS_TRY(high, reader.fixed<std::uint64_t>());
-        add(*low, *high);
-        break;
-      }
-      case DW_RLE_start_length: {
-        FS_TRY(low, reader.fixed<std::uint64_t>());
-        FS_TRY(length, reader.uleb128());
-        add(*low, *low + *length);
-        break;
-      }
-      default:
-        return fail(where(".debug_rnglists: unknown entry kind "), hex(*kind), " at offset ", hex(reader.offset() - 1));
+    FS_TRY(entry, list_entry(reader, unit, false));
+    switch (entry->kind) {
+      case ListEntry::Kind::end: return ranges;
+      case ListEntry::Kind::base: base = entry->low; break;
+      case ListEntry::Kind::offsets: add(base + entry->low, base + entry->high); break;
+      case ListEntry::Kind::bounds: add(entry->low, entry->high); break;
+      case ListEntry::Kind::everywhere: break;  // location lists only
     }
   }
   return fail(where(".debug_rnglists list at "), hex(offset), " has no end");
@@ -556,72 +606,17 @@ Result<std::vector<LocationListEntry>> DwarfIndex::Impl::location_list(std::uint
     }
     return fail(where(".debug_loc list at "), hex(offset), " has no end");
   }
+  // DWARF 5 .debug_loclists (2.6.2): typed entries, each bounded one followed by its expression.
   ByteReader reader(debug_loclists, where(".debug_loclists"));
   if (auto ok = reader.seek(offset); !ok) return std::unexpected(ok.error());
-  auto counted = [&]() -> Result<std::span<const std::byte>> {
-    FS_TRY(length, reader.uleb128());
-    return reader.bytes(*length);
-  };
   for (std::size_t n = 0; n < kMaxListEntries; ++n) {
-    FS_TRY(kind, reader.fixed<std::uint8_t>());
-    switch (*kind) {
-      case DW_LLE_end_of_list: return entries;
-      case DW_LLE_base_addressx: {
-        FS_TRY(index, reader.uleb128());
-        FS_TRY(address, indexed_address(*index, unit));
-        base = *address;
-        break;
-      }
-      case DW_LLE_startx_endx: {
-        FS_TRY(a, reader.uleb128());
-        FS_TRY(b, reader.uleb128());
-        FS_TRY(expression, counted());
-        FS_TRY(low, indexed_address(*a, unit));
-        FS_TRY(high, indexed_address(*b, unit));
-        add(*low, *high, *expression);
-        break;
-      }
-      case DW_LLE_startx_length: {
-        FS_TRY(a, reader.uleb128());
-        FS_TRY(length, reader.uleb128());
-        FS_TRY(expression, counted());
-        FS_TRY(low, indexed_address(*a, unit));
-        add(*low, *low + *length, *expression);
-        break;
-      }
-      case DW_LLE_offset_pair: {
-        FS_TRY(a, reader.uleb128());
-        FS_TRY(b, reader.uleb128());
-        FS_TRY(expression, counted());
-        add(base + *a, base + *b, *expression);
-        break;
-      }
-      case DW_LLE_default_location: {
-        FS_TRY(expression, counted());
-        add(0, ~std::uint64_t{0}, *expression);
-        break;
-      }
-      case DW_LLE_base_address: {
-        FS_TRY(address, reader.fixed<std::uint64_t>());
-        base = *address;
-        break;
-      }
-      case DW_LLE_start_end: {
-        FS_TRY(low, reader.fixed<std::uint64_t>());
-        FS_TRY(high, reader.fixed<std::uint64_t>());
-        FS_TRY(expression, counted());
-        add(*low, *high, *expression);
-        break;
-      }
-      case DW_LLE_start_length: {
-        FS_TRY(low, reader.fixed<std::uint64_t>());
-        FS_TRY(length, reader.uleb128());
-        FS_TRY(expression, counted());
-        add(*low, *low + *length, *expression);
-        break;
-      }
-      default:
-        return fail(where(".debug_loclists: unknown entry kind "), hex(*kind), " at offset ", hex(reader.offset() - 1));
+    FS_TRY(entry, list_entry(reader, unit, true));
+    switch (entry->kind) {
+      case ListEntry::Kind::end: return entries;
+      case ListEntry::Kind::base: base = entry->low; break;
+      case ListEntry::Kind::offsets: add(base + entry->low, base + entry->high, entry->expression); break;
+      case ListEntry::Kind::bounds: add(entry->low, entry->high, entry->expression); break;
+      case ListEntry::Kind::everywhere: add(0, ~std::uint64_t{0}, entry->expression); break;
     }
   }
   return fail(where(".debug_loclists list at "), hex(offset), " has no end");
