@@ -2,15 +2,19 @@
 // calls the CLI makes (inspect_live, build_dump, render_text/render_json). For profiling the inspector; the
 // end-to-end comparison with other tools is bench/run_inspector.sh.
 //
-//   dump_phases PID [--format text|json] [--repeat R] [--no-args]   (--no-args: BuildOptions::fiber_args = false)
-//   dump_phases PID --pause-only [--reserve] [--repeat R]   the capture alone, with the planner's share of the
-//                                                           pause; --reserve: expected_copy_bytes from the root
+//   dump_phases PID [--format text|json] [--repeat R] [--no-args] [--exact-stacks]
+//       --no-args: BuildOptions::fiber_args = false; --exact-stacks: LiveOptions::exact_stacks (every stack copied
+//       inside the pause; by default parked fibers' stacks are copied before it, and a `precopy` line says how
+//       many, how many were still valid at the stop, and what the scan and the copy cost)
+//   dump_phases PID --pause-only [--reserve] [--repeat R]   the all-in-the-pause capture alone, with the planner's
+//                                                           share of the pause; --reserve: expected_copy_bytes
 //   dump_phases PID --proposed [--repeat R]   the whole text dump as the session could run it: maps read once
 //       (CaptureOptions::mappings), the copy reserved before the stop (fibers::expected_copy_bytes) and no fiber
 //       arguments (BuildOptions::fiber_args, grouped text does not print them); prints pause, total, CPU, peak RSS
 //
 // Prints one line per phase: `BENCH name=dump_phase phase=<phase> ms=<wall> rss_mb=<after> hwm_mb=<peak so far>`
-// and the pause as `BENCH name=dump_phase phase=pause ms=<pause>`. With --repeat, the whole sequence runs R times
+// and the pause as `BENCH name=dump_phase phase=pause ms=<pause>`; with the pre-copy,
+// `BENCH name=dump_phase phase=precopy stacks=<copied before> kept=<valid at the stop> mb=.. scan_ms=.. copy_ms=..`. With --repeat, the whole sequence runs R times
 // in this process (the first run is cold, later ones reuse nothing but the page cache).
 #include <sys/resource.h>
 
@@ -133,9 +137,12 @@ int main(int argc, char** argv) {
   const int pid = std::atoi(argv[1]);
   bool json = false;
   bool with_args = true;
+  bool exact_stacks = false;
   int repeat = 1;
-  for (int i = 2; i < argc; ++i)
+  for (int i = 2; i < argc; ++i) {
     if (std::string_view(argv[i]) == "--no-args") with_args = false;
+    if (std::string_view(argv[i]) == "--exact-stacks") exact_stacks = true;
+  }
   for (int i = 2; i < argc; ++i)
     if (std::string_view(argv[i]) == "--pause-only" || std::string_view(argv[i]) == "--proposed") {
       const bool proposed = std::string_view(argv[i]) == "--proposed";
@@ -155,13 +162,17 @@ int main(int argc, char** argv) {
     const auto start = Clock::now();
     const double start_cpu = cpu_ms();
     PhaseClock clock;
-    auto inspection = fiberscope::session::inspect_live(pid, {.stop = true});
+    auto inspection = fiberscope::session::inspect_live(pid, {.stop = true, .exact_stacks = exact_stacks});
     if (!inspection) {
       std::fprintf(stderr, "dump_phases: %s\n", inspection.error().message.c_str());
       return 1;
     }
     clock.end("inspect_live");
     std::printf("BENCH name=dump_phase phase=pause ms=%.2f\n", inspection->snapshot.pause_ms.value_or(-1));
+    if (const auto& precopy = inspection->precopy)
+      std::printf("BENCH name=dump_phase phase=precopy stacks=%zu kept=%zu mb=%.1f scan_ms=%.1f copy_ms=%.1f\n",
+                  precopy->stacks_planned, precopy->stacks_kept, precopy->bytes_copied / 1048576.0,
+                  precopy->scan_ms, precopy->copy_ms);
     fiberscope::session::BuildOptions build_options;
     build_options.fiber_args = with_args;
     fiberscope::report::Dump dump = fiberscope::session::build_dump(*inspection, build_options);
