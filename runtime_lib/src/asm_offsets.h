@@ -36,8 +36,7 @@
 #define TR_SAVED_SP 56
 #define TR_SIZE 64
 
-/* fiber::detail::ForeignTarget: where a foreign call's system-stack frames go, and the caller's record. */
+/* fiber::detail::ForeignTarget: where a foreign call's system-stack frames go. */
 #define FT_SYSTEM_SP 0
-#define FT_RECORD 8
 
 #endif

@@ -191,12 +191,12 @@ struct Processor {
   }
 };
 
-// What a foreign call needs in the trampoline (layout shared with switch.S).
+// What a foreign call needs in the trampoline (layout shared with switch.S); the caller's record it finds through
+// t_current_record.
 struct ForeignTarget {
   std::uint64_t system_sp = 0;
-  fiberscope_fiber* record = nullptr;
 };
-static_assert(offsetof(ForeignTarget, system_sp) == FT_SYSTEM_SP && offsetof(ForeignTarget, record) == FT_RECORD);
+static_assert(offsetof(ForeignTarget, system_sp) == FT_SYSTEM_SP);
 
 // Work a worker does right after a switch, on the new side (Go's mcall continuation): the fiber that switched
 // away is fully saved only then, so this is where it becomes visible to wakers.

@@ -166,7 +166,10 @@ fiberscope_foreign_trampoline:
         .cfi_offset r12, -32
         movq    %rsp, %rbx
         .cfi_def_cfa_register rbx
-        movq    FT_RECORD(%rdx), %r12
+        /* The caller's record, as entersyscall found it (in an executable the linker turns the GOT load into
+         * an immediate). */
+        movq    _ZN5fiber6detail16t_current_recordE@gottpoff(%rip), %r12
+        movq    %fs:(%r12), %r12
         movq    FT_SYSTEM_SP(%rdx), %rsp
         subq    $TR_SIZE, %rsp
         movq    FIBER_TRANSITION_TOP(%r12), %rax
@@ -175,6 +178,7 @@ fiberscope_foreign_trampoline:
         movl    FIBER_FOREIGN_DEPTH(%r12), %eax
         addl    $1, %eax
         movl    %eax, TR_DEPTH(%rsp)
+        movl    %eax, FIBER_FOREIGN_DEPTH(%r12)
         leaq    32(%rbx), %rax
         movq    %rax, TR_FROM_SP(%rsp)
         movq    24(%rbx), %rax
@@ -184,15 +188,16 @@ fiberscope_foreign_trampoline:
         movq    $0, TR_SAVED_PC(%rsp)
         movq    $0, TR_SAVED_SP(%rsp)
         movq    %rsp, FIBER_TRANSITION_TOP(%r12)
-        addl    $1, FIBER_FOREIGN_DEPTH(%r12)
         addq    $1, FIBER_SEQ(%r12)           /* closes the window fiberscope_entersyscall opened */
         movq    %rdi, %rax
         movq    %rsi, %rdi
         callq   *%rax
         movq    TR_PREV(%rsp), %rcx
+        movl    TR_DEPTH(%rsp), %edx
+        subl    $1, %edx
         addq    $1, FIBER_SEQ(%r12)           /* opens the window fiberscope_exitsyscall closes */
         movq    %rcx, FIBER_TRANSITION_TOP(%r12)
-        subl    $1, FIBER_FOREIGN_DEPTH(%r12)
+        movl    %edx, FIBER_FOREIGN_DEPTH(%r12)
         movq    %rbx, %rsp
         .cfi_def_cfa rsp, 32
         popq    %r12

@@ -31,27 +31,20 @@ namespace {
   fatal(message);
 }
 
-// The LOCKED flag as g->locked_to says it should be; stored only when it changes (foreign calls, not syscalls).
-[[gnu::always_inline]] inline void sync_locked_flag(fiberscope_fiber* r, const FiberHandle* g) {
-  const std::uint32_t flags = get(r->flags);
-  const std::uint32_t want = (flags & ~FIBERSCOPE_FIBER_FLAG_LOCKED) | (g->locked_to ? FIBERSCOPE_FIBER_FLAG_LOCKED : 0u);
-  if (want != flags) put(r->flags, want);
-}
-
 // entersyscall's fiber half, inside the window its caller opened after storing the saved frame (context,
 // syscall_pc/sp): the caller is fiber code, so the record says RUNNING on this worker with no wait reason, and
-// only the state, its timestamp and the LOCKED flag change.
+// only the state and its timestamp change, plus the LOCKED flag when a foreign call locks the fiber (the flag
+// always mirrors g->locked_to, which changes only here and in exitsyscall).
 [[gnu::always_inline]] inline void write_syscall_state(Worker* m, FiberHandle* g, fiberscope_fiber* r,
-                                                       std::uint32_t mode) {
-  if (mode & kLockBit) {
-    ++g->lock_depth;
+                                                       std::uint32_t mode, std::uint64_t now) {
+  if ((mode & kLockBit) && g->lock_depth++ == 0) {
     g->locked_to = m;
+    put(r->flags, get(r->flags) | FIBERSCOPE_FIBER_FLAG_LOCKED);
   }
   const std::uint32_t state = (mode & kForeignMode) ? FIBERSCOPE_FIBER_FOREIGN : FIBERSCOPE_FIBER_SYSCALL;
   if (get(r->state) == FIBERSCOPE_FIBER_RUNNING) [[likely]] {
     put(r->state, state);
-    put(r->state_since_ns, clock_now());
-    sync_locked_flag(r, g);
+    put(r->state_since_ns, now);
   } else {
     write_fiber_state(g, state, FIBERSCOPE_WAIT_NONE, nullptr);
   }
@@ -59,61 +52,62 @@ namespace {
 
 // entersyscall's worker half: publishes the worker in SYSCALL without a processor and puts the processor in the
 // syscall state for the monitor to retake. Returns where a foreign call's system-stack frames go.
-[[gnu::always_inline]] inline ForeignTarget* worker_enter_syscall(Worker* m, fiberscope_fiber* r) {
+[[gnu::always_inline]] inline ForeignTarget* worker_enter_syscall(Worker* m, std::uint64_t now) {
   fiberscope_worker* w = m->record;  // set_worker_state(SYSCALL, -1) for a worker that was running g
   const std::uint64_t w_seq = seq_begin(w->seq);
   put(w->state, static_cast<std::uint32_t>(FIBERSCOPE_WORKER_SYSCALL));
-  put(w->state_since_ns, clock_now());
+  put(w->state_since_ns, now);
   put(w->processor, -1);
   seq_end(w->seq, w_seq);
   Processor* p = m->p;
   m->p = nullptr;
   m->oldp = p;
-  m->syscall_status = processor_status(++p->syscall_tick, kProcessorSyscall);
+  const std::uint64_t status = processor_status(++p->syscall_tick, kProcessorSyscall);
+  m->syscall_status = status;
   p->exiting.store(0, std::memory_order_relaxed);  // published by the release below
-  p->status.store(m->syscall_status, std::memory_order_release);
-  m->foreign.record = r;
+  p->status.store(status, std::memory_order_release);
   return &m->foreign;
 }
 
 // Go's reentersyscall(pc, sp) after a callback: publishes the syscall state with `frame` (the foreign call's saved
-// frame) in its own window. The record's context still holds exactly that frame unless fiber code in the callback
-// switched or made a nested foreign call, and both of those leave a different pc or sp (a switch saves a pc inside
-// the scheduler, a nested call a deeper sp): an equal pc and sp means all eight registers are already published.
-// `window_open`: the caller already opened the record's window (it is closed here either way).
-[[gnu::always_inline]] inline ForeignTarget* reenter_syscall(Worker* m, FiberHandle* g, const fiberscope_context& frame,
-                                                             bool window_open) {
-  fiberscope_fiber* r = g->record;
+// frame) in the window the caller opened, and closes it. The record's context still holds exactly that frame
+// unless fiber code in the callback switched or made a nested foreign call, and both of those leave a different
+// pc or sp (a switch saves a pc inside the scheduler, a nested call a deeper sp): an equal pc and sp means all
+// eight registers are already published.
+[[gnu::always_inline]] inline ForeignTarget* reenter_syscall(Worker* m, FiberHandle* g, fiberscope_fiber* r,
+                                                             const fiberscope_context& frame) {
   if (frame.sp < g->stack.lo || frame.sp >= g->stack.hi) [[unlikely]] {  // Go's entersyscall_bad
-    if (window_open) seq_end(r->seq);
+    seq_end(r->seq);
     syscall_sp_outside_stack(g, frame.sp);
   }
-  const std::uint64_t r_seq = window_open ? get(r->seq) : seq_begin(r->seq);
+  const std::uint64_t now = clock_now();
   if (get(r->context.pc) != frame.pc || get(r->context.sp) != frame.sp) put_context(r->context, frame);
   put(r->syscall_pc, frame.pc);
   put(r->syscall_sp, frame.sp);
-  write_syscall_state(m, g, r, kForeignMode);
-  seq_end(r->seq, r_seq);
-  return worker_enter_syscall(m, r);
+  write_syscall_state(m, g, r, kForeignMode, now);
+  seq_end(r->seq);
+  return worker_enter_syscall(m, now);
 }
 
 // Go's exitsyscall check (issue 7978): the caller's frame must still be at or above the saved syscall sp, and that
-// sp inside the fiber's stack. Fails with the record's window closed, so a core shows the fiber as it was.
-[[gnu::always_inline]] inline void check_syscall_frame(const FiberHandle* g, fiberscope_fiber* r,
-                                                       std::uint64_t caller_sp, bool window_open) {
+// sp inside the fiber's stack (the record's bounds are the fiber's, published at spawn). Fails with the record's
+// window closed, so a core shows the fiber as it was.
+[[gnu::always_inline]] inline void check_syscall_frame(fiberscope_fiber* r, std::uint64_t caller_sp,
+                                                       bool window_open) {
   const std::uint64_t syscall_sp = get(r->syscall_sp);
-  if (caller_sp > syscall_sp || syscall_sp < g->stack.lo || syscall_sp >= g->stack.hi) [[unlikely]] {
+  if (caller_sp > syscall_sp || syscall_sp < get(r->stack_lo) || syscall_sp >= get(r->stack_hi)) [[unlikely]] {
     if (window_open) seq_end(r->seq);
-    syscall_frame_invalid(g, syscall_sp, caller_sp);
+    syscall_frame_invalid(this_worker()->current, syscall_sp, caller_sp);
   }
 }
 
 // Leaves the syscall state: gets the old processor back without a CAS (handshake with the monitor's membarrier)
-// or with one CAS, unless the monitor retook it. Then publishes RUNNING: the worker record still names g (a
-// syscall does not change it), so only state, timestamp and processor are stored. `window_open`: the fiber
+// or with one CAS, unless the monitor retook it. Then publishes RUNNING: the worker record still names the fiber
+// (a syscall does not change it), so only state, timestamp and processor are stored. `window_open`: the fiber
 // record's window is already open (foreign_call's trampoline or fiber_callback opened it); it is closed here.
-[[gnu::always_inline]] inline void exit_syscall_state(Worker* m, FiberHandle* g, fiberscope_fiber* r,
-                                                      bool window_open) {
+// `unlocked`: the fiber just left its outermost foreign call, so its LOCKED flag goes.
+[[gnu::always_inline]] inline void exit_syscall_state(Worker* m, fiberscope_fiber* r, bool window_open,
+                                                      bool unlocked) {
   Processor* p = m->oldp;
   std::uint64_t expected = m->syscall_status;
   const std::uint64_t running = processor_status(processor_tick(expected), kProcessorRunning);
@@ -122,7 +116,7 @@ namespace {
     p->exiting.store(1, std::memory_order_relaxed);
     std::atomic_signal_fence(std::memory_order_seq_cst);  // the monitor's membarrier is the CPU fence
     if (p->retake_intent.load(std::memory_order_acquire) == 0 &&
-        p->status.load(std::memory_order_acquire) == expected) {
+        p->status.load(std::memory_order_acquire) == expected) [[likely]] {
       p->status.store(running, std::memory_order_relaxed);  // the monitor will see `exiting` and keep off
       reacquired = true;
     }
@@ -134,21 +128,22 @@ namespace {
   m->oldp = nullptr;
   if (!reacquired) [[unlikely]] {
     if (window_open) seq_end(r->seq);
-    exitsyscall_slow(m, g);
+    exitsyscall_slow(m, m->current);  // publishes the LOCKED flag with the new state
     return;
   }
   m->p = p;
+  const std::uint64_t now = clock_now();
   const std::uint64_t r_seq = window_open ? get(r->seq) : seq_begin(r->seq);
   put(r->state, static_cast<std::uint32_t>(FIBERSCOPE_FIBER_RUNNING));
-  put(r->state_since_ns, clock_now());
+  put(r->state_since_ns, now);
   put(r->syscall_pc, std::uint64_t{0});
   put(r->syscall_sp, std::uint64_t{0});
-  sync_locked_flag(r, g);
+  if (unlocked) put(r->flags, get(r->flags) & ~FIBERSCOPE_FIBER_FLAG_LOCKED);
   seq_end(r->seq, r_seq);
   fiberscope_worker* w = m->record;
   const std::uint64_t w_seq = seq_begin(w->seq);
   put(w->state, static_cast<std::uint32_t>(FIBERSCOPE_WORKER_RUNNING));
-  put(w->state_since_ns, clock_now());
+  put(w->state_since_ns, now);
   put(w->processor, static_cast<std::int32_t>(p->index));
   seq_end(w->seq, w_seq);
 }
@@ -188,10 +183,10 @@ using namespace fiber::detail;
 // go.
 extern "C" void* fiberscope_entersyscall_impl(std::uint32_t mode, fiberscope_fiber* r, std::uint64_t odd_seq) {
   Worker* m = t_worker;  // no switch in between: the plain thread-local read is safe
-  FiberHandle* g = m->current;
-  write_syscall_state(m, g, r, mode);
+  const std::uint64_t now = clock_now();
+  write_syscall_state(m, m->current, r, mode, now);
   if (!(mode & kLockBit)) seq_end(r->seq, odd_seq);
-  return worker_enter_syscall(m, r);
+  return worker_enter_syscall(m, now);
 }
 
 // The stub's abort when the caller's sp is outside the calling fiber's stack (nothing was published).
@@ -205,11 +200,17 @@ extern "C" void fiberscope_exitsyscall_impl(std::uint32_t mode, std::uint64_t ca
   fiberscope_fiber* r = t_current_record;  // read before any switch the slow path may make
   if (!r) return;
   Worker* m = t_worker;
-  FiberHandle* g = m->current;
   const bool window_open = mode & kLockBit;  // foreign_call: the trampoline left it open after the unlink
-  check_syscall_frame(g, r, caller_sp, window_open);
-  if ((mode & kLockBit) && --g->lock_depth == 0) g->locked_to = nullptr;
-  exit_syscall_state(m, g, r, window_open);
+  check_syscall_frame(r, caller_sp, window_open);
+  bool unlocked = false;
+  if (mode & kLockBit) {
+    FiberHandle* g = m->current;
+    if (--g->lock_depth == 0) {
+      g->locked_to = nullptr;
+      unlocked = true;
+    }
+  }
+  exit_syscall_state(m, r, window_open, unlocked);
 }
 
 // fiber_callback, first half (on the system stack): where on the fiber stack the callback's frames may start.
@@ -263,8 +264,8 @@ extern "C" long fiberscope_callback_run(fiberscope_transition* transition, long 
   const std::uint64_t outer_system_sp = m->foreign.system_sp;
   m->foreign.system_sp = (from_sp - 48 - 128) & ~std::uint64_t{15};
   ++g->callback_depth;
-  check_syscall_frame(g, r, reinterpret_cast<std::uint64_t>(transition), /*window_open=*/true);
-  exit_syscall_state(m, g, r, /*window_open=*/true);
+  check_syscall_frame(r, reinterpret_cast<std::uint64_t>(transition), /*window_open=*/true);
+  exit_syscall_state(m, r, /*window_open=*/true, /*unlocked=*/false);
 
   long result = fn(arg);
 
@@ -284,7 +285,7 @@ extern "C" long fiberscope_callback_run(fiberscope_transition* transition, long 
     // reentersyscall(saved pc, saved sp): the frame as the callback's own transition record kept it.
     saved_frame.pc = get(transition->saved_syscall_pc);
     saved_frame.sp = get(transition->saved_syscall_sp);
-    reenter_syscall(m, g, saved_frame, /*window_open=*/true);
+    reenter_syscall(m, g, r, saved_frame);
   }
   return result;
 }
