@@ -349,16 +349,27 @@ FiberHandle* find_runnable(Worker* m) {
 // Marks `to` running on m (record and worker record) before the switch into it. `to` is RUNNABLE, and every
 // path that makes a fiber runnable publishes it with no wait object, no syscall frame and its LOCKED flag
 // current: only state, its timestamp, the wait reason (LOCKED_THREAD) and the worker can still change.
-[[gnu::always_inline]] inline void prepare_run(Worker* m, FiberHandle* to) {
+// `from_fiber`: m is switching from a fiber it runs, so its record already says RUNNING with m->p's index (every
+// path that starts a fiber on a worker publishes both) and only the current fiber changes.
+[[gnu::always_inline]] inline void prepare_run(Worker* m, FiberHandle* to, bool from_fiber = false) {
   set_current(m, to);
   fiberscope_fiber* r = to->record;
+  const std::uint64_t now = clock_now();
   const std::uint64_t r_seq = seq_begin(r->seq);
   put(r->state, static_cast<std::uint32_t>(FIBERSCOPE_FIBER_RUNNING));
-  put(r->state_since_ns, clock_now());
+  put(r->state_since_ns, now);
   if (get(r->wait_reason) != FIBERSCOPE_WAIT_NONE) put(r->wait_reason, static_cast<std::uint32_t>(FIBERSCOPE_WAIT_NONE));
   put(r->worker, static_cast<std::int32_t>(m->index));
   seq_end(r->seq, r_seq);
-  publish_worker_current(m, to);
+  if (!from_fiber) {
+    publish_worker_current(m, to);
+    return;
+  }
+  fiberscope_worker* w = m->record;
+  const std::uint64_t w_seq = seq_begin(w->seq);
+  put(w->current_fiber, to->id);
+  put(w->current_record, reinterpret_cast<std::uint64_t>(r));
+  seq_end(w->seq, w_seq);
 }
 
 // RUNNING -> RUNNABLE for a yield of an unlocked fiber, inside the window its switch opened: a running record
@@ -368,6 +379,13 @@ FiberHandle* find_runnable(Worker* m) {
   put(r->state, static_cast<std::uint32_t>(FIBERSCOPE_FIBER_RUNNABLE));
   put(r->state_since_ns, clock_now());
   put(r->worker, -1);
+}
+
+// The continuation of a yield into the yield slot: `g` (fully saved now) becomes RUNNABLE and waits there.
+[[gnu::always_inline]] inline void requeue_to_slot(Worker* m, FiberHandle* g) {
+  write_yielded(g);
+  seq_end(g->record->seq);
+  m->p->yield_slot.store(g, std::memory_order_relaxed);
 }
 
 void recycle_fiber(Worker* m, FiberHandle* g) {
@@ -413,9 +431,7 @@ void run_after_switch(Worker* m) {
       runq_put(m->p, g, false);
       return;
     case AfterSwitch::kRequeueSlot:
-      write_yielded(g);
-      seq_end(g->record->seq);
-      m->p->yield_slot.store(g, std::memory_order_relaxed);
+      requeue_to_slot(m, g);
       return;
     case AfterSwitch::kRequeueGlobal:
       write_fiber_state(g, FIBERSCOPE_FIBER_RUNNABLE, FIBERSCOPE_WAIT_NONE, nullptr);
@@ -449,10 +465,18 @@ FiberHandle* next_local(Worker* m) {
 // Switches from one fiber straight to another; m->after already says what the other side does with `from`.
 [[gnu::always_inline]] inline void switch_fiber_to_fiber(Worker* m, FiberHandle* from, FiberHandle* to) {
   seq_begin(from->record->seq);  // closed by run_after_switch once the context below is complete
-  prepare_run(m, to);
+  prepare_run(m, to, /*from_fiber=*/true);
   leave_to_fiber(&from->asan_fake_stack, to);
   fiberscope_switch(&from->record->context, &to->record->context);
-  after_switch_in_fiber(from);
+  // after_switch_in_fiber, with the continuation of the two-fiber yield inline (no call into run_after_switch).
+  Worker* now_on = this_worker();
+  sanitizer_arrive(from->asan_fake_stack);
+  if (now_on->after.kind == AfterSwitch::kRequeueSlot) [[likely]] {
+    now_on->after.kind = AfterSwitch::kNone;
+    requeue_to_slot(now_on, now_on->after.fiber);
+    return;
+  }
+  run_after_switch(now_on);
 }
 [[gnu::always_inline]] inline void switch_fiber_to_fiber(Worker* m, FiberHandle* from, FiberHandle* to,
                                                          const AfterSwitch& after) {
@@ -950,7 +974,7 @@ void fiber_started() noexcept {
   m->after.fiber = g;
   FiberHandle* next = next_local(m);
   if (next) {
-    prepare_run(m, next);
+    prepare_run(m, next, /*from_fiber=*/true);
     leave_to_fiber(nullptr, next);
     fiberscope_switch(&m->scratch_context, &next->record->context);
   } else {
@@ -1071,9 +1095,10 @@ int run(std::function<void()> main, Options options) {
   return spawn_commit_at(slot, &fiber_entry<Callable>, name, __builtin_return_address(0));
 }
 
-void yield() {
-  Worker* m = this_worker();
-  FiberHandle* g = m ? m->current : nullptr;
+namespace {
+
+// fiber::yield beyond the two-fiber fast path: locked fibers, other queued work, nothing to run.
+[[gnu::noinline]] void yield_slow(Worker* m, FiberHandle* g) {
   if (!g) {
     sched_yield();
     return;
@@ -1083,19 +1108,6 @@ void yield() {
     return;
   }
   Processor* p = m->p;
-  // Fast path: nothing queued here or globally but the fiber in the yield slot, so trade places with it.
-  // m->after gets only the two fields a requeue reads (a whole AfterSwitch is six stores).
-  FiberHandle* parked = p->yield_slot.load(std::memory_order_relaxed);
-  if (parked && p->runnext.load(std::memory_order_relaxed) == nullptr &&
-      p->head.load(std::memory_order_acquire) == p->tail.load(std::memory_order_relaxed) &&
-      sched.global_size.load(std::memory_order_relaxed) == 0 && !parked->locked_to) {
-    p->yield_slot.store(nullptr, std::memory_order_relaxed);
-    ++p->schedule_tick;
-    m->after.kind = AfterSwitch::kRequeueSlot;
-    m->after.fiber = g;
-    switch_fiber_to_fiber(m, g, parked);
-    return;
-  }
   if (FiberHandle* next = next_local(m)) {
     // Nothing else queued here now: wait in the yield slot, where the next yield finds us without a CAS.
     const bool to_slot = !p->yield_slot.load(std::memory_order_relaxed) &&
@@ -1113,6 +1125,32 @@ void yield() {
     after.fiber = g;
     switch_to_scheduler(m, g, after);
   }
+}
+
+}  // namespace
+
+void yield() {
+  Worker* m = this_worker();
+  FiberHandle* g = m ? m->current : nullptr;
+  // Fast path: nothing queued here or globally but the fiber in the yield slot, so trade places with it.
+  // m->after gets only the two fields a requeue reads (a whole AfterSwitch is six stores). The slot never holds
+  // a locked fiber (those yield through park_locked), so it may run here. Kept apart from yield_slow so that
+  // nothing lives across the switch and this frame saves no registers (the switch saves them all anyway).
+  if (g && !g->locked_to) [[likely]] {
+    Processor* p = m->p;
+    FiberHandle* parked = p->yield_slot.load(std::memory_order_relaxed);
+    if (parked && p->runnext.load(std::memory_order_relaxed) == nullptr &&
+        p->head.load(std::memory_order_acquire) == p->tail.load(std::memory_order_relaxed) &&
+        sched.global_size.load(std::memory_order_relaxed) == 0) [[likely]] {
+      p->yield_slot.store(nullptr, std::memory_order_relaxed);
+      ++p->schedule_tick;
+      m->after.kind = AfterSwitch::kRequeueSlot;
+      m->after.fiber = g;
+      switch_fiber_to_fiber(m, g, parked);
+      return;
+    }
+  }
+  yield_slow(m, g);
 }
 
 void sleep_for(std::chrono::nanoseconds duration) {
