@@ -108,13 +108,17 @@ Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
   target::CaptureOptions capture{.stop = options.stop, .mappings = &*mappings};
   fibers::StackPrecopyPlan precopy_plan;
   target::Precopy precopy;
-  const bool precopying = options.stop && !options.exact_stacks && root;
+  using Clock = std::chrono::steady_clock;
+  const auto scan_start = Clock::now();
+  std::optional<fibers::StackScan> scan;
+  if (options.stop && !options.exact_stacks && root)
+    if (auto scanned = fibers::scan_fiber_stacks(target::ProcessMemory(pid), *root)) scan = std::move(*scanned);
+  // An unusable root is read, and its error reported, inside the pause as without a pre-copy.
+  const bool precopying = scan.has_value();
   if (precopying) {
     // Parked fibers' stacks now, while the target runs; the table itself is copied first thing inside the pause.
-    using Clock = std::chrono::steady_clock;
-    const auto scan_start = Clock::now();
-    auto scan = fibers::scan_fiber_stacks(target::ProcessMemory(pid), *root);
-    if (scan) precopy_plan = fibers::plan_stack_precopy(*scan);
+    precopy_plan = fibers::plan_stack_precopy(*scan);
+    scan.reset();
     const auto copy_start = Clock::now();
     std::vector<target::AddressRange> stack_ranges;
     stack_ranges.reserve(precopy_plan.stacks.size());
