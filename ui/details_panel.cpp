@@ -97,7 +97,11 @@ std::vector<DetailsPanel::Line> DetailsPanel::lines() const {
   for (const report::DumpError& error : model_.dump().errors)
     if (error.fiber_id == fiber.id) add_text_block(lines, "error: " + error.message, Role::error, 0);
   lines.push_back({});
-  lines.push_back({"backtrace, innermost first:", Role::label, 0});
+  // A lean snapshot's fiber gets its arguments from the pump in milliseconds, or with the next snapshot when the
+  // pump is busy taking one: until then its frames show (...), and this says why.
+  lines.push_back({model_.has_args(fiber.id) ? "backtrace, innermost first:"
+                                             : "backtrace, innermost first (reading the arguments...):",
+                   Role::label, 0});
   const auto& frames = fiber.stack.frames;
   for (std::size_t i = 0; i < frames.size(); ++i) {
     lines.push_back({"#" + std::to_string(i) + (i < 10 ? "  " : " ") + frame_call(frames[i]), Role::normal, 6});

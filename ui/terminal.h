@@ -3,6 +3,8 @@
 // interface lets everything else be tested with a text canvas.
 #pragma once
 
+#include <signal.h>
+
 #include <memory>
 #include <optional>
 
@@ -25,7 +27,23 @@ class Terminal {
 };
 
 // Takes over the controlling terminal (alternate screen, no echo, keypad keys, colours if it has them). The
-// terminal is given back when the object is destroyed. Fails when stdin/stdout is not a terminal.
+// terminal is given back when the object is destroyed, and also if fiberscope crashes meanwhile (SIGSEGV, SIGBUS,
+// SIGABRT, SIGFPE, SIGILL: the crash then goes on as it would have). Fails when stdin/stdout is not a terminal.
 Result<std::unique_ptr<Terminal>> open_curses_terminal();
+
+// An alternate signal stack for the calling thread while the object lives, so that the crash handlers that give
+// the terminal back run after a stack overflow too. The terminal holds one for its thread, the pump for its own.
+class CrashSignalStack {
+ public:
+  CrashSignalStack();
+  ~CrashSignalStack();
+  CrashSignalStack(const CrashSignalStack&) = delete;
+  CrashSignalStack& operator=(const CrashSignalStack&) = delete;
+
+ private:
+  std::unique_ptr<char[]> memory_;
+  stack_t previous_{};
+  bool installed_ = false;
+};
 
 }  // namespace fiberscope::ui

@@ -8,7 +8,10 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
+#include <string_view>
+#include <utility>
 
 #include "session/inspection.h"
 #include "ui/snapshot_pump.h"
@@ -25,54 +28,104 @@ std::atomic<int> g_quit_signal{0};
 
 void on_quit_signal(int signal_number) { g_quit_signal.store(signal_number); }
 
-// Installs the quit handlers for the session's lifetime and blocks those signals on the ui thread (the pump's
-// thread takes them; see snapshot_pump.h).
+// Blocks SIGINT/SIGTERM/SIGHUP on the ui thread for the session's lifetime: the pump's thread takes them (see
+// snapshot_pump.h), so one during a capture runs the capture's own handler where it can detach the target at once.
+// install() adds the quit handlers once the screen is up; until then the signals keep their default action.
 class QuitSignals {
  public:
   QuitSignals() {
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (int signal_number : kSignals) sigaddset(&mask, signal_number);
+    pthread_sigmask(SIG_BLOCK, &mask, &previous_mask_);
+  }
+  ~QuitSignals() {
+    if (installed_)
+      for (std::size_t i = 0; i < std::size(kSignals); ++i) ::sigaction(kSignals[i], &previous_[i], nullptr);
+    pthread_sigmask(SIG_SETMASK, &previous_mask_, nullptr);
+  }
+  QuitSignals(const QuitSignals&) = delete;
+  QuitSignals& operator=(const QuitSignals&) = delete;
+
+  void install() {
     g_quit_signal.store(0);
     struct sigaction action {};
     action.sa_handler = on_quit_signal;
     sigemptyset(&action.sa_mask);
     for (std::size_t i = 0; i < std::size(kSignals); ++i) ::sigaction(kSignals[i], &action, &previous_[i]);
-  }
-  ~QuitSignals() {
-    for (std::size_t i = 0; i < std::size(kSignals); ++i) ::sigaction(kSignals[i], &previous_[i], nullptr);
-  }
-  QuitSignals(const QuitSignals&) = delete;
-  QuitSignals& operator=(const QuitSignals&) = delete;
-
-  static void block_on_this_thread(sigset_t* previous) {
-    sigset_t mask;
-    sigemptyset(&mask);
-    for (int signal_number : kSignals) sigaddset(&mask, signal_number);
-    pthread_sigmask(SIG_BLOCK, &mask, previous);
+    installed_ = true;
   }
 
  private:
   static constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
   struct sigaction previous_[std::size(kSignals)] {};
+  sigset_t previous_mask_{};
+  bool installed_ = false;
 };
+
+// A test hook, deliberately not in --help: FIBERSCOPE_TOP_CRASH_FOR_TEST=SIGSEGV (or SIGBUS, SIGABRT, SIGFPE,
+// SIGILL) makes top crash with that signal once its second snapshot is on the screen (between captures: the target
+// runs), so that tests/unit/ui/top_tmux_test.cpp can check that a crash of fiberscope itself gives the terminal back
+// (curses_terminal.cpp). Any other value does nothing.
+std::optional<int> crash_signal_for_test() {
+  const char* name = std::getenv("FIBERSCOPE_TOP_CRASH_FOR_TEST");
+  if (!name) return std::nullopt;
+  static constexpr std::pair<std::string_view, int> kNames[] = {
+      {"SIGSEGV", SIGSEGV}, {"SIGBUS", SIGBUS}, {"SIGABRT", SIGABRT}, {"SIGFPE", SIGFPE}, {"SIGILL", SIGILL}};
+  for (const auto& [text, signal_number] : kNames)
+    if (text == name) return signal_number;
+  return std::nullopt;
+}
+
+// Read through a volatile so that the compiler cannot see the null and turn the write below into a trap.
+volatile std::uintptr_t g_nowhere = 0;
+
+[[noreturn]] void crash_for_test(int signal_number) {
+  // SIGSEGV as a real fault, as a bug would cause it; abort() as an assertion would; the others raised.
+  if (signal_number == SIGSEGV) *reinterpret_cast<volatile int*>(g_nowhere) = 1;
+  if (signal_number == SIGABRT) std::abort();
+  ::raise(signal_number);
+  std::abort();  // the signal was ignored or blocked: still a crash
+}
 
 bool target_is_gone(const Error& error) {
   return error.code == ErrorCode::no_such_process || error.code == ErrorCode::target_exited;
 }
 
-DumpSource live_source(const TopOptions& options) {
+// A lean dump of `inspection` (no fiber arguments: only the details panel shows them, for one fiber), and the way
+// to one fiber's stack with arguments, which keeps the inspection alive until the next snapshot replaces it.
+LeanSnapshot lean_snapshot(session::Inspection inspection) {
+  session::BuildOptions lean;  // the defaults (depth) of `fiberscope dump`, whose details top shows
+  lean.fiber_args = false;
+  auto kept = std::make_shared<session::Inspection>(std::move(inspection));
+  report::Dump dump = session::build_dump(*kept, lean);
+  auto stack_with_args = [kept, lean](std::uint64_t fiber_id) {
+    // add_fiber_args rebuilds the stacks of the dump's fibers it is given: a dump holding just this id will do.
+    report::Dump one;
+    one.fibers.emplace_back().id = fiber_id;
+    const std::uint64_t ids[] = {fiber_id};
+    session::add_fiber_args(one, ids, kept->snapshot, kept->table ? &*kept->table : nullptr, *kept->modules, lean);
+    return std::move(one.fibers.front().stack);
+  };
+  return {std::move(dump), std::move(stack_with_args)};
+}
+
+SnapshotSource live_source(const TopOptions& options) {
   auto cache = std::make_shared<session::ModuleCache>();
-  return [pid = options.pid, stop = options.stop, cache]() -> Result<report::Dump> {
+  return [pid = options.pid, stop = options.stop, cache]() -> Result<LeanSnapshot> {
     auto inspection = session::inspect_live(pid, {.stop = stop, .cache = cache.get()});
     if (!inspection) return std::unexpected(inspection.error());
-    return session::build_dump(*inspection, {});
+    return lean_snapshot(std::move(*inspection));
   };
 }
 
 // A core file: one snapshot, taken once (the screen does not refresh it).
-DumpSource core_source(const TopOptions& options) {
-  return [core_path = *options.core_path]() -> Result<report::Dump> {
-    auto inspection = session::inspect_core(core_path, {});
+SnapshotSource core_source(const TopOptions& options) {
+  return [core_path = *options.core_path, core = session::CoreInspectOptions{options.exe_path, options.sysroot}]()
+             -> Result<LeanSnapshot> {
+    auto inspection = session::inspect_core(core_path, core);
     if (!inspection) return std::unexpected(inspection.error());
-    return session::build_dump(*inspection, {});
+    return lean_snapshot(std::move(*inspection));
   };
 }
 
@@ -80,7 +133,7 @@ DumpSource core_source(const TopOptions& options) {
 
 const char* const kTopHelp =
     "usage: fiberscope top PID [options]\n"
-    "       fiberscope top --core FILE\n"
+    "       fiberscope top --core FILE [--exe PATH] [--sysroot DIR]\n"
     "\n"
     "A live view of every fiber of process PID, refreshed every second: a header with the process, its threads,\n"
     "its fibers by state (running, runnable, syscall, foreign, waiting, sleeping), the pause of the last snapshot\n"
@@ -93,6 +146,8 @@ const char* const kTopHelp =
     "  -d SECONDS      refresh interval (default 1; at least 0.1)\n"
     "  --no-stop       never stop the target: read it while it runs (records caught changing are marked torn)\n"
     "  --core FILE     one static snapshot from a core file (fiberscope gcore, gdb's gcore or the kernel's)\n"
+    "  --exe PATH      with --core: the executable (default: the one the core names)\n"
+    "  --sysroot DIR   with --core: prefix for every file the core names (libraries from another host)\n"
     "  -h, --help      this help\n"
     "\n"
     "keys (? inside top shows them too):\n"
@@ -121,49 +176,58 @@ Result<TopOptions> parse_top_arguments(const std::vector<std::string>& arguments
       options.interval_seconds = *seconds;
     } else if (args.is("--no-stop")) {
       options.stop = false;
-    } else if (args.is("--core")) {
-      auto path = args.value();
-      if (!path) return std::unexpected(path.error());
-      options.core_path = *path;
+    } else if (args.is("--core") || args.is("--exe") || args.is("--sysroot")) {
+      std::string& target = args.is("--core") ? options.core_path.emplace()
+                            : args.is("--exe") ? options.exe_path
+                                               : options.sysroot;
+      auto value = args.value();
+      if (!value) return std::unexpected(value.error());
+      target = *value;
     } else if (auto operand = args.pid_operand(pid); !operand) {
       return std::unexpected(operand.error());
     }
   }
   if (options.core_path && pid) return fail("give a PID or --core FILE, not both");
-  if (options.core_path) return options;
+  if (options.core_path) {
+    if (!options.stop) return fail("--no-stop is for live processes, not --core");
+    return options;
+  }
+  if (!options.exe_path.empty() || !options.sysroot.empty()) return fail("--exe and --sysroot go with --core FILE");
   if (!pid) return fail("missing PID (usage: fiberscope top PID [-d SECONDS])");
   options.pid = *pid;
   return options;
 }
 
 Result<void> run_top(const TopOptions& options) {
-  DumpSource source = options.core_path ? core_source(options) : live_source(options);
-  // The first snapshot before the terminal is taken over: if the target cannot be inspected, the error is
-  // printed like any other command's.
-  const auto start = Clock::now();
-  auto first = source();
-  if (!first) return std::unexpected(first.error());
-  const std::chrono::duration<double, std::milli> first_elapsed = Clock::now() - start;
+  QuitSignals quit_signals;
+  // Declared after quit_signals: ended first, so the handlers stay until no capture can be in progress. Everything
+  // that touches an inspection runs on the pump's thread, the first snapshot too.
+  std::optional<SnapshotPump> pump;
+  pump.emplace(options.core_path ? core_source(options) : live_source(options));
+  // The first snapshot before the terminal is taken over: if the target cannot be inspected, the error is printed
+  // like any other command's.
+  pump->request();
+  std::optional<PumpResult> first = pump->wait_result();
+  if (!first) return fail("no first snapshot");  // the pump answers every request: cannot happen
+  if (!first->dump) return std::unexpected(first->dump.error());
 
   const std::string target = options.core_path ? "core " + *options.core_path + " (pid " +
-                                                    std::to_string(first->pid) + " " + first->exe_path + ")"
-                                              : "pid " + std::to_string(options.pid) + " " + first->exe_path;
+                                                    std::to_string(first->dump->pid) + " " + first->dump->exe_path + ")"
+                                              : "pid " + std::to_string(options.pid) + " " + first->dump->exe_path;
   TopScreen screen({.target = target, .interval_seconds = options.interval_seconds, .live = !options.core_path});
-  screen.show_snapshot(std::move(*first), first_elapsed.count());
+  screen.show_snapshot(std::move(*first->dump), first->elapsed_ms, DumpArgs::on_request);
+  std::uint64_t shown_generation = first->generation;
 
-  QuitSignals quit_signals;
+  quit_signals.install();
   auto terminal = open_curses_terminal();
   if (!terminal) return std::unexpected(terminal.error());
-  // Ended explicitly below, after the terminal was given back: a snapshot in progress is finished first (the
-  // capture releases the target before returning), so the process never exits with the target stopped.
-  std::optional<SnapshotPump> pump;
-  sigset_t previous_mask;
-  pump.emplace(source);
-  QuitSignals::block_on_this_thread(&previous_mask);
+  const std::optional<int> crash_signal = crash_signal_for_test();
 
   const auto interval = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double>(options.interval_seconds));
   auto next_capture = Clock::now() + interval;
+  std::optional<std::uint64_t> wanted;                     // the fiber the pump reads arguments for at each refresh
+  std::optional<std::pair<std::uint64_t, std::uint64_t>> asked;  // (snapshot, fiber) of the last arguments request
   bool dirty = true;
   for (;;) {
     if (g_quit_signal.load() != 0) break;
@@ -173,7 +237,9 @@ Result<void> run_top(const TopOptions& options) {
     }
     if (auto result = pump->take_result()) {
       if (result->dump) {
-        screen.show_snapshot(std::move(*result->dump), result->elapsed_ms);
+        screen.show_snapshot(std::move(*result->dump), result->elapsed_ms, DumpArgs::on_request);
+        shown_generation = result->generation;
+        if (result->wanted_args) screen.show_fiber_args(result->wanted_args->fiber_id, std::move(result->wanted_args->stack));
       } else if (target_is_gone(result->dump.error())) {
         screen.stop_refreshing("target exited: showing its last snapshot (q quits)");
       } else {
@@ -181,11 +247,26 @@ Result<void> run_top(const TopOptions& options) {
       }
       dirty = true;
     }
+    if (auto args = pump->take_args(); args && args->generation == shown_generation) {
+      screen.show_fiber_args(args->fiber_id, std::move(args->stack));
+      dirty = true;
+    }
+    // The details of a fiber show its arguments: the pump reads them from the snapshot shown, and every refresh
+    // comes with them while the details stay open.
+    if (screen.details_fiber() != wanted) pump->want_args(wanted = screen.details_fiber());
+    if (auto fiber = screen.fiber_needing_args(); fiber && asked != std::pair(shown_generation, *fiber)) {
+      asked = std::pair(shown_generation, *fiber);
+      pump->request_args(shown_generation, *fiber);
+      // An idle pump answers in milliseconds: wait, so that the details appear with their arguments at once. A
+      // busy one answers after its snapshot, and the details say meanwhile that the arguments are being read.
+      if (!pump->busy() && pump->wait_args(std::chrono::milliseconds(250))) continue;
+    }
     if (dirty) {
       Canvas canvas((*terminal)->width(), (*terminal)->height());
       screen.draw(canvas);
       (*terminal)->present(canvas);
       dirty = false;
+      if (crash_signal && screen.snapshots() >= 2) crash_for_test(*crash_signal);
     }
     // Short waits keep snapshots on time and Ctrl-C prompt; a wait costs nothing while no key comes.
     auto key = (*terminal)->read_key(50);
@@ -196,7 +277,6 @@ Result<void> run_top(const TopOptions& options) {
   }
   terminal->reset();
   pump.reset();
-  pthread_sigmask(SIG_SETMASK, &previous_mask, nullptr);
   return {};
 }
 

@@ -17,6 +17,8 @@ namespace fiberscope::ui {
 struct TopOptions {
   int pid = 0;
   std::optional<std::string> core_path;  // --core FILE: one static snapshot of a core file
+  std::string exe_path;                  // --exe PATH, with --core: the executable, if not the one the core names
+  std::string sysroot;                   // --sysroot DIR, with --core: prefix for every file the core names
   double interval_seconds = 1.0;         // -d SECONDS
   bool stop = true;                      // --no-stop: never ptrace-stop the target
 };

@@ -90,9 +90,11 @@ std::string short_location(const report::Frame& frame) {
   return text;
 }
 
-void TopModel::set_dump(report::Dump dump) {
+void TopModel::set_dump(report::Dump dump, DumpArgs args) {
   dump_ = std::move(dump);
   has_dump_ = true;
+  args_ = args;
+  fibers_with_args_.clear();
   rows_.clear();
   row_by_id_.clear();
   counts_ = {};
@@ -121,6 +123,23 @@ void TopModel::set_dump(report::Dump dump) {
     for (const report::Fiber* member : groups_[g].members)
       rows_[static_cast<std::size_t>(member - dump_.fibers.data())].group = g;
   }
+}
+
+bool TopModel::has_args(std::uint64_t fiber_id) const {
+  return args_ == DumpArgs::every_fiber || fibers_with_args_.contains(fiber_id);
+}
+
+void TopModel::add_args(std::uint64_t fiber_id, report::Stack stack_with_args) {
+  auto it = row_by_id_.find(fiber_id);
+  if (it == row_by_id_.end()) return;
+  FiberRow& row = rows_[it->second];
+  // Only the stack is replaced, in place (rows and groups point at the fiber). The frames are the lean ones with
+  // arguments added, so the group key is unchanged; `where` is text copied from them and is recomputed so that the
+  // row can never disagree with the details.
+  report::Fiber& fiber = dump_.fibers[static_cast<std::size_t>(row.fiber - dump_.fibers.data())];
+  fiber.stack = std::move(stack_with_args);
+  if (const report::Frame* frame = user_frame(fiber)) row.where = short_location(*frame);
+  if (args_ == DumpArgs::on_request) fibers_with_args_.insert(fiber_id);
 }
 
 const FiberRow* TopModel::row_of(std::uint64_t fiber_id) const {

@@ -3,7 +3,8 @@
 // sorting and filtering of the fiber list.
 //
 //   TopModel model;
-//   model.set_dump(session::build_dump(inspection, {}));
+//   model.set_dump(session::build_dump(inspection, {.fiber_args = false}), DumpArgs::on_request);
+//   if (!model.has_args(17)) model.add_args(17, stack_with_args);   // what the details of fiber 17 show
 //   for (std::size_t i : model.select(filter, SortColumn::time, true)) show(model.rows()[i]);
 #pragma once
 
@@ -13,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "report/dump.h"
@@ -55,10 +57,19 @@ struct FiberFilter {
   bool with_findings = false;             // only fibers with findings
 };
 
+// Which fibers of a dump come with their arguments: every one, or (a lean dump: session::BuildOptions::fiber_args
+// = false, what `top` takes at every refresh) only those given to TopModel::add_args.
+enum class DumpArgs : std::uint8_t { every_fiber, on_request };
+
 class TopModel {
  public:
   // Replaces the snapshot shown; everything derived is rebuilt.
-  void set_dump(report::Dump dump);
+  void set_dump(report::Dump dump, DumpArgs args = DumpArgs::every_fiber);
+  // Whether the stack of this fiber carries its arguments (see DumpArgs).
+  bool has_args(std::uint64_t fiber_id) const;
+  // Replaces the stack of a fiber of a lean dump with the same stack read with arguments. Ignored for a fiber that
+  // is not in the dump.
+  void add_args(std::uint64_t fiber_id, report::Stack stack_with_args);
 
   bool has_dump() const { return has_dump_; }
   const report::Dump& dump() const { return dump_; }
@@ -83,6 +94,8 @@ class TopModel {
   std::vector<report::FiberGroup> groups_;
   std::vector<std::string> group_keys_;
   std::array<std::size_t, kStateCategories> counts_{};
+  DumpArgs args_ = DumpArgs::every_fiber;
+  std::unordered_set<std::uint64_t> fibers_with_args_;  // of a lean dump: the fibers whose details were opened
 };
 
 }  // namespace fiberscope::ui

@@ -54,13 +54,28 @@ std::string_view view_title(TopScreen::View view) {
 
 TopScreen::TopScreen(TopSettings settings) : settings_(std::move(settings)) {}
 
-void TopScreen::show_snapshot(report::Dump dump, std::optional<double> elapsed_ms) {
-  model_.set_dump(std::move(dump));
+void TopScreen::show_snapshot(report::Dump dump, std::optional<double> elapsed_ms, DumpArgs args) {
+  model_.set_dump(std::move(dump), args);
   elapsed_ms_ = elapsed_ms;
   ++snapshots_;
   list_.refresh();
   groups_.refresh();
   message_.clear();  // a capture error or note belongs to the snapshot it came with
+}
+
+std::optional<std::uint64_t> TopScreen::details_fiber() const {
+  if (std::find(views_.begin(), views_.end(), View::details) == views_.end()) return std::nullopt;
+  return details_.fiber_id();
+}
+
+std::optional<std::uint64_t> TopScreen::fiber_needing_args() const {
+  const std::optional<std::uint64_t> fiber = details_fiber();
+  if (!fiber || !model_.row_of(*fiber) || model_.has_args(*fiber)) return std::nullopt;
+  return fiber;
+}
+
+void TopScreen::show_fiber_args(std::uint64_t fiber_id, report::Stack stack_with_args) {
+  model_.add_args(fiber_id, std::move(stack_with_args));
 }
 
 void TopScreen::show_message(std::string message, bool error) {

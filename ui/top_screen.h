@@ -38,8 +38,16 @@ class TopScreen {
   TopScreen& operator=(const TopScreen&) = delete;
 
   // Shows a new snapshot; the selection, filters, order and view are kept. `elapsed_ms`: how long it took to
-  // take and decode (shown beside the pause, which is only the part the target was stopped for).
-  void show_snapshot(report::Dump dump, std::optional<double> elapsed_ms = std::nullopt);
+  // take and decode (shown beside the pause, which is only the part the target was stopped for). `args`: whether
+  // its fibers come with their arguments, or (lean) the details wait for show_fiber_args().
+  void show_snapshot(report::Dump dump, std::optional<double> elapsed_ms = std::nullopt,
+                     DumpArgs args = DumpArgs::every_fiber);
+  // The fiber whose details are open (also under the help), if any: the one whose arguments are shown.
+  std::optional<std::uint64_t> details_fiber() const;
+  // The details fiber when the snapshot shown has it without its arguments (a lean snapshot).
+  std::optional<std::uint64_t> fiber_needing_args() const;
+  // The stack with arguments of a fiber of the snapshot shown (see TopModel::add_args).
+  void show_fiber_args(std::uint64_t fiber_id, report::Stack stack_with_args);
   // A line under the header: a capture that failed (`error`) or news such as "target exited".
   void show_message(std::string message, bool error);
   // Refreshing ends for good (the target exited): the last snapshot stays, with `why` on the status line.
