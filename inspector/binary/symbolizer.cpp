@@ -138,7 +138,9 @@ Symbolizer::Symbolizer(const std::vector<target::Mapping>& mappings, SymbolizerO
     Module module;
     module.path = path;
     module.range = {parts.front()->range.start, parts.back()->range.end};
-    module.image = impl_->open_image(path, &module.error);
+    for (const target::Mapping* part : parts)
+      if (!part->open_path.empty()) module.opened_from = part->open_path;
+    module.image = impl_->open_image(module.opened_from.empty() ? path : module.opened_from, &module.error);
     if (!module.image && !executable) continue;  // data files (locale archives, fonts): not code, not ours
     if (module.image) {
       // A mapping at file offset X shows the PT_LOAD segment that contains X; the distance between where it is

@@ -40,6 +40,7 @@ struct Module {
   std::uint64_t load_bias = 0;    // target address = file address + load_bias
   const ElfImage* image = nullptr;  // null if the file could not be opened (see `error`)
   std::string error;
+  std::string opened_from;        // where the image was read when not from `path` (Mapping::open_path)
 };
 
 struct SymbolizedFrame {

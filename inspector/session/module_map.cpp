@@ -38,6 +38,9 @@ report::StackKind stack_of(const unwind::Frame& frame) {
 ModuleMap::ModuleMap(const std::vector<target::Mapping>& mappings, const std::string& exe_path)
     : symbols_(mappings), exe_path_(exe_path) {
   for (const binary::Module& module : symbols_.modules()) {
+    if (!module.opened_from.empty())
+      warnings_.push_back(module.path + " was replaced or deleted after the process mapped it: read from " +
+                          module.opened_from);
     if (!module.image) {
       if (module.path == exe_path) warnings_.push_back("cannot open " + module.path + ": " + module.error);
       continue;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 
@@ -159,7 +160,17 @@ std::vector<Mapping> parse_maps(std::string_view text, std::vector<std::string>*
 Result<std::vector<Mapping>> read_maps(int pid, std::vector<std::string>* warnings) {
   auto text = read_proc_file(proc_path(pid) + "/maps", kMaxMapsBytes);
   if (!text) return std::unexpected(text.error());
-  return parse_maps(*text, warnings);
+  std::vector<Mapping> mappings = parse_maps(*text, warnings);
+  // A server upgraded in place runs a binary whose path now holds another build: its code is read through the
+  // kernel's link to the inode it mapped.
+  for (Mapping& mapping : mappings) {
+    if (!mapping.deleted || mapping.path.empty() || mapping.path.front() != '/') continue;
+    char range[48];
+    std::snprintf(range, sizeof range, "%llx-%llx", static_cast<unsigned long long>(mapping.range.start.value()),
+                  static_cast<unsigned long long>(mapping.range.end.value()));
+    mapping.open_path = proc_path(pid) + "/map_files/" + range;
+  }
+  return mappings;
 }
 
 Result<std::vector<int>> list_threads(int pid) {

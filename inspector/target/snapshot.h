@@ -27,6 +27,10 @@ struct Mapping {
   bool executable = false;
   std::string path;  // empty for anonymous memory; "[stack]", "[vdso]" etc. as the kernel names them
   bool deleted = false;  // the file was deleted or replaced since it was mapped ("(deleted)" in /proc/PID/maps)
+  // Where the mapped file's bytes can still be read when `path` no longer holds them: for a deleted (replaced)
+  // file of a live process, /proc/PID/map_files/START-END, the kernel's handle on the inode actually mapped.
+  // Empty: read `path`.
+  std::string open_path;
 };
 
 struct ThreadState {

@@ -1,7 +1,10 @@
 // End-to-end tests of `fiberscope dump` on real programs (tests/programs/fibers, tests/programs/threads).
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <filesystem>
 #include <regex>
 
 #include "cli/dump_command.h"
@@ -309,4 +312,29 @@ TEST_CASE("grouped text collapses fibers parked at one place and still prints th
 
   DumpRun folded = dump(target.pid(), with_format(DumpOptions::Format::folded));
   CHECK(std::regex_search(folded.out, std::regex(R"(sleep_outer[^\n]* [2-5]\n)")));
+}
+
+TEST_CASE("a binary replaced on disk while it runs (an upgrade in place) is still read: from the inode it mapped") {
+  // The running copy and the file now at its path are different programs: reading the path would name nothing
+  // right and miss the fiber table.
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("fiberscope-replaced-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::filesystem::path exe = dir / "server";
+  std::filesystem::copy_file(bin("fiber_states_O0"), exe, std::filesystem::copy_options::overwrite_existing);
+  {
+    TestProcess target({exe.string()});
+    REQUIRE(target.wait_for("READY"));
+    std::filesystem::remove(exe);
+    std::filesystem::copy_file(bin("threads_blocked"), exe);
+
+    DumpRun run = dump(target.pid(), ungrouped());
+    INFO(run.out << run.err);
+    CHECK(run.exit_code == kExitClean);
+    CHECK(has(run.out, "warning: " + exe.string() + " was replaced or deleted after the process mapped it: read "
+                       "from /proc/" + std::to_string(target.pid()) + "/map_files/"));
+    CHECK(has(run.out, ": 7 fibers,"));
+    CHECK(has(fiber_entry(run.out, "chan-waiter"), "chan_level_two(depth=7, tag=4660)"));
+  }
+  std::filesystem::remove_all(dir);
 }
