@@ -141,7 +141,6 @@ struct FiberHandle {
   std::uint64_t id = 0;
   Stack stack;
   Worker* locked_to = nullptr;       // set while inside foreign_call (and its callbacks)
-  std::uint32_t lock_depth = 0;      // nested foreign_calls
   std::uint32_t callback_depth = 0;  // nested fiber_callbacks in progress
   FiberHandle* queue_next = nullptr; // global run queue / pool link
   void* tsan_fiber = nullptr;
@@ -166,8 +165,9 @@ struct Processor {
   // The exitsyscall fast path without a CAS (an asymmetric Dekker handshake with the monitor, whose membarrier
   // supplies the fence the exiting worker leaves out): the worker raises `exiting` and then looks at
   // `retake_intent`; the monitor raises `retake_intent`, runs membarrier and then looks at `exiting`. At most
-  // one side misses the other, so they never both take the processor.
-  std::atomic<std::uint32_t> exiting{0};
+  // one side misses the other, so they never both take the processor. `exiting` is raised by storing the
+  // syscall's tick, so it is down for every later syscall without a store on entry.
+  std::atomic<std::uint64_t> exiting{0};
   std::atomic<std::uint32_t> retake_intent{0};
   std::uint32_t schedule_tick = 0;
   std::atomic<std::uint32_t> head{0};
@@ -215,7 +215,7 @@ struct Worker {
   fiberscope_worker* record = nullptr;
   std::uint32_t index = 0;
   Processor* p = nullptr;      // held processor
-  Processor* oldp = nullptr;   // processor it had when entering a syscall
+  Processor* oldp = nullptr;   // processor it had when entering its current (or last) syscall
   Processor* nextp = nullptr;  // handed over by startm / startlockedm before a wake
   std::uint64_t syscall_status = 0;  // oldp's status word as entersyscall set it
   FiberHandle* current = nullptr;

@@ -593,7 +593,7 @@ bool retake(std::uint64_t now) {
     if (sched.asymmetric_fence) {
       p->retake_intent.store(1, std::memory_order_relaxed);
       asymmetric_heavy_fence();
-      retaken = p->exiting.load(std::memory_order_relaxed) == 0 &&
+      retaken = p->exiting.load(std::memory_order_relaxed) != tick &&
                 p->status.compare_exchange_strong(status, processor_status(tick, kProcessorIdle),
                                                   std::memory_order_acq_rel);
       p->retake_intent.store(0, std::memory_order_release);
@@ -904,7 +904,6 @@ FiberId spawn_commit_with_flags(SpawnSlot slot, void (*entry)(void*), std::strin
   FiberHandle* g = slot.fiber;
   g->id = __atomic_add_fetch(&fiberscope_debug_root.fibers_created, 1, __ATOMIC_RELAXED);
   g->locked_to = nullptr;
-  g->lock_depth = 0;
   g->callback_depth = 0;
 #if FIBERSCOPE_TSAN
   g->tsan_fiber = __tsan_create_fiber(0);

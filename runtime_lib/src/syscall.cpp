@@ -37,7 +37,9 @@ namespace {
 // always mirrors g->locked_to, which changes only here and in exitsyscall).
 [[gnu::always_inline]] inline void write_syscall_state(Worker* m, FiberHandle* g, fiberscope_fiber* r,
                                                        std::uint32_t mode, std::uint64_t now) {
-  if ((mode & kLockBit) && g->lock_depth++ == 0) {
+  // An outermost foreign call has no transition yet (its trampoline links the first); a nested one (from a
+  // callback) finds the fiber already locked to m.
+  if ((mode & kLockBit) && get(r->foreign_depth) == 0) {
     g->locked_to = m;
     put(r->flags, get(r->flags) | FIBERSCOPE_FIBER_FLAG_LOCKED);
   }
@@ -64,7 +66,6 @@ namespace {
   m->oldp = p;
   const std::uint64_t status = processor_status(++p->syscall_tick, kProcessorSyscall);
   m->syscall_status = status;
-  p->exiting.store(0, std::memory_order_relaxed);  // published by the release below
   p->status.store(status, std::memory_order_release);
   return &m->foreign;
 }
@@ -108,12 +109,12 @@ namespace {
 // `unlocked`: the fiber just left its outermost foreign call, so its LOCKED flag goes.
 [[gnu::always_inline]] inline void exit_syscall_state(Worker* m, fiberscope_fiber* r, bool window_open,
                                                       bool unlocked) {
-  Processor* p = m->oldp;
+  Processor* p = m->oldp;  // set by the matching entersyscall
   std::uint64_t expected = m->syscall_status;
   const std::uint64_t running = processor_status(processor_tick(expected), kProcessorRunning);
   bool reacquired = false;
-  if (p && sched.asymmetric_fence) [[likely]] {
-    p->exiting.store(1, std::memory_order_relaxed);
+  if (sched.asymmetric_fence) [[likely]] {
+    p->exiting.store(processor_tick(expected), std::memory_order_relaxed);
     std::atomic_signal_fence(std::memory_order_seq_cst);  // the monitor's membarrier is the CPU fence
     if (p->retake_intent.load(std::memory_order_acquire) == 0 &&
         p->status.load(std::memory_order_acquire) == expected) [[likely]] {
@@ -122,10 +123,9 @@ namespace {
     }
   }
   // Without the handshake (or while the monitor is deciding): one CAS arbitrates with the monitor's.
-  if (!reacquired && p) {
+  if (!reacquired) {
     reacquired = p->status.compare_exchange_strong(expected, running, std::memory_order_acq_rel);
   }
-  m->oldp = nullptr;
   if (!reacquired) [[unlikely]] {
     if (window_open) seq_end(r->seq);
     exitsyscall_slow(m, m->current);  // publishes the LOCKED flag with the new state
@@ -184,8 +184,13 @@ using namespace fiber::detail;
 extern "C" void* fiberscope_entersyscall_impl(std::uint32_t mode, fiberscope_fiber* r, std::uint64_t odd_seq) {
   Worker* m = t_worker;  // no switch in between: the plain thread-local read is safe
   const std::uint64_t now = clock_now();
-  write_syscall_state(m, m->current, r, mode, now);
-  if (!(mode & kLockBit)) seq_end(r->seq, odd_seq);
+  // One test of the mode here, then each mode's code without any (the callers pass constants).
+  if (mode == kForeignCallMode) {
+    write_syscall_state(m, m->current, r, kForeignCallMode, now);  // the trampoline closes the window
+  } else {
+    write_syscall_state(m, m->current, r, mode & kForeignMode, now);
+    seq_end(r->seq, odd_seq);
+  }
   return worker_enter_syscall(m, now);
 }
 
@@ -200,17 +205,19 @@ extern "C" void fiberscope_exitsyscall_impl(std::uint32_t mode, std::uint64_t ca
   fiberscope_fiber* r = t_current_record;  // read before any switch the slow path may make
   if (!r) return;
   Worker* m = t_worker;
-  const bool window_open = mode & kLockBit;  // foreign_call: the trampoline left it open after the unlink
-  check_syscall_frame(r, caller_sp, window_open);
-  bool unlocked = false;
-  if (mode & kLockBit) {
-    FiberHandle* g = m->current;
-    if (--g->lock_depth == 0) {
-      g->locked_to = nullptr;
-      unlocked = true;
-    }
+  if (mode != kForeignCallMode) {
+    check_syscall_frame(r, caller_sp, /*window_open=*/false);
+    exit_syscall_state(m, r, /*window_open=*/false, /*unlocked=*/false);
+    return;
   }
-  exit_syscall_state(m, r, window_open, unlocked);
+  // foreign_call: the trampoline left the window open after the unlink.
+  check_syscall_frame(r, caller_sp, /*window_open=*/true);
+  if (get(r->foreign_depth) == 0) {  // the trampoline unlinked the last transition: the fiber is unlocked
+    m->current->locked_to = nullptr;
+    exit_syscall_state(m, r, /*window_open=*/true, /*unlocked=*/true);
+  } else {
+    exit_syscall_state(m, r, /*window_open=*/true, /*unlocked=*/false);
+  }
 }
 
 // fiber_callback, first half (on the system stack): where on the fiber stack the callback's frames may start.
