@@ -239,7 +239,7 @@ Result<void> run_top(const TopOptions& options) {
       if (result->dump) {
         screen.show_snapshot(std::move(*result->dump), result->elapsed_ms, DumpArgs::on_request);
         shown_generation = result->generation;
-        if (result->wanted_args) screen.show_fiber_args(result->wanted_args->fiber_id, std::move(result->wanted_args->stack));
+        if (auto& args = result->wanted_args) screen.show_fiber_args(args->fiber_id, std::move(args->stack));
       } else if (target_is_gone(result->dump.error())) {
         screen.stop_refreshing("target exited: showing its last snapshot (q quits)");
       } else {

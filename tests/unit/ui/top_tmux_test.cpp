@@ -61,6 +61,13 @@ class Tmux {
     run_output(tmux() + " resize-window -t top -x " + std::to_string(width) + " -y " + std::to_string(height));
   }
   std::string screen() { return run_output(tmux() + " capture-pane -p -t top"); }
+  // A pane flag from tmux's formats: "alternate_on" (1 in the alternate screen), "cursor_flag" (1: cursor shown),
+  // "keypad_cursor_flag" (1: cursor keys in application mode).
+  std::string flag(const std::string& name) {
+    std::string value = run_output(tmux() + " display -p -t top '#{" + name + "}'");
+    while (!value.empty() && (value.back() == '\n' || value.back() == ' ')) value.pop_back();
+    return value;
+  }
   // Keys in tmux's send-keys syntax ("Enter", "Escape", "C-c") or literal text with `literal`.
   void send(const std::string& keys, bool literal = false) {
     run_output(tmux() + " send-keys -t top " + (literal ? "-l '" + keys + "'" : keys));
@@ -149,8 +156,9 @@ TEST_CASE("top shows a known fiber, its backtrace, a sorted list, and leaves the
   tmux.send("Enter");
   REQUIRE(tmux.wait_for("1 of ", &screen));
   tmux.send("Enter");
-  REQUIRE(tmux.wait_for("backtrace, innermost first", &screen));
-  CHECK(screen.find("chan_level_two(depth=7, tag=4660)") != std::string::npos);
+  // Snapshots are lean: the details' arguments are read for this fiber alone, in milliseconds.
+  REQUIRE(tmux.wait_for("chan_level_two(depth=7, tag=4660)", &screen, 5s));
+  CHECK(screen.find("backtrace, innermost first:") != std::string::npos);
   CHECK(screen.find("chan_level_one(depth=7)") != std::string::npos);
   CHECK(screen.find("[fiber stack]") != std::string::npos);
   CHECK(screen.find("created by") != std::string::npos);
@@ -174,6 +182,37 @@ TEST_CASE("top shows a known fiber, its backtrace, a sorted list, and leaves the
   CHECK(process_state(target.pid()) != 't');
   CHECK(process_state(target.pid()) != 'T');
   CHECK(tracer_pid(target.pid()) == 0);
+}
+
+TEST_CASE("the details keep their arguments while snapshots without arguments refresh underneath", "[ui][tmux]") {
+  if (!tmux_available()) SKIP_BECAUSE("tmux is not installed (scripts/setup.sh installs it)");
+  TestProcess target({bin("fiber_states_O0")});
+  REQUIRE(target.wait_for("READY"));
+  Tmux tmux(top_command(target.pid(), "-d 0.2"));
+  REQUIRE(tmux.started());
+  std::string screen;
+  REQUIRE(tmux.wait_for("chan-waiter", &screen));
+  tmux.send("/");
+  tmux.send("chan-waiter", true);
+  tmux.send("Enter");
+  REQUIRE(tmux.wait_for("1 of ", &screen));
+  tmux.send("Enter");
+  REQUIRE(tmux.wait_for("chan_level_two(depth=7, tag=4660)", &screen, 5s));
+  const std::uint64_t opened_at = snapshot_number(screen);
+  // Five refreshes later (each a new lean dump), the details still show the arguments, not the note that they are
+  // being read.
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (snapshot_number(screen) < opened_at + 5 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+    screen = tmux.screen();
+  }
+  INFO(screen);
+  CHECK(snapshot_number(screen) >= opened_at + 5);
+  CHECK(screen.find("chan_level_two(depth=7, tag=4660)") != std::string::npos);
+  CHECK(screen.find("chan_level_one(depth=7)") != std::string::npos);
+  CHECK(screen.find("reading the arguments") == std::string::npos);
+  tmux.send("q");
+  REQUIRE(tmux.wait_for("top exited with 0", &screen));
 }
 
 TEST_CASE("resizing the terminal lays the screen out again without leftovers", "[ui][tmux]") {
@@ -295,6 +334,75 @@ TEST_CASE("top shows the finding of a fault-injected program and jumps to its fi
   tmux.send("q");
   REQUIRE(tmux.wait_for("top exited with 0", &screen));
   CHECK(tracer_pid(target.pid()) == 0);
+}
+
+TEST_CASE("a crash of top itself gives the terminal back: normal screen, cursor, the shell's modes, the real exit "
+          "status, and the target runs on", "[ui][tmux]") {
+  if (!tmux_available()) SKIP_BECAUSE("tmux is not installed (scripts/setup.sh installs it)");
+  const auto [signal_name, signal_number] =
+      GENERATE(table<std::string, int>({{"SIGSEGV", SIGSEGV}, {"SIGABRT", SIGABRT}}));
+  INFO(signal_name);
+  TestProcess target({bin("fiber_states_O0")});
+  REQUIRE(target.wait_for("READY"));
+  // A plain sh (dash) without line editing or job control: it restores no terminal modes itself, so what the pane
+  // shows afterwards is what top left behind; and with the modes top sets (no echo, Enter not turned into a
+  // newline), typed commands would not run at all.
+  Tmux tmux("env -i TERM=xterm-256color PATH=/usr/bin:/bin sh");
+  REQUIRE(tmux.started());
+  tmux.send("ulimit -c 0; saved=$(stty -g)", true);  // no core files left behind by the test
+  tmux.send("Enter");
+  // FIBERSCOPE_TOP_CRASH_FOR_TEST (ui/top_command.cpp): crash once the second snapshot is on the screen.
+  tmux.send("FIBERSCOPE_TOP_CRASH_FOR_TEST=" + signal_name + " " + top_command(target.pid()) + "; echo exit-status-$?",
+            true);
+  tmux.send("Enter");
+  std::string screen;
+  REQUIRE(tmux.wait_for("fiberscope top  pid", &screen));
+  CHECK(tmux.flag("alternate_on") == "1");  // curses had the terminal
+  REQUIRE(tmux.wait_for("exit-status-1", &screen));
+  CHECK(line_with(screen, "exit-status-1") == "exit-status-" + std::to_string(128 + signal_number));
+  CHECK(tmux.flag("alternate_on") == "0");
+  CHECK(tmux.flag("cursor_flag") == "1");
+  CHECK(tmux.flag("keypad_cursor_flag") == "0");
+  CHECK(screen.find("fiberscope top  pid") == std::string::npos);  // the shell's screen, not top's
+  tmux.send("[ \"$(stty -g)\" = \"$saved\" ] && echo modes-restored-$((6*7))", true);
+  tmux.send("Enter");
+  CHECK(tmux.wait_for("modes-restored-42", &screen, 5s));
+  CHECK(::kill(target.pid(), 0) == 0);
+  CHECK(process_state(target.pid()) != 't');
+  CHECK(process_state(target.pid()) != 'T');
+  CHECK(tracer_pid(target.pid()) == 0);
+}
+
+TEST_CASE("top --core reads a core with --exe naming the executable, and its details show arguments", "[ui][tmux]") {
+  if (!tmux_available()) SKIP_BECAUSE("tmux is not installed (scripts/setup.sh installs it)");
+  TestProcess target({bin("fiber_states_O0")});
+  REQUIRE(target.wait_for("READY"));
+  char directory[] = "/tmp/fiberscope-top-core-XXXXXX";
+  REQUIRE(::mkdtemp(directory) != nullptr);
+  const std::string dir = directory, core = dir + "/core", exe = dir + "/copied_exe";
+  int status = -1;
+  run_output(bin("fiberscope") + " gcore " + std::to_string(target.pid()) + " -o " + core + " 2>&1", &status);
+  REQUIRE(status == 0);
+  run_output("cp " + bin("fiber_states_O0") + " " + exe, &status);
+  REQUIRE(status == 0);
+  {
+    // Wide enough for the header's paths: it names the executable --exe gave.
+    Tmux tmux(bin("fiberscope") + " top --core " + core + " --exe " + exe + " --sysroot /", 220, 40);
+    REQUIRE(tmux.started());
+    std::string screen;
+    REQUIRE(tmux.wait_for("chan-waiter", &screen));
+    CHECK(line_with(screen, "fiberscope top").find("copied_exe") != std::string::npos);
+    CHECK(screen.find("static snapshot") != std::string::npos);
+    tmux.send("/");
+    tmux.send("chan-waiter", true);
+    tmux.send("Enter");
+    REQUIRE(tmux.wait_for("1 of ", &screen));
+    tmux.send("Enter");
+    REQUIRE(tmux.wait_for("chan_level_two(depth=7, tag=4660)", &screen, 5s));
+    tmux.send("q");
+    REQUIRE(tmux.wait_for("top exited with 0", &screen));
+  }
+  run_output("rm -rf " + dir);
 }
 
 TEST_CASE("top --help and bad arguments answer without touching the terminal", "[ui]") {
