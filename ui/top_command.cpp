@@ -176,13 +176,10 @@ Result<TopOptions> parse_top_arguments(const std::vector<std::string>& arguments
       options.interval_seconds = *seconds;
     } else if (args.is("--no-stop")) {
       options.stop = false;
-    } else if (args.is("--core") || args.is("--exe") || args.is("--sysroot")) {
-      std::string& target = args.is("--core") ? options.core_path.emplace()
-                            : args.is("--exe") ? options.exe_path
-                                               : options.sysroot;
-      auto value = args.value();
-      if (!value) return std::unexpected(value.error());
-      target = *value;
+    } else if (auto core = args.core_option(options.core_path, options.exe_path, options.sysroot); !core) {
+      return std::unexpected(core.error());
+    } else if (*core) {
+      continue;
     } else if (auto operand = args.pid_operand(pid); !operand) {
       return std::unexpected(operand.error());
     }

@@ -62,6 +62,17 @@ class Arguments {
     return *parsed;
   }
 
+  // --core FILE, --exe PATH, --sysroot DIR (every command that reads a core takes them): stores the value of the
+  // current argument if it is one of them and returns true; false if it is none of them.
+  Result<bool> core_option(std::optional<std::string>& core_path, std::string& exe_path, std::string& sysroot) {
+    if (!is("--core") && !is("--exe") && !is("--sysroot")) return false;
+    std::string& stored = is("--core") ? core_path.emplace() : is("--exe") ? exe_path : sysroot;
+    auto text = value();
+    if (!text) return std::unexpected(text.error());
+    stored = *text;
+    return true;
+  }
+
   // The current argument, which the caller did not recognise as one of its options: the command's PID operand if
   // `pid` is still empty, otherwise an unknown option or an extra operand.
   Result<void> pid_operand(std::optional<int>& pid) const {

@@ -266,7 +266,7 @@ Result<CheckOptions> parse_check_arguments(const std::vector<std::string>& argum
   help = false;
   Arguments args(arguments, "check");
   while (args.next()) {
-    auto core_argument = parse_core_argument(args, options.core_path, options.exe_path, options.sysroot);
+    auto core_argument = args.core_option(options.core_path, options.exe_path, options.sysroot);
     if (!core_argument) return std::unexpected(core_argument.error());
     if (*core_argument) continue;
     if (args.is_help()) {

@@ -8,23 +8,6 @@
 
 namespace fiberscope::cli {
 
-Result<bool> parse_core_argument(Arguments& arguments, std::optional<std::string>& core_path, std::string& exe_path,
-                                 std::string& sysroot) {
-  std::string* target = arguments.is("--core")      ? nullptr
-                        : arguments.is("--exe")     ? &exe_path
-                        : arguments.is("--sysroot") ? &sysroot
-                                                    : nullptr;
-  if (!target && !arguments.is("--core")) return false;
-  auto value = arguments.value();
-  if (!value) return std::unexpected(value.error());
-  if (target) {
-    *target = *value;
-  } else {
-    core_path = *value;
-  }
-  return true;
-}
-
 void label_core_source(std::string& text) {
   const std::size_t line_end = text.find('\n');
   const std::size_t at = text.find("pause unknown");
@@ -82,7 +65,7 @@ Result<DumpOptions> parse_dump_arguments(const std::vector<std::string>& argumen
   help = false;
   Arguments args(arguments, "dump");
   while (args.next()) {
-    auto core_argument = parse_core_argument(args, options.core_path, options.exe_path, options.sysroot);
+    auto core_argument = args.core_option(options.core_path, options.exe_path, options.sysroot);
     if (!core_argument) return std::unexpected(core_argument.error());
     if (*core_argument) continue;
     if (args.is_help()) {

@@ -34,11 +34,6 @@ struct DumpOptions {
   std::string sysroot;                   // --sysroot DIR (with --core)
 };
 
-// Parses --core/--exe/--sysroot at the walker's current argument (using up its value). Returns false if it is none
-// of them; shared by dump and check.
-Result<bool> parse_core_argument(Arguments& arguments, std::optional<std::string>& core_path, std::string& exe_path,
-                                 std::string& sysroot);
-
 // A report's first line reads "pause unknown" for a snapshot that has no pause: from a core, say so instead.
 void label_core_source(std::string& text);
 
