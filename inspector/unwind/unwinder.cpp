@@ -340,6 +340,11 @@ UnwindResult Unwinder::unwind(const target::Registers& start, const target::Memo
   const bool check_bounds = options.require_cfa_in_stacks && !options.stacks.empty();
   for (;;) {
     if (result.frames.size() >= options.max_depth) {
+      // The last frame still gets its CFA (the frame base its arguments are found from); its caller is left out.
+      if (auto outcome = step(result.frames.back(), memory, options.use_frame_pointers)) {
+        result.frames.back().cfa = outcome->cfa;
+        result.frames.back().is_signal_trampoline = outcome->frame_is_signal_trampoline;
+      }
       return finish(StopReason::max_depth, "max depth " + std::to_string(options.max_depth) + " reached");
     }
     auto outcome = step(result.frames.back(), memory, options.use_frame_pointers);

@@ -230,6 +230,9 @@ TEST_CASE("json, folded, --fiber and --depth work on a live process") {
   CHECK(has(one.out, ": 1 fiber, 0 threads"));
   CHECK(has(one.out, "\"mutex-waiter\""));
   CHECK(has(one.out, "...additional frames elided (--depth)..."));
+  CHECK_FALSE(has(one.out, "no frame base"));  // the last frame shown still has its CFA, so its arguments
+  DumpRun deeper = dump(target.pid(), only(2, 4));
+  CHECK(std::regex_search(deeper.out, std::regex(R"(ChannelCore<int>::recv\(\)\(this=0x[0-9a-f]+\)\n[^\n]*\n\.\.\.additional)")));
 
   DumpRun missing = dump(target.pid(), only(999, 1024));
   CHECK(missing.exit_code == kExitError);
