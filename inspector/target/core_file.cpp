@@ -28,7 +28,6 @@ namespace fiberscope::target {
 namespace {
 
 // The kernel's note layouts, which glibc's <sys/procfs.h> mirrors: a mismatch would misread every core.
-static_assert(sizeof(user_regs_struct) == kUserRegsWords * 8);
 static_assert(offsetof(elf_prstatus, pr_reg) == 112 && sizeof(elf_prstatus) == 336);
 static_assert(offsetof(elf_prpsinfo, pr_pid) == 24 && offsetof(elf_prpsinfo, pr_fname) == 40);
 // si_addr sits after si_signo, si_errno, si_code and padding to 8 (kernel's struct siginfo, x86-64).
@@ -515,58 +514,6 @@ Result<std::span<const std::byte>> program_headers(std::span<const std::byte> co
 }
 
 }  // namespace
-
-Registers registers_from_user_regs(std::span<const std::uint64_t, kUserRegsWords> user_regs) {
-  Registers registers;
-  auto word = [&](std::size_t offset) { return user_regs[offset / 8]; };
-  registers.set(Reg::rax, word(offsetof(user_regs_struct, rax)));
-  registers.set(Reg::rdx, word(offsetof(user_regs_struct, rdx)));
-  registers.set(Reg::rcx, word(offsetof(user_regs_struct, rcx)));
-  registers.set(Reg::rbx, word(offsetof(user_regs_struct, rbx)));
-  registers.set(Reg::rsi, word(offsetof(user_regs_struct, rsi)));
-  registers.set(Reg::rdi, word(offsetof(user_regs_struct, rdi)));
-  registers.set(Reg::rbp, word(offsetof(user_regs_struct, rbp)));
-  registers.set(Reg::rsp, word(offsetof(user_regs_struct, rsp)));
-  registers.set(Reg::r8, word(offsetof(user_regs_struct, r8)));
-  registers.set(Reg::r9, word(offsetof(user_regs_struct, r9)));
-  registers.set(Reg::r10, word(offsetof(user_regs_struct, r10)));
-  registers.set(Reg::r11, word(offsetof(user_regs_struct, r11)));
-  registers.set(Reg::r12, word(offsetof(user_regs_struct, r12)));
-  registers.set(Reg::r13, word(offsetof(user_regs_struct, r13)));
-  registers.set(Reg::r14, word(offsetof(user_regs_struct, r14)));
-  registers.set(Reg::r15, word(offsetof(user_regs_struct, r15)));
-  registers.set(Reg::rip, word(offsetof(user_regs_struct, rip)));
-  return registers;
-}
-
-void registers_to_user_regs(const Registers& registers, std::span<std::uint64_t, kUserRegsWords> user_regs) {
-  std::fill(user_regs.begin(), user_regs.end(), 0);
-  auto put = [&](std::size_t offset, std::uint64_t value) { user_regs[offset / 8] = value; };
-  auto put_reg = [&](std::size_t offset, Reg reg) { put(offset, registers.get(reg).value_or(0)); };
-  put_reg(offsetof(user_regs_struct, rax), Reg::rax);
-  put_reg(offsetof(user_regs_struct, rdx), Reg::rdx);
-  put_reg(offsetof(user_regs_struct, rcx), Reg::rcx);
-  put_reg(offsetof(user_regs_struct, rbx), Reg::rbx);
-  put_reg(offsetof(user_regs_struct, rsi), Reg::rsi);
-  put_reg(offsetof(user_regs_struct, rdi), Reg::rdi);
-  put_reg(offsetof(user_regs_struct, rbp), Reg::rbp);
-  put_reg(offsetof(user_regs_struct, rsp), Reg::rsp);
-  put_reg(offsetof(user_regs_struct, r8), Reg::r8);
-  put_reg(offsetof(user_regs_struct, r9), Reg::r9);
-  put_reg(offsetof(user_regs_struct, r10), Reg::r10);
-  put_reg(offsetof(user_regs_struct, r11), Reg::r11);
-  put_reg(offsetof(user_regs_struct, r12), Reg::r12);
-  put_reg(offsetof(user_regs_struct, r13), Reg::r13);
-  put_reg(offsetof(user_regs_struct, r14), Reg::r14);
-  put_reg(offsetof(user_regs_struct, r15), Reg::r15);
-  put_reg(offsetof(user_regs_struct, rip), Reg::rip);
-  // The selectors and flags of any 64-bit user thread on Linux (__USER_CS, __USER_DS, IF set): debuggers check cs
-  // to tell 64-bit from compat frames.
-  put(offsetof(user_regs_struct, cs), 0x33);
-  put(offsetof(user_regs_struct, ss), 0x2b);
-  put(offsetof(user_regs_struct, eflags), 0x202);
-  put(offsetof(user_regs_struct, orig_rax), UINT64_MAX);  // -1: not in a system call, so nothing restarts one
-}
 
 Result<Snapshot> open_core(const std::string& core_path, const CoreOptions& options) {
   auto mapped = MappedFile::open(core_path);

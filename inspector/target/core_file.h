@@ -12,11 +12,9 @@
 #pragma once
 
 #include <cstdint>
-#include <span>
 #include <string>
 
 #include "base/result.h"
-#include "target/registers.h"
 #include "target/snapshot.h"
 
 namespace fiberscope::target {
@@ -36,15 +34,5 @@ inline constexpr std::uint64_t kMaxCoreBackingFiles = 4096;        // distinct f
 // Opens `core_path` (an x86-64 ELF core) as a Snapshot. Fails only when nothing useful can be read; problems
 // short of that (truncation, bad notes, missing or mismatched files) become Snapshot::warnings.
 Result<Snapshot> open_core(const std::string& core_path, const CoreOptions& options);
-
-// The kernel's general-purpose register block (struct user_regs_struct: NT_PRSTATUS pr_reg, PTRACE_GETREGS).
-inline constexpr std::size_t kUserRegsWords = 27;
-
-// Converts a user_regs_struct block to DWARF-numbered Registers (rax..r15, rip; all marked valid).
-Registers registers_from_user_regs(std::span<const std::uint64_t, kUserRegsWords> user_regs);
-
-// Converts Registers back to a user_regs_struct block; registers Registers does not hold (eflags, segment
-// selectors) get the values of a plain 64-bit user thread, unknown general registers are written as 0.
-void registers_to_user_regs(const Registers& registers, std::span<std::uint64_t, kUserRegsWords> user_regs);
 
 }  // namespace fiberscope::target

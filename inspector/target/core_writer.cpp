@@ -13,7 +13,7 @@
 #include <span>
 
 #include "base/hex.h"
-#include "target/core_file.h"
+#include "target/registers.h"
 
 namespace fiberscope::target {
 

@@ -4,12 +4,12 @@
 #include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
-#include <sys/user.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -20,6 +20,7 @@
 #include "target/copy_plan.h"
 #include "target/proc_files.h"
 #include "target/process_memory.h"
+#include "target/registers.h"
 
 namespace fiberscope::target {
 
@@ -378,28 +379,6 @@ class StopSession {
   Clock::time_point first_interrupt_{};
   std::vector<Tracee> tracees_;
 };
-
-Registers registers_from(const user_regs_struct& regs) {
-  Registers registers;
-  registers.set(Reg::rax, regs.rax);
-  registers.set(Reg::rdx, regs.rdx);
-  registers.set(Reg::rcx, regs.rcx);
-  registers.set(Reg::rbx, regs.rbx);
-  registers.set(Reg::rsi, regs.rsi);
-  registers.set(Reg::rdi, regs.rdi);
-  registers.set(Reg::rbp, regs.rbp);
-  registers.set(Reg::rsp, regs.rsp);
-  registers.set(Reg::r8, regs.r8);
-  registers.set(Reg::r9, regs.r9);
-  registers.set(Reg::r10, regs.r10);
-  registers.set(Reg::r11, regs.r11);
-  registers.set(Reg::r12, regs.r12);
-  registers.set(Reg::r13, regs.r13);
-  registers.set(Reg::r14, regs.r14);
-  registers.set(Reg::r15, regs.r15);
-  registers.set(Reg::rip, regs.rip);
-  return registers;
-}
 
 // One anonymous mapping for every copied byte: no per-region allocation and no zero-filling by us. Its pages are
 // faulted in up front (MADV_POPULATE_WRITE, as huge pages when big enough): faulting 4 KiB pages one by one inside
@@ -780,9 +759,10 @@ Result<Snapshot> capture_live(int pid, const CaptureOptions& options, const Regi
     ThreadState thread;
     thread.tid = tracee.tid;
     if (tracee.stopped) {
-      user_regs_struct regs{};
-      if (::ptrace(PTRACE_GETREGS, tracee.tid, nullptr, &regs) == 0) {
-        thread.registers = registers_from(regs);
+      // PTRACE_GETREGS fills a user_regs_struct, which registers.cpp asserts is kUserRegsWords words.
+      std::array<std::uint64_t, kUserRegsWords> user_regs{};
+      if (::ptrace(PTRACE_GETREGS, tracee.tid, nullptr, user_regs.data()) == 0) {
+        thread.registers = registers_from_user_regs(user_regs);
       } else {
         thread.error = "PTRACE_GETREGS failed: " + errno_text(errno);
       }

@@ -5,8 +5,10 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 
 namespace fiberscope::target {
 
@@ -48,5 +50,16 @@ class Registers {
 
 // Returns the name of a DWARF register number ("rbx"), or "r?" for an unknown one.
 const char* register_name(unsigned dwarf_number);
+
+// The kernel's general-purpose register block, struct user_regs_struct of <sys/user.h>, as 64-bit words: what
+// PTRACE_GETREGS fills and what an NT_PRSTATUS note holds in pr_reg.
+inline constexpr std::size_t kUserRegsWords = 27;
+
+// Converts a user_regs_struct block to DWARF-numbered Registers (rax..r15, rip; all marked valid).
+Registers registers_from_user_regs(std::span<const std::uint64_t, kUserRegsWords> user_regs);
+
+// Converts Registers back to a user_regs_struct block; registers Registers does not hold (eflags, segment
+// selectors) get the values of a plain 64-bit user thread, unknown general registers are written as 0.
+void registers_to_user_regs(const Registers& registers, std::span<std::uint64_t, kUserRegsWords> user_regs);
 
 }  // namespace fiberscope::target

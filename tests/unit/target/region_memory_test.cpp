@@ -5,7 +5,6 @@
 #include <memory>
 
 #include "target/memory.h"
-#include "target/registers.h"
 
 using namespace fiberscope;
 using namespace fiberscope::target;
@@ -116,14 +115,4 @@ TEST_CASE("add_arena adds slices of one buffer and refuses slices outside it or 
   RegionMemory::ArenaSlice reversed[] = {{{RemoteAddress(0x7010), RemoteAddress(0x7000)}, 0}};
   CHECK_FALSE(memory.add_arena(buffer, 64, reversed));
   CHECK(memory.region_count() == 2);  // a refused batch adds nothing
-}
-
-TEST_CASE("register names follow the DWARF numbering of the x86-64 psABI") {
-  CHECK(std::string(register_name(0)) == "rax");
-  CHECK(std::string(register_name(1)) == "rdx");
-  CHECK(std::string(register_name(3)) == "rbx");
-  CHECK(std::string(register_name(7)) == "rsp");
-  CHECK(std::string(register_name(16)) == "rip");
-  CHECK(std::string(register_name(17)) == "r?");
-  CHECK(std::string(register_name(~0u)) == "r?");
 }
