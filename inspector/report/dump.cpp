@@ -42,6 +42,15 @@ std::string_view argument_status_name(Argument::Status status) {
   return "error";
 }
 
+std::string_view source_kind_name(Source::Kind kind) {
+  switch (kind) {
+    case Source::Kind::live: return "live";
+    case Source::Kind::live_no_stop: return "live-no-stop";
+    case Source::Kind::core: return "core";
+  }
+  return "live";
+}
+
 std::string function_label(const Frame& frame) {
   if (!frame.function.empty()) return frame.function;
   if (!frame.module.empty()) return frame.module + "!" + hex(frame.pc);
@@ -49,5 +58,22 @@ std::string function_label(const Frame& frame) {
 }
 
 std::string state_label(const Fiber& fiber) { return fiber.wait_reason.empty() ? fiber.state : fiber.wait_reason; }
+
+std::string crash_label(const Crash& crash) {
+  std::string text = crash.signal_name.empty() ? "signal " + std::to_string(crash.signal) : crash.signal_name;
+  if (crash.fault_address) text += " at " + hex(*crash.fault_address);
+  return text;
+}
+
+std::string crash_summary(const Dump& dump) {
+  if (!dump.crash) return {};
+  const Crash& crash = *dump.crash;
+  std::string text = "thread " + std::to_string(crash.tid) + " crashed: " + crash_label(crash);
+  if (!crash.fiber_id) return text;
+  text += ", running fiber " + std::to_string(*crash.fiber_id);
+  for (const Fiber& fiber : dump.fibers)
+    if (fiber.id == *crash.fiber_id) return text + " \"" + fiber.name + "\"";
+  return text;
+}
 
 }  // namespace fiberscope::report

@@ -109,6 +109,7 @@ struct Fiber {
   std::optional<int> thread;        // tid of the worker running it (or locked to it)
   std::optional<CodeLocation> created_by;
   std::string integrity;            // "", "in transition" or "torn" (seqlock)
+  bool crashed = false;             // it ran on the thread whose signal ended the process (Dump::crash)
   Stack stack;
 };
 
@@ -134,11 +135,31 @@ struct DumpError {
   std::optional<int> tid;
 };
 
+// Where the snapshot behind a dump was taken: a live process stopped for the copy, a live process read while it
+// ran (--no-stop: records may be torn), or a core file.
+struct Source {
+  enum class Kind : std::uint8_t { live, live_no_stop, core };
+  Kind kind = Kind::live;
+  std::string core_path;            // the core file as the user named it; empty unless kind is core
+};
+// "live", "live-no-stop", "core".
+std::string_view source_kind_name(Source::Kind kind);
+
+// The signal that ended the process a core file was dumped from, on the thread that took it.
+struct Crash {
+  int tid = 0;
+  int signal = 0;                   // 11
+  std::string signal_name;          // "SIGSEGV", or "signal 77" for a number without a name
+  std::optional<std::uint64_t> fault_address;  // si_addr, for the signals that carry one (SIGSEGV, SIGBUS, ...)
+  std::optional<std::uint64_t> fiber_id;       // the fiber that thread ran, when the runtime's records say
+};
+
 struct Dump {
   int pid = 0;
   std::string exe_path;
-  bool target_stopped = true;       // false: --no-stop
-  std::optional<double> pause_ms;
+  Source source;
+  std::optional<double> pause_ms;   // how long the target was stopped; empty for --no-stop and cores
+  std::optional<Crash> crash;       // from a core whose process died of a signal
   bool has_fiber_table = false;
   std::uint64_t fibers_created = 0;
   std::vector<Thread> threads;
@@ -156,5 +177,10 @@ namespace fiberscope::report {
 std::string function_label(const Frame& frame);
 // The state a user cares about: the wait reason when there is one ("chan receive"), else the state.
 std::string state_label(const Fiber& fiber);
+// "SIGSEGV at 0x0", "SIGABRT": the signal, and the fault address when it has one.
+std::string crash_label(const Crash& crash);
+// "thread 4321 crashed: SIGSEGV at 0x0, running fiber 5 \"worker\"" (the name when the fiber is in the dump); empty
+// without a crash. Reporters print it as the dump's first warning.
+std::string crash_summary(const Dump& dump);
 
 }  // namespace fiberscope::report

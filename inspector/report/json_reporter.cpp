@@ -76,8 +76,31 @@ std::string render_json(const Dump& dump) {
   json.key("schema_version"), json.value(kJsonSchemaVersion);
   json.key("pid"), json.value(dump.pid);
   json.key("exe"), json.value(dump.exe_path);
-  json.key("target_stopped"), json.value(dump.target_stopped);
+  json.key("source");
+  json.begin_object();
+  json.key("kind"), json.value(source_kind_name(dump.source.kind));
+  json.key("core_path"), write_optional_text(json, dump.source.core_path);
+  json.end_object();
+  json.key("target_stopped"), json.value(dump.source.kind != Source::Kind::live_no_stop);
   json.key("pause_ms"), write_optional_number(json, dump.pause_ms);
+  json.key("crash");
+  if (dump.crash) {
+    const Crash& crash = *dump.crash;
+    json.begin_object();
+    json.key("tid"), json.value(crash.tid);
+    json.key("signal"), json.value(crash.signal);
+    json.key("signal_name"), json.value(crash.signal_name);
+    json.key("fault_address");
+    if (crash.fault_address) {
+      json.value(hex(*crash.fault_address));
+    } else {
+      json.null();
+    }
+    json.key("fiber"), write_optional_number(json, crash.fiber_id);
+    json.end_object();
+  } else {
+    json.null();
+  }
   json.key("fiber_table"), json.value(dump.has_fiber_table);
   json.key("fibers_created"), json.value(dump.fibers_created);
 
@@ -111,6 +134,7 @@ std::string render_json(const Dump& dump) {
     json.key("time_in_state_ns"), write_optional_number(json, fiber.time_in_state_ns);
     json.key("thread"), write_optional_number(json, fiber.thread);
     json.key("record"), write_optional_text(json, fiber.integrity);
+    json.key("crashed"), json.value(fiber.crashed);
     json.key("created_by");
     if (fiber.created_by) {
       json.begin_object();

@@ -1,4 +1,4 @@
-// The JSON reporter: the dump for scripts, schema in docs/json-schema.md (schema_version 1).
+// The JSON reporter: the dump for scripts, schema in docs/json-schema.md (schema_version 2).
 //
 // 64-bit addresses (pc, wait_object) are strings ("0x7f...") because JSON numbers lose precision past 2^53;
 // counts and times are numbers.
@@ -10,7 +10,7 @@
 
 namespace fiberscope::report {
 
-inline constexpr int kJsonSchemaVersion = 1;
+inline constexpr int kJsonSchemaVersion = 2;
 
 // Renders `dump` as one JSON object followed by a newline.
 std::string render_json(const Dump& dump);

@@ -76,8 +76,9 @@ void append_stack(std::string& out, const Stack& stack, bool with_args) {
   if (!stack.stop_reason.empty()) out += "\t... unwinding stopped: " + printable(stack.stop_reason) + "\n";
 }
 
-std::string fiber_header_tail(const Fiber& fiber) {
+std::string fiber_header_tail(const Dump& dump, const Fiber& fiber) {
   std::string text = " [" + printable(state_label(fiber));
+  if (fiber.crashed) text += dump.crash ? ", crashed: " + printable(crash_label(*dump.crash)) : ", crashed";
   if (fiber.time_in_state_ns) text += ", " + format_duration(*fiber.time_in_state_ns);
   if (fiber.thread) text += ", thread " + std::to_string(*fiber.thread);
   if (!fiber.integrity.empty()) text += ", record " + fiber.integrity;
@@ -93,7 +94,7 @@ void append_created_by(std::string& out, const Fiber& fiber) {
 }
 
 void append_fiber(std::string& out, const Dump& dump, const Fiber& fiber) {
-  out += "fiber " + std::to_string(fiber.id) + " \"" + printable(fiber.name) + "\"" + fiber_header_tail(fiber);
+  out += "fiber " + std::to_string(fiber.id) + " \"" + printable(fiber.name) + "\"" + fiber_header_tail(dump, fiber);
   append_stack(out, fiber.stack, true);
   append_created_by(out, fiber);
   for (const Finding& finding : dump.findings) {
@@ -109,12 +110,12 @@ void append_fiber(std::string& out, const Dump& dump, const Fiber& fiber) {
 
 bool has_notes(const Dump& dump, const Fiber& fiber) {
   auto about = [&](const auto& item) { return item.fiber_id == fiber.id; };
-  return !fiber.integrity.empty() || std::any_of(dump.findings.begin(), dump.findings.end(), about) ||
+  return !fiber.integrity.empty() || fiber.crashed || std::any_of(dump.findings.begin(), dump.findings.end(), about) ||
          std::any_of(dump.errors.begin(), dump.errors.end(), about);
 }
 
 // What grouped text prints: groups of two or more fibers, and the fibers it prints one by one — alone in
-// their group, or kept visible because of findings, errors or torn records.
+// their group, or kept visible because of findings, errors, torn records or a crash.
 struct GroupedFibers {
   std::vector<FiberGroup> groups;        // every group, biggest first (groups of one included, in order)
   std::vector<const Fiber*> with_notes;  // printed after the groups
@@ -158,7 +159,9 @@ void append_header(std::string& out, const Dump& dump) {
   if (!dump.exe_path.empty()) out += " " + printable(dump.exe_path);
   out += ": " + std::to_string(dump.fibers.size()) + (dump.fibers.size() == 1 ? " fiber, " : " fibers, ");
   out += std::to_string(dump.threads.size()) + (dump.threads.size() == 1 ? " thread, " : " threads, ");
-  if (!dump.target_stopped) {
+  if (dump.source.kind == Source::Kind::core) {
+    out += "core file";
+  } else if (dump.source.kind == Source::Kind::live_no_stop) {
     out += "not stopped (--no-stop)";
   } else if (dump.pause_ms) {
     char pause[48];
@@ -169,6 +172,7 @@ void append_header(std::string& out, const Dump& dump) {
   }
   if (!dump.has_fiber_table) out += ", no fiber table";
   out += "\n";
+  if (dump.crash) out += "warning: " + printable(crash_summary(dump)) + "\n";
   for (const std::string& warning : dump.warnings) out += "warning: " + printable(warning) + "\n";
   out += "\n";
 }

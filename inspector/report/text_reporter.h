@@ -27,8 +27,8 @@ inline constexpr std::size_t kAutoGroupFibers = 100;
 std::string render_text(const Dump& dump, const TextOptions& options = {});
 
 // The fibers render_text prints one by one, with their arguments: every fiber when it does not group, else the
-// fibers alone in their group and those kept visible for a finding, an error or a torn record. Grouped entries
-// print no arguments, so a dump built without them needs them for these fibers only.
+// fibers alone in their group and those kept visible for a finding, an error, a torn record or a crash. Grouped
+// entries print no arguments, so a dump built without them needs them for these fibers only.
 std::vector<std::uint64_t> fibers_printed_alone(const Dump& dump, const TextOptions& options = {});
 
 // `text` with control characters shown as \xNN: names and values come from the target and must not drive the

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "golden.h"
 #include "report/folded_reporter.h"
 #include "report/json_reporter.h"
@@ -121,7 +123,7 @@ Dump crowded_dump() {
   Dump dump;
   dump.pid = 7;
   dump.exe_path = "/bin/scale";
-  dump.target_stopped = false;
+  dump.source.kind = Source::Kind::live_no_stop;
   dump.has_fiber_table = true;
   for (std::uint64_t id = 1; id <= 150; ++id) {
     Fiber fiber;
@@ -137,6 +139,55 @@ Dump crowded_dump() {
     fiber.stack.frames.mutable_back().line = static_cast<unsigned>(id);  // lines differ; the function sequence groups
     dump.fibers.push_back(fiber);
   }
+  return dump;
+}
+
+// A kernel core of a process whose fiber 5 dereferenced null on worker thread 4322, with a fiber asleep beside it.
+Dump crashed_core_dump() {
+  Dump dump;
+  dump.pid = 4321;
+  dump.exe_path = "/opt/demo/fiber_crashers";
+  dump.source = {Source::Kind::core, "/tmp/core.4321"};
+  dump.has_fiber_table = true;
+  dump.fibers_created = 6;
+  dump.crash = Crash{.tid = 4322, .signal = 11, .signal_name = "SIGSEGV", .fault_address = 0, .fiber_id = 5};
+
+  Fiber crashed;
+  crashed.id = 5;
+  crashed.name = "segv-fiber";
+  crashed.state = "running";
+  crashed.time_in_state_ns = 3'000'000;
+  crashed.thread = 4322;
+  crashed.crashed = true;
+  crashed.stack.frames = {
+      with_args(frame(0x401500, "crash_in_fiber", "/src/fiber_crashers.cpp", 31, StackKind::fiber),
+                {{"target", "0x0", Argument::Status::ok, ""}}),
+      frame(0x402600, "fiberscope_fiber_start", "", 0, StackKind::fiber),
+  };
+  dump.fibers.push_back(crashed);
+
+  Fiber bystander;
+  bystander.id = 6;
+  bystander.name = "bystander";
+  bystander.state = "waiting";
+  bystander.wait_reason = "sleep";
+  bystander.time_in_state_ns = 40'000'000;
+  bystander.stack.frames = {
+      frame(0x402700, "fiber::sleep_for", "/src/runtime/timer.cpp", 10, StackKind::fiber),
+      frame(0x401600, "bystander_loop", "/src/fiber_crashers.cpp", 50, StackKind::fiber),
+  };
+  dump.fibers.push_back(bystander);
+
+  Thread main_thread;
+  main_thread.tid = 4321;
+  main_thread.name = "fiber_crashers";
+  main_thread.stack.frames = {frame(0x405100, "main", "/src/fiber_crashers.cpp", 80, StackKind::thread)};
+  dump.threads.push_back(main_thread);
+  Thread worker_thread;
+  worker_thread.tid = 4322;
+  worker_thread.name = "fiber-worker-0";
+  worker_thread.fiber_id = 5;
+  dump.threads.push_back(worker_thread);
   return dump;
 }
 
@@ -176,4 +227,70 @@ TEST_CASE("a dump without a fiber table says so in its header") {
   dump.pid = 12;
   dump.pause_ms = 0.5;
   CHECK(render_text(dump).starts_with("pid 12: 0 fibers, 0 threads, paused 0.5 ms, no fiber table\n"));
+}
+
+TEST_CASE("a core's dump says core file, names the crashed thread and marks the fiber it ran, in text and JSON") {
+  const Dump dump = crashed_core_dump();
+  const std::string text = render_text(dump, {.grouping = TextOptions::Grouping::off});
+  check_golden("report/crashed_core.txt", text);
+  CHECK(text.starts_with("pid 4321 /opt/demo/fiber_crashers: 2 fibers, 2 threads, core file\n"
+                         "warning: thread 4322 crashed: SIGSEGV at 0x0, running fiber 5 \"segv-fiber\"\n"));
+  CHECK(text.find("fiber 5 \"segv-fiber\" [running, crashed: SIGSEGV at 0x0, 3ms, thread 4322]:") !=
+        std::string::npos);
+  CHECK(text.find("fiber 6 \"bystander\" [sleep, 40ms]:") != std::string::npos);
+
+  const std::string json = render_json(dump);
+  check_golden("report/crashed_core.json", json);
+  CHECK(json.find("\"source\": {\n    \"kind\": \"core\",\n    \"core_path\": \"/tmp/core.4321\"\n  }") !=
+        std::string::npos);
+  CHECK(json.find("\"signal_name\": \"SIGSEGV\"") != std::string::npos);
+  CHECK(json.find("\"fault_address\": \"0x0\"") != std::string::npos);
+  // The runtime's state stays in the fiber; the crash is a field of its own, never part of wait_reason.
+  CHECK(json.find("crashed:") == std::string::npos);
+  CHECK(json.find("\"crashed\": true") != std::string::npos);
+}
+
+TEST_CASE("grouped text keeps the crashed fiber on its own, and a crash without a fault address or fiber says so") {
+  Dump dump = crashed_core_dump();
+  // Five more fibers running the same stack as the crashed one: a group, which must not swallow it.
+  for (std::uint64_t id = 10; id < 15; ++id) {
+    Fiber twin = dump.fibers.front();
+    twin.id = id;
+    twin.crashed = false;
+    twin.thread.reset();
+    dump.fibers.push_back(twin);
+  }
+  const std::string grouped = render_text(dump, {.grouping = TextOptions::Grouping::on});
+  CHECK(grouped.find("5 fibers [running]: 10-14") != std::string::npos);
+  CHECK(grouped.find("fiber 5 \"segv-fiber\" [running, crashed: SIGSEGV at 0x0, 3ms, thread 4322]:") !=
+        std::string::npos);
+  const std::vector<std::uint64_t> alone = fibers_printed_alone(dump, {.grouping = TextOptions::Grouping::on});
+  CHECK(std::find(alone.begin(), alone.end(), 5u) != alone.end());
+
+  // An abort carries no fault address; with --fiber the crashed fiber may be outside the dump.
+  dump.crash = Crash{.tid = 4322, .signal = 6, .signal_name = "SIGABRT", .fault_address = {}, .fiber_id = 99};
+  dump.fibers.front().crashed = false;
+  const std::string text = render_text(dump, {.grouping = TextOptions::Grouping::off});
+  CHECK(text.find("warning: thread 4322 crashed: SIGABRT, running fiber 99\n") != std::string::npos);
+  CHECK(text.find("crashed: SIGABRT,") == text.find("crashed: SIGABRT, running fiber 99"));
+  const std::string json = render_json(dump);
+  CHECK(json.find("\"fault_address\": null,\n    \"fiber\": 99") != std::string::npos);
+}
+
+TEST_CASE("the source says live, --no-stop or core in the text header and in JSON") {
+  Dump dump;
+  dump.pid = 12;
+  dump.has_fiber_table = true;
+  dump.pause_ms = 0.5;
+  CHECK(render_text(dump).starts_with("pid 12: 0 fibers, 0 threads, paused 0.5 ms\n"));
+  CHECK(render_json(dump).find("\"kind\": \"live\",\n    \"core_path\": null") != std::string::npos);
+  CHECK(render_json(dump).find("\"target_stopped\": true") != std::string::npos);
+  dump.source.kind = Source::Kind::live_no_stop;
+  dump.pause_ms.reset();
+  CHECK(render_text(dump).starts_with("pid 12: 0 fibers, 0 threads, not stopped (--no-stop)\n"));
+  CHECK(render_json(dump).find("\"kind\": \"live-no-stop\"") != std::string::npos);
+  CHECK(render_json(dump).find("\"target_stopped\": false") != std::string::npos);
+  dump.source = {Source::Kind::core, "core.12"};
+  CHECK(render_text(dump).starts_with("pid 12: 0 fibers, 0 threads, core file\n"));
+  CHECK(render_json(dump).find("\"crash\": null") != std::string::npos);
 }
