@@ -38,6 +38,13 @@ constexpr std::uint32_t kMaxWorkers = 4096;
 constexpr std::size_t kMaxStackBytes = std::size_t{1} << 30;
 constexpr std::uint64_t kRetakeAfterNs = 20'000;        // a syscall blocked this long loses its processor
 constexpr std::uint64_t kRetakeAlwaysAfterNs = 10'000'000;
+// The monitor's sleep between looks: kRetakeAfterNs while a syscall it saw before is still in progress (it may be
+// blocked), doubling up to kFreshSyscallMaxDelayNs while every syscall it finds began since its last look (short
+// ones come and go: a program making millions a second kept it waking 50 000 times a second, a tenth of a CPU),
+// and up to kIdleMaxDelayNs when none is in progress. A blocked syscall is first seen within one delay and
+// retaken at the next look, so a stream of short syscalls delays its hand-off by at most ~2 x 160 us.
+constexpr std::uint64_t kFreshSyscallMaxDelayNs = 160'000;
+constexpr std::uint64_t kIdleMaxDelayNs = 1'000'000;
 constexpr std::uint32_t kFiberCacheSize = 64;
 
 // ---- sanitizer fiber annotations: no-ops in normal builds ----
@@ -569,8 +576,15 @@ bool register_asymmetric_fence() {
 #endif
 }
 
-bool retake(std::uint64_t now) {
-  bool pending_syscalls = false;
+// What the monitor's look found of processors in syscalls.
+enum class SyscallSighting {
+  none,       // no processor in a syscall
+  fresh,      // only syscalls that began since the last look
+  lingering,  // a syscall seen before is still in progress and not retaken: look again soon
+};
+
+SyscallSighting retake(std::uint64_t now) {
+  SyscallSighting sighting = SyscallSighting::none;
   for (Processor* p : sched.processors) {
     std::uint64_t status = p->status.load(std::memory_order_acquire);
     if (processor_state(status) != kProcessorSyscall) continue;
@@ -578,12 +592,12 @@ bool retake(std::uint64_t now) {
     if (p->sysmon_tick != tick || p->sysmon_since_ns == 0) {
       p->sysmon_tick = tick;
       p->sysmon_since_ns = now;
-      pending_syscalls = true;
+      if (sighting == SyscallSighting::none) sighting = SyscallSighting::fresh;
       continue;
     }
     std::uint64_t blocked = now - p->sysmon_since_ns;
     if (blocked < kRetakeAfterNs) {
-      pending_syscalls = true;
+      sighting = SyscallSighting::lingering;
       continue;
     }
     bool work = p->has_work() || sched.global_size.load(std::memory_order_acquire) > 0;
@@ -606,7 +620,7 @@ bool retake(std::uint64_t now) {
       handoff_processor(p);
     }
   }
-  return pending_syscalls;
+  return sighting;
 }
 
 void monitor_main() {
@@ -618,8 +632,17 @@ void monitor_main() {
     std::uint64_t now = monotonic_ns();
     put(fiberscope_debug_root.clock_ns, now);
     if (sched.next_timer_ns.load(std::memory_order_relaxed) <= now) fire_timers(now);
-    bool busy = retake(now);
-    delay_ns = busy ? 20'000 : std::min<std::uint64_t>(delay_ns * 2, 1'000'000);
+    switch (retake(now)) {
+      case SyscallSighting::lingering:
+        delay_ns = kRetakeAfterNs;
+        break;
+      case SyscallSighting::fresh:
+        delay_ns = std::min(delay_ns * 2, kFreshSyscallMaxDelayNs);
+        break;
+      case SyscallSighting::none:
+        delay_ns = std::min(delay_ns * 2, kIdleMaxDelayNs);
+        break;
+    }
     guard.lock();
     sched.monitor_cv.wait_for(guard, std::chrono::nanoseconds(delay_ns),
                               [] { return sched.shutting_down.load(std::memory_order_acquire); });

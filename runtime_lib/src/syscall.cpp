@@ -91,12 +91,13 @@ namespace {
 }
 
 // Go's exitsyscall check (issue 7978): the caller's frame must still be at or above the saved syscall sp, and that
-// sp inside the fiber's stack (the record's bounds are the fiber's, published at spawn). Fails with the record's
-// window closed, so a core shows the fiber as it was.
+// sp inside the fiber's stack (the record's bounds are the fiber's, published at spawn). The caller runs on the
+// fiber's stack, so a syscall sp at or above the caller's is at or above stack_lo: only the top is compared.
+// Fails with the record's window closed, so a core shows the fiber as it was.
 [[gnu::always_inline]] inline void check_syscall_frame(fiberscope_fiber* r, std::uint64_t caller_sp,
                                                        bool window_open) {
   const std::uint64_t syscall_sp = get(r->syscall_sp);
-  if (caller_sp > syscall_sp || syscall_sp < get(r->stack_lo) || syscall_sp >= get(r->stack_hi)) [[unlikely]] {
+  if (caller_sp > syscall_sp || syscall_sp >= get(r->stack_hi)) [[unlikely]] {
     if (window_open) seq_end(r->seq);
     syscall_frame_invalid(this_worker()->current, syscall_sp, caller_sp);
   }
