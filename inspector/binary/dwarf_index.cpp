@@ -12,8 +12,8 @@
 #include <unordered_map>
 #include <utility>
 
-#include "base/hex.h"
 #include "binary/byte_reader.h"
+#include "base/hex.h"
 
 // Propagates the error of a Result-returning call; `var` holds the success value.
 #define FS_TRY(var, expr) \
@@ -362,8 +362,12 @@ struct DwarfIndex::Impl {
   Result<Die> origin_of(Dwarf_Die die);
   std::string type_name_of(Dwarf_Die die, std::uint64_t& size_bytes, bool& is_scalar);
   Result<void> walk_top(Dwarf_Die die, CompileUnit& unit, unsigned depth, std::size_t& budget);
+  Result<void> walk_definition(Dwarf_Die die, Dwarf_Half tag, CompileUnit& unit, unsigned depth, std::size_t& budget);
+  Result<void> walk_nested(std::vector<std::uint64_t>& offsets, CompileUnit& unit, unsigned depth,
+                           std::size_t& budget);
   Result<void> walk_scope(Dwarf_Die die, Scope& scope, std::size_t function_index, CompileUnit& unit, unsigned depth,
-                          std::size_t& budget);
+                          std::size_t& budget,
+                          std::vector<std::uint64_t>& nested_definitions);
   Result<Scope> make_scope(Dwarf_Die die, Dwarf_Half tag, CompileUnit& unit, std::vector<AddressRange> ranges);
   Result<std::optional<VariableInfo>> make_variable(Dwarf_Die die, Dwarf_Half tag, const CompileUnit& unit);
   Result<void> add_call_site(Dwarf_Die die, std::size_t function_index, CompileUnit& unit);
@@ -903,7 +907,7 @@ Result<Scope> DwarfIndex::Impl::make_scope(Dwarf_Die die, Dwarf_Half tag, Compil
 }
 
 Result<void> DwarfIndex::Impl::walk_scope(Dwarf_Die die, Scope& scope, std::size_t function_index, CompileUnit& unit,
-                                          unsigned depth, std::size_t& budget) {
+                                          unsigned depth, std::size_t& budget, std::vector<std::uint64_t>& nested_definitions) {
   if (depth > kMaxDieDepth) return fail(where("DIE tree deeper than "), std::to_string(kMaxDieDepth));
   Dwarf_Die raw_child = nullptr;
   Dwarf_Error error = nullptr;
@@ -926,13 +930,13 @@ Result<void> DwarfIndex::Impl::walk_scope(Dwarf_Die die, Scope& scope, std::size
         FS_TRY(ranges, pc_ranges(child.get(), unit));
         if (ranges->empty() && tag == DW_TAG_lexical_block) {
           // A block without its own ranges covers its parent's: its contents belong to the parent scope.
-          FS_TRY(ok, walk_scope(child.get(), scope, function_index, unit, depth + 1, budget));
+          FS_TRY(ok, walk_scope(child.get(), scope, function_index, unit, depth + 1, budget, nested_definitions));
           break;
         }
         if (ranges->empty()) break;  // an inlined copy with no code
         FS_TRY(nested, make_scope(child.get(), tag, unit, std::move(*ranges)));
         scope.children.push_back(std::move(*nested));
-        FS_TRY(ok, walk_scope(child.get(), scope.children.back(), function_index, unit, depth + 1, budget));
+        FS_TRY(ok, walk_scope(child.get(), scope.children.back(), function_index, unit, depth + 1, budget, nested_definitions));
         break;
       }
       case DW_TAG_call_site:
@@ -940,8 +944,21 @@ Result<void> DwarfIndex::Impl::walk_scope(Dwarf_Die die, Scope& scope, std::size
         FS_TRY(ok, add_call_site(child.get(), function_index, unit));
         break;
       }
+      case DW_TAG_subprogram:
+      case DW_TAG_class_type:
+      case DW_TAG_structure_type:
+      case DW_TAG_union_type: {
+        // A lambda's closure type and its operator() are defined inside the function that writes the lambda
+        // (gcc), as are local classes' members: functions of their own, indexed once this one is done.
+        Dwarf_Off offset = 0;
+        error = nullptr;
+        FS_TRY(has_offset, dwarf_status(dwarf_dieoffset(child.get(), &offset, &error), debug(), error,
+                                        "reading a DIE offset"));
+        if (*has_offset) nested_definitions.push_back(offset);
+        break;
+      }
       default:
-        break;  // nested types, imported modules, labels, nested functions: not needed for frames
+        break;  // imported modules, labels, nested types without code: not needed for frames
     }
     Dwarf_Die raw_next = nullptr;
     error = nullptr;
@@ -963,25 +980,47 @@ Result<void> DwarfIndex::Impl::walk_top(Dwarf_Die die, CompileUnit& unit, unsign
     Dwarf_Half tag = 0;
     error = nullptr;
     FS_TRY(tag_ok, dwarf_status(dwarf_tag(child.get(), &tag, &error), debug(), error, "reading a tag"));
-    if (tag == DW_TAG_subprogram) {
-      FS_TRY(ranges, pc_ranges(child.get(), unit));
-      if (!ranges->empty()) {
-        FS_TRY(function, make_scope(child.get(), tag, unit, std::move(*ranges)));
-        unit.functions.push_back(std::move(*function));
-        const std::size_t index = unit.functions.size() - 1;
-        // Only this function's own scopes grow below, so the reference into `functions` stays valid.
-        FS_TRY(body, walk_scope(child.get(), unit.functions[index], index, unit, depth + 1, budget));
-      }
-    } else if (tag == DW_TAG_namespace || tag == DW_TAG_class_type || tag == DW_TAG_structure_type ||
-               tag == DW_TAG_union_type) {
-      // Clang (and gcc for some members) puts function definitions inside their namespace or class.
-      FS_TRY(ok, walk_top(child.get(), unit, depth + 1, budget));
-    }
+    FS_TRY(ok, walk_definition(child.get(), tag, unit, depth, budget));
     Dwarf_Die raw_next = nullptr;
     error = nullptr;
     FS_TRY(has_next, dwarf_status(dwarf_siblingof_b(debug(), child.get(), true, &raw_next, &error), debug(), error,
                                   "reading DIE siblings"));
     child = Die(debug(), *has_next ? raw_next : nullptr);
+  }
+  return {};
+}
+
+// A function with code becomes one of the unit's functions; namespaces and classes are searched for more.
+Result<void> DwarfIndex::Impl::walk_definition(Dwarf_Die die, Dwarf_Half tag, CompileUnit& unit, unsigned depth,
+                                               std::size_t& budget) {
+  if (tag == DW_TAG_subprogram) {
+    FS_TRY(ranges, pc_ranges(die, unit));
+    if (ranges->empty()) return {};
+    FS_TRY(function, make_scope(die, tag, unit, std::move(*ranges)));
+    unit.functions.push_back(std::move(*function));
+    const std::size_t index = unit.functions.size() - 1;
+    // Only this function's own scopes grow below, so the reference into `functions` stays valid; definitions
+    // nested in its body are indexed after it.
+    std::vector<std::uint64_t> nested;
+    FS_TRY(body, walk_scope(die, unit.functions[index], index, unit, depth + 1, budget, nested));
+    return walk_nested(nested, unit, depth + 1, budget);
+  }
+  if (tag == DW_TAG_namespace || tag == DW_TAG_class_type || tag == DW_TAG_structure_type ||
+      tag == DW_TAG_union_type) {
+    // Clang (and gcc for some members) puts function definitions inside their namespace or class.
+    return walk_top(die, unit, depth + 1, budget);
+  }
+  return {};
+}
+
+Result<void> DwarfIndex::Impl::walk_nested(std::vector<std::uint64_t>& offsets, CompileUnit& unit, unsigned depth,
+                                           std::size_t& budget) {
+  for (std::uint64_t offset : offsets) {
+    FS_TRY(die, die_at(offset));
+    Dwarf_Half tag = 0;
+    Dwarf_Error error = nullptr;
+    FS_TRY(tag_ok, dwarf_status(dwarf_tag(die->get(), &tag, &error), debug(), error, "reading a tag"));
+    FS_TRY(ok, walk_definition(die->get(), tag, unit, depth, budget));
   }
   return {};
 }

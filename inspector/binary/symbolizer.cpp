@@ -103,6 +103,17 @@ struct Symbolizer::Impl {
   }
 
   std::size_t index_of(const Module& module) const { return static_cast<std::size_t>(&module - modules.data()); }
+  // The symbol tables: the file's own, else the separate debug file's (a stripped file keeps only .dynsym).
+  std::optional<ElfSymbol> symbol_containing(const Module& module, std::uint64_t file_pc) {
+    std::optional<ElfSymbol> symbol;
+    if (module.image) symbol = module.image->symbol_containing(file_pc);
+    const ElfImage* debug = dwarf[index_of(module)].debug_image;
+    if (debug && debug != module.image) {
+      auto debug_symbol = debug->symbol_containing(file_pc);
+      if (debug_symbol && (!symbol || debug_symbol->address > symbol->address)) symbol = debug_symbol;
+    }
+    return symbol;
+  }
   const ElfImage* find_debug_image(const Module& module, std::string& why);
   DwarfIndex* index_for(const Module& module, std::string& why);
   // The call site returning to `return_address` (a target address), cached: entry values of every fiber parked
@@ -269,21 +280,23 @@ const Symbolization& Symbolizer::symbolize(std::uint64_t pc) {
   if (DwarfIndex* index = impl_->index_for(*module, why)) {
     const auto& frames = impl_->frames_at(*index, *module, pc);
     if (frames && !frames->empty()) {
-      for (const DwarfFrame& frame : *frames)
-        result.frames.push_back(SymbolizedFrame{module->path, frame.function, frame.file, frame.line, frame.inlined,
-                                                file_pc - frame.entry_pc, SymbolizedFrame::Source::dwarf});
+      for (const DwarfFrame& frame : *frames) {
+        std::string function = frame.function;
+        if (!frame.inlined && frame.linkage_name.empty() && frame.function == "operator()") {
+          // DWARF names a lambda's body just "operator()" (it has no linkage name); the symbol of the same
+          // function names it fully ("main::{lambda()#1}::operator()() const").
+          auto symbol = impl_->symbol_containing(*module, file_pc);
+          if (symbol && symbol->address == frame.entry_pc) function = demangle(symbol->name);
+        }
+        result.frames.push_back(SymbolizedFrame{module->path, std::move(function), frame.file, frame.line,
+                                                frame.inlined, file_pc - frame.entry_pc,
+                                                SymbolizedFrame::Source::dwarf});
+      }
       return impl_->by_pc.emplace(pc, std::move(result)).first->second;
     }
     why = frames ? "no DWARF function covers " + hex(file_pc) + " in " + module->path : frames.error().message;
   }
-  // The symbol tables: the file's own, else the separate debug file's (a stripped file keeps only .dynsym).
-  std::optional<ElfSymbol> symbol;
-  if (module->image) symbol = module->image->symbol_containing(file_pc);
-  const ElfImage* debug = impl_->dwarf[impl_->index_of(*module)].debug_image;
-  if (debug && debug != module->image) {
-    auto debug_symbol = debug->symbol_containing(file_pc);
-    if (debug_symbol && (!symbol || debug_symbol->address > symbol->address)) symbol = debug_symbol;
-  }
+  std::optional<ElfSymbol> symbol = impl_->symbol_containing(*module, file_pc);
   SymbolizedFrame frame;
   frame.module = module->path;
   if (symbol) {

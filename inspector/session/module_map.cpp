@@ -1,5 +1,10 @@
 #include "session/module_map.h"
 
+#include <iterator>
+#include <string_view>
+
+#include "fiberscope/debug_abi.h"
+
 namespace fiberscope::session {
 namespace {
 
@@ -126,10 +131,16 @@ report::CodeLocation ModuleMap::locate(std::uint64_t return_address) {
   if (return_address == 0) return location;
   const binary::Symbolization& where = symbols_.symbolize(return_address - 1);
   if (where.frames.empty()) return location;
-  // The spawn call may sit in an inlined function: the innermost frame is where the call is written.
-  location.function = where.frames.front().function;
-  location.file = where.frames.front().file;
-  location.line = where.frames.front().line;
+  // The spawn call may sit in an inlined function: the innermost frame is where the call is written, unless it is
+  // the runtime's own inlined spawn wrapper, whose caller wrote the call.
+  auto frame = where.frames.begin();
+  const std::string_view wrapper = FIBERSCOPE_SPAWN_WRAPPER_NAME;
+  while (frame->inlined && std::next(frame) != where.frames.end() &&
+         (frame->function == wrapper || frame->function.starts_with(std::string(wrapper) + "<")))
+    ++frame;
+  location.function = frame->function;
+  location.file = frame->file;
+  location.line = frame->line;
   return location;
 }
 

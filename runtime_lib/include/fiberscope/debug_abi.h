@@ -32,6 +32,10 @@ extern "C" {
  * exitsyscall check). A thread stopped inside it — e.g. aborting with "syscall frame is no longer valid" — has its
  * fiber's deepest live frame at this function's CFA: the caller's sp that the check compares with syscall_sp. */
 #define FIBERSCOPE_EXITSYSCALL_SYMBOL "fiberscope_exitsyscall_impl"
+/* The runtime's spawn wrapper for any callable is inlined into its caller, so a fiber's spawn_pc lies in code that
+ * DWARF attributes to an inlined frame of this name (a template: "spawn<...>"); the spawning function is the frame
+ * that inlined it. */
+#define FIBERSCOPE_SPAWN_WRAPPER_NAME "spawn"
 
 /* Fiber states. A record in state FREE has never been used; DEAD records keep their last values (stack bounds
  * included) until the slot is reused, so a reader can tell a pointer into a finished fiber's stack. */
@@ -123,7 +127,8 @@ struct fiberscope_fiber {
   int32_t worker;                   /* index of the worker record running it (or locked to it), -1 if none */
   uint32_t foreign_depth;           /* number of transition records in the chain */
   uint64_t transition_top;          /* address of the innermost fiberscope_transition, 0 if none */
-  uint64_t spawn_pc;                /* return address of the spawn call, in the spawning function */
+  uint64_t spawn_pc;                /* return address of the spawn call, in the spawning function (maybe inside
+                                       an inlined FIBERSCOPE_SPAWN_WRAPPER_NAME frame there) */
   uint64_t start_pc;                /* entry of the function the fiber starts in */
   uint64_t parent_id;               /* id of the spawning fiber, 0 if spawned from outside a fiber */
   uint64_t created_ns;              /* root->clock_ns at spawn */

@@ -341,3 +341,18 @@ TEST_CASE("a binary replaced on disk while it runs (an upgrade in place) is stil
   }
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("a lambda's frame has its full name and source line, and 'created by' names the function that spawned") {
+  TestProcess target({bin("fiber_states_O0")});
+  REQUIRE(target.wait_for("READY"));
+  DumpRun run = dump(target.pid(), ungrouped());
+  const std::string waiter = fiber_entry(run.out, "chan-waiter");
+  INFO(waiter);
+  // The lambda given to spawn is defined inside main's lambda: DWARF nests its definition there.
+  CHECK(std::regex_search(waiter, std::regex(R"(\nmain::\{lambda\(\)#1\}::operator\(\)\(\) const::\{lambda\(\)#1\})"
+                                             R"(::operator\(\)\(\) const\(__closure=0x[0-9a-f]+\)\n\t[^\n]*)"
+                                             R"(fiber_states\.cpp:[0-9]+ \[fiber stack\]\n)")));
+  // The runtime's spawn wrapper is inlined at the call: the spawning function is the frame around it.
+  CHECK(std::regex_search(waiter, std::regex(R"(\ncreated by main::\{lambda\(\)#1\}::operator\(\)\(\) const at )"
+                                             R"([^\n]*fiber_states\.cpp:[0-9]+$)")));
+}
