@@ -74,6 +74,13 @@ std::vector<DetailsPanel::Line> DetailsPanel::lines() const {
   if (fiber.thread) head += ", thread " + std::to_string(*fiber.thread);
   if (!fiber.integrity.empty()) head += ", record " + fiber.integrity;
   lines.push_back({head, Role::value, 2});
+  if (fiber.crashed) {
+    std::string crash = "crashed here";
+    if (const auto& crashed = model_.dump().crash) {
+      crash += ": " + report::printable(report::crash_label(*crashed)) + " in thread " + std::to_string(crashed->tid);
+    }
+    lines.push_back({crash, Role::error, 2});
+  }
   if (fiber.wait_object) lines.push_back({"waiting on object " + hex(fiber.wait_object), Role::dim, 2});
   if (fiber.created_by) {
     const report::CodeLocation& at = *fiber.created_by;

@@ -209,7 +209,11 @@ void FiberListPanel::draw(Canvas& canvas, const Rect& area) {
       const std::string thread = fiber.thread ? std::to_string(*fiber.thread) : "-";
       x = canvas.put(y, x, fit(thread, layout.thread, true) + " ", role(Role::dim));
     }
-    x = canvas.put(y, x, row.findings ? "! " : "  ", role(Role::finding));
+    if (fiber.crashed) {
+      x = canvas.put(y, x, "X ", role(Role::error));
+    } else {
+      x = canvas.put(y, x, row.findings ? "! " : "  ", role(Role::finding));
+    }
     canvas.put(y, x, report::printable(row.where), role(Role::normal));
   }
 }

@@ -29,7 +29,8 @@ const char* const kTopKeysHelp =
     "  q F10 Ctrl-C                    quit (the target keeps running)\n"
     "\n"
     "Columns: ID, NAME, STATE (wait reason or state), TIME (in that state), THREAD (worker running it),\n"
-    "'!' (the fiber has findings), WHERE (first frame outside the runtime, with file:line).\n";
+    "'!' (the fiber has findings) or 'X' (from a core: the fiber that crashed),\n"
+    "WHERE (first frame outside the runtime, with file:line).\n";
 
 namespace {
 
@@ -251,23 +252,37 @@ void TopScreen::draw_header(Canvas& canvas) {
     canvas.put(1, x, std::to_string(other), Role::value);
   }
 
-  // Row 2: threads, pause, findings, errors.
+  // Row 2: threads, pause (or the core file and its crash), findings, errors.
   x = canvas.put(2, 0, "threads ", Role::label);
   x = canvas.put(2, x, std::to_string(dump.threads.size()), Role::value);
-  x = canvas.put(2, x, "  pause ", Role::label);
-  std::string pause = "-";
-  if (model_.has_dump() && !dump.target_stopped) {
-    pause = "none (--no-stop)";
-  } else if (dump.pause_ms) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%.2f ms", *dump.pause_ms);
-    pause = text;
-  }
-  x = canvas.put(2, x, pause, Role::value);
-  if (elapsed_ms_) {
+  auto put_elapsed = [&](const char* format) {
+    if (!elapsed_ms_) return;
     char text[48];
-    std::snprintf(text, sizeof text, " (snapshot took %.0f ms)", *elapsed_ms_);
+    std::snprintf(text, sizeof text, format, *elapsed_ms_);
     x = canvas.put(2, x, text, Role::dim);
+  };
+  const bool from_core = model_.has_dump() && dump.source.kind == report::Source::Kind::core;
+  if (from_core) {
+    x = canvas.put(2, x, "  core file", Role::value);
+  } else {
+    x = canvas.put(2, x, "  pause ", Role::label);
+    std::string pause = "-";
+    if (model_.has_dump() && dump.source.kind == report::Source::Kind::live_no_stop) {
+      pause = "none (--no-stop)";
+    } else if (dump.pause_ms) {
+      char text[32];
+      std::snprintf(text, sizeof text, "%.2f ms", *dump.pause_ms);
+      pause = text;
+    }
+    x = canvas.put(2, x, pause, Role::value);
+    put_elapsed(" (snapshot took %.0f ms)");
+  }
+  if (dump.crash) {
+    x = canvas.put(2, x, "  crashed ", Role::label);
+    std::string crash = report::printable(report::crash_label(*dump.crash)) + ", thread " +
+                        std::to_string(dump.crash->tid);
+    if (dump.crash->fiber_id) crash += ", fiber " + std::to_string(*dump.crash->fiber_id);
+    x = canvas.put(2, x, crash, Role::error);
   }
   x = canvas.put(2, x, "  findings ", Role::label);
   x = canvas.put(2, x, std::to_string(dump.findings.size()), dump.findings.empty() ? Role::value : Role::finding);
@@ -275,7 +290,9 @@ void TopScreen::draw_header(Canvas& canvas) {
     x = canvas.put(2, x, "  errors ", Role::label);
     x = canvas.put(2, x, std::to_string(dump.errors.size()), Role::error);
   }
-  if (model_.has_dump() && !dump.has_fiber_table) canvas.put(2, x, "  no fiber table", Role::error);
+  if (model_.has_dump() && !dump.has_fiber_table) x = canvas.put(2, x, "  no fiber table", Role::error);
+  // A core is read once: how long that took matters less than the crash and the findings, so it goes last.
+  if (from_core) put_elapsed("  read in %.0f ms");
 }
 
 void TopScreen::draw_title(Canvas& canvas, int row) {

@@ -1,18 +1,10 @@
 #include "cli/dump_command.h"
 
-#include <string_view>
-
 #include "report/folded_reporter.h"
 #include "report/json_reporter.h"
 #include "session/inspection.h"
 
 namespace fiberscope::cli {
-
-void label_core_source(std::string& text) {
-  const std::size_t line_end = text.find('\n');
-  const std::size_t at = text.find("pause unknown");
-  if (at != std::string::npos && at < line_end) text.replace(at, std::string_view("pause unknown").size(), "core file");
-}
 
 const char* const kDumpHelp =
     "usage: fiberscope dump PID [options]\n"
@@ -139,15 +131,11 @@ int run_dump(const DumpOptions& options, std::string& out, std::string& err) {
   const std::optional<Error>& table_error = inspection->table_error;
 
   switch (options.format) {
-    case DumpOptions::Format::text: {
-      std::string text = report::render_text(dump, {.grouping = options.grouping});
-      if (options.core_path) label_core_source(text);
-      out += text;
-      break;
-    }
+    case DumpOptions::Format::text: out += report::render_text(dump, {.grouping = options.grouping}); break;
     case DumpOptions::Format::json: out += report::render_json(dump); break;
     case DumpOptions::Format::folded:
       out += report::render_folded(dump);
+      if (dump.crash) err += "fiberscope: warning: " + report::printable(report::crash_summary(dump)) + "\n";
       for (const std::string& warning : dump.warnings) err += "fiberscope: warning: " + warning + "\n";
       break;
   }

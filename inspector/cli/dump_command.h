@@ -34,9 +34,6 @@ struct DumpOptions {
   std::string sysroot;                   // --sysroot DIR (with --core)
 };
 
-// A report's first line reads "pause unknown" for a snapshot that has no pause: from a core, say so instead.
-void label_core_source(std::string& text);
-
 // Parses the arguments after "dump". `help` is set for --help.
 Result<DumpOptions> parse_dump_arguments(const std::vector<std::string>& arguments, bool& help);
 

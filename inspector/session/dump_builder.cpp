@@ -106,7 +106,7 @@ report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTab
   report::Dump dump;
   dump.pid = snapshot.pid;
   dump.exe_path = snapshot.exe_path;
-  dump.target_stopped = snapshot.target_was_stopped;
+  dump.source.kind = snapshot.target_was_stopped ? report::Source::Kind::live : report::Source::Kind::live_no_stop;
   dump.pause_ms = snapshot.pause_ms;
   dump.has_fiber_table = table != nullptr;
   dump.warnings = snapshot.warnings;

@@ -31,34 +31,28 @@ bool signal_has_fault_address(int signal) {
   return signal == SIGSEGV || signal == SIGBUS || signal == SIGILL || signal == SIGFPE || signal == SIGTRAP;
 }
 
-// A core's crashed thread (open_core lists it first, with its signal): it and the fiber it ran are named in a
-// warning, and that fiber's state label says it crashed: the text header reads "[running, crashed: SIGSEGV at
-// 0x0, 3ms, thread 4321]" and JSON readers see the same words in wait_reason. (report::Fiber has no field of its
-// own for a crash yet; state stays the runtime's.)
+// A core's crashed thread (open_core lists it first, with its signal) becomes the dump's crash, and the fiber it
+// ran is marked crashed; its state and wait reason stay what the runtime recorded. Reporters say the rest.
 void mark_crash(const Inspection& inspection, report::Dump& dump) {
   if (inspection.core_path.empty() || inspection.snapshot.threads.empty()) return;
   const target::ThreadState& crashed = inspection.snapshot.threads.front();
   if (crashed.signal == 0) return;
-  std::string what = signal_label(crashed.signal);
-  if (signal_has_fault_address(crashed.signal)) what += " at " + hex(crashed.fault_address);
-  std::string warning = "thread " + std::to_string(crashed.tid) + " crashed: " + what;
+  report::Crash crash;
+  crash.tid = crashed.tid;
+  crash.signal = crashed.signal;
+  crash.signal_name = signal_label(crashed.signal);
+  if (signal_has_fault_address(crashed.signal)) crash.fault_address = crashed.fault_address;
   // The fiber it ran, from the worker records (the dump's threads are left out with --fiber).
-  std::optional<std::uint64_t> crashed_fiber;
   if (inspection.table)
     for (const fibers::WorkerRecord& worker : inspection.table->workers)
-      if (worker.tid == crashed.tid && worker.current_fiber != 0) crashed_fiber = worker.current_fiber;
-  if (!crashed_fiber)
+      if (worker.tid == crashed.tid && worker.current_fiber != 0) crash.fiber_id = worker.current_fiber;
+  if (!crash.fiber_id)
     for (const report::Thread& thread : dump.threads)
-      if (thread.tid == crashed.tid && thread.fiber_id) crashed_fiber = thread.fiber_id;
-  if (crashed_fiber) {
-    warning += ", running fiber " + std::to_string(*crashed_fiber);
-    for (report::Fiber& fiber : dump.fibers) {
-      if (fiber.id != *crashed_fiber) continue;
-      fiber.wait_reason = (fiber.wait_reason.empty() ? fiber.state : fiber.wait_reason) + ", crashed: " + what;
-      warning += " \"" + fiber.name + "\"";
-    }
-  }
-  dump.warnings.insert(dump.warnings.begin(), warning);
+      if (thread.tid == crashed.tid && thread.fiber_id) crash.fiber_id = thread.fiber_id;
+  if (crash.fiber_id)
+    for (report::Fiber& fiber : dump.fibers)
+      if (fiber.id == *crash.fiber_id) fiber.crashed = true;
+  dump.crash = std::move(crash);
 }
 
 // What live and core inspections share once their memory map is known: the modules and the fiber table's root.
@@ -218,6 +212,7 @@ report::Dump build_dump(Inspection& inspection, const BuildOptions& options) {
   report::Dump dump = build_dump(inspection.snapshot, inspection.table ? &*inspection.table : nullptr,
                                  *inspection.modules, options);
   dump.warnings.insert(dump.warnings.begin(), inspection.warnings.begin(), inspection.warnings.end());
+  if (!inspection.core_path.empty()) dump.source = {report::Source::Kind::core, inspection.core_path};
   mark_crash(inspection, dump);
   if (inspection.table_error)
     dump.errors.insert(dump.errors.begin(), report::DumpError{inspection.table_error->message, {}, {}});

@@ -217,7 +217,7 @@ TEST_CASE("json, folded, --fiber and --depth work on a live process") {
   REQUIRE(target.wait_for("READY"));
   DumpRun json = dump(target.pid(), with_format(DumpOptions::Format::json));
   CHECK(json.exit_code == kExitClean);
-  CHECK(json.out.starts_with("{\n  \"schema_version\": 1,"));
+  CHECK(json.out.starts_with("{\n  \"schema_version\": 2,"));
   CHECK(has(json.out, "\"name\": \"chan-waiter\""));
   CHECK(has(json.out, "\"wait_reason\": \"chan receive\""));
   CHECK(std::regex_search(json.out, std::regex(R"("name": "depth",\s*"value": "7",\s*"status": "ok")")));

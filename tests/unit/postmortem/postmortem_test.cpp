@@ -90,12 +90,13 @@ Run shell(const std::string& command) {
 
 bool gdb_available() { return shell("gdb --version").exit_code == 0; }
 
-// The JSON of a dump or check minus what differs between a live snapshot and a core of it by design: the pause
-// (the core's pause line says "core file"), time in state (a core is measured against the runtime's clock_ns, a
+// The JSON of a dump or check minus what differs between a live snapshot and a core of it by design: the source
+// (live, or core with its path) and the pause (none for a core), time in state (a core is measured against the runtime's clock_ns, a
 // live process against CLOCK_MONOTONIC at capture), thread names (a core records only the process's name) and
 // warnings (a core's mention the files it relies on).
 std::string without_volatile_fields(std::string json_text) {
   json_text = std::regex_replace(json_text, std::regex(R"re(("tid":\s*[0-9]+,\s*"name":\s*)"[^"]*")re"), "$1_");
+  json_text = std::regex_replace(json_text, std::regex(R"re("source":\s*\{[^}]*\})re"), "\"source\":_");
   json_text = std::regex_replace(json_text, std::regex(R"re("pause_ms":\s*(null|[0-9.eE+-]+))re"), "\"pause_ms\":_");
   json_text = std::regex_replace(json_text, std::regex(R"re("time_in_state_ns":\s*(null|[0-9]+))re"),
                                  "\"time_in_state_ns\":_");
@@ -318,8 +319,21 @@ TEST_CASE("a fiber that crashed is shown as the crashed one, with the frame that
     CHECK(has(run.out, "\"bystander\" [sleep"));
     // --fiber leaves the threads out; the crashed fiber is still found (from the runtime's worker records).
     DumpOptions only = ungrouped_text();
-    only.only_fiber = std::stoull(entry.substr(6));
+    const std::string fiber_id = entry.substr(6, entry.find(' ', 6) - 6);
+    only.only_fiber = std::stoull(fiber_id);
     CHECK(has(dump_core(core.path, only).out, "[running, crashed: SIGSEGV"));
+    // JSON: the crash has fields of its own; the fiber keeps the runtime's state and wait reason.
+    Run as_json = dump_core(core.path, json());
+    INFO(as_json.out);
+    CHECK(has(as_json.out, "\"source\": {\n    \"kind\": \"core\",\n    \"core_path\": \"" + core.path + "\""));
+    CHECK(std::regex_search(as_json.out, std::regex(R"re("crash": \{\s*"tid": [0-9]+,\s*"signal": 11,\s*)re"
+                                                    R"re("signal_name": "SIGSEGV",\s*"fault_address": "0x)re" +
+                                                    std::string(crash.signal == "SIGSEGV at 0x0" ? "0\"" : "") +
+                                                    R"re([^}]*"fiber": )re" + fiber_id + "\\s*\\}")));
+    CHECK(std::regex_search(as_json.out, std::regex(R"re("id": )re" + fiber_id + R"re(,\s*"name": ")re" + crash.fiber +
+                                                    R"re(",\s*"state": "running",\s*"wait_reason": null,)re")));
+    CHECK(std::regex_search(as_json.out, std::regex(R"re("record": (null|"[a-z ]+"),\s*"crashed": true)re")));
+    CHECK(!has(as_json.out, "crashed:"));
   }
 }
 
@@ -356,6 +370,10 @@ TEST_CASE("the runtime's 'syscall frame is no longer valid' abort leaves a core 
   const std::string entry = fiber_entry(dumped.out, "stale-frame");
   CHECK(std::regex_search(entry, std::regex(R"(\[[a-z ]+, crashed: SIGABRT, [0-9hms]+, thread [0-9]+\])")));
   CHECK(has(entry, "abort"));
+  // An abort has no fault address.
+  Run as_json = dump_core(core.path, json());
+  CHECK(std::regex_search(as_json.out,
+                          std::regex(R"re("signal_name": "SIGABRT",\s*"fault_address": null,\s*"fiber": [0-9]+)re")));
   Run checked = check(std::nullopt, core.path);
   INFO(checked.out << checked.err);
   CHECK(checked.exit_code == kExitFindings);

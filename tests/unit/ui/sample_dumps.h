@@ -1,5 +1,6 @@
 // Hand-built report::Dump models for the ui's tests: a small server with fibers in every state, a finding with
-// evidence, errors, and a crowd of look-alike fibers for the groups view.
+// evidence, errors, the same server as a core whose fiber crashed, and a crowd of look-alike fibers for the groups
+// view.
 #pragma once
 
 #include <string>
@@ -113,6 +114,17 @@ inline report::Dump small_server() {
                            "syscall_pc: 0x405210 (fiber::foreign_call<long> at /src/runtime/foreign.h:31); "
                            "stack: [0x7f00aa000000, 0x7f00aa010000)\nThe bug class of Go issue 7978."});
   dump.errors.push_back({"fiber 23: unwinding stopped early", 23, {}});
+  return dump;
+}
+
+// The small server as a kernel core after hash-worker-0 (fiber 18, on thread 4243) dereferenced null.
+inline report::Dump crashed_core() {
+  report::Dump dump = small_server();
+  dump.source = {report::Source::Kind::core, "/tmp/core.4242"};
+  dump.pause_ms.reset();
+  dump.crash = report::Crash{.tid = 4243, .signal = 11, .signal_name = "SIGSEGV", .fault_address = 0, .fiber_id = 18};
+  for (report::Fiber& f : dump.fibers)
+    if (f.id == 18) f.crashed = true;
   return dump;
 }
 

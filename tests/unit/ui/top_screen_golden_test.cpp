@@ -128,3 +128,26 @@ TEST_CASE("a paused screen and an exited target say so in the header and status 
   CHECK_FALSE(screen.refreshing());
   check_golden("ui/target_exited_100x12.txt", render(screen, 100, 12));
 }
+
+TEST_CASE("a core's screen shows the core file and the crash in the header and marks the crashed fiber",
+          "[ui][golden]") {
+  TopScreen screen({.target = "core /tmp/core.4242 (pid 4242 /opt/demo/demo_server)", .live = false});
+  screen.show_snapshot(testing::crashed_core(), 80.0);
+  const std::string list = render(screen, 100, 20);
+  check_golden("ui/core_crash_list_100x20.txt", list);
+  CHECK(list.find("core file  crashed SIGSEGV at 0x0, thread 4243, fiber 18") != std::string::npos);
+  CHECK(list.find("pause") == std::string::npos);  // a core has none
+  // The crashed fiber's row: its state is the runtime's, the mark says it crashed.
+  const std::size_t row = list.find("    18 hash-worker-0");
+  REQUIRE(row != std::string::npos);
+  CHECK(list.substr(row, list.find('\n', row) - row).find("running") != std::string::npos);
+  CHECK(list.substr(row, list.find('\n', row) - row).find(" X checksum") != std::string::npos);
+
+  press(screen, {keys::kDown, keys::kDown, keys::kEnter});  // 1, 17, 18
+  REQUIRE(screen.view() == TopScreen::View::details);
+  REQUIRE(screen.details_fiber() == 18u);
+  const std::string details = render(screen, 100, 30);
+  check_golden("ui/core_crash_details_100x30.txt", details);
+  CHECK(details.find("fiber 18 \"hash-worker-0\"  running for 12ms, thread 4243") != std::string::npos);
+  CHECK(details.find("crashed here: SIGSEGV at 0x0 in thread 4243") != std::string::npos);
+}
