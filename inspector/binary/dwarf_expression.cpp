@@ -5,8 +5,8 @@
 #include <array>
 #include <string>
 
+#include "base/byte_reader.h"
 #include "base/hex.h"
-#include "binary/byte_reader.h"
 
 namespace fiberscope::binary {
 namespace {

@@ -12,7 +12,7 @@
 #include <unordered_map>
 #include <utility>
 
-#include "binary/byte_reader.h"
+#include "base/byte_reader.h"
 #include "base/hex.h"
 
 // Propagates the error of a Result-returning call; `var` holds the success value.

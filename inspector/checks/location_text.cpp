@@ -2,8 +2,8 @@
 
 #include <cstdint>
 
+#include "base/byte_reader.h"
 #include "base/hex.h"
-#include "binary/byte_reader.h"
 #include "target/registers.h"
 
 namespace fiberscope::checks {
@@ -19,7 +19,7 @@ std::string register_text(std::uint64_t number) {
 }
 
 std::string describe(std::span<const std::byte> expression, int nesting) {
-  binary::ByteReader reader(expression, "location expression");
+  ByteReader reader(expression, "location expression");
   std::string text;
   std::size_t operations = 0;
   auto append = [&text](const std::string& part) {

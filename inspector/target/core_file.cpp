@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -21,7 +22,10 @@
 #include <utility>
 #include <vector>
 
+#include "base/byte_reader.h"
 #include "base/hex.h"
+#include "target/elf_note.h"
+#include "target/registers.h"
 
 namespace fiberscope::target {
 
@@ -30,9 +34,7 @@ namespace {
 // The kernel's note layouts, which glibc's <sys/procfs.h> mirrors: a mismatch would misread every core.
 static_assert(offsetof(elf_prstatus, pr_reg) == 112 && sizeof(elf_prstatus) == 336);
 static_assert(offsetof(elf_prpsinfo, pr_pid) == 24 && offsetof(elf_prpsinfo, pr_fname) == 40);
-// si_addr sits after si_signo, si_errno, si_code and padding to 8 (kernel's struct siginfo, x86-64).
-constexpr std::size_t kSiginfoAddrOffset = 16;
-constexpr std::size_t kSiginfoMinBytes = kSiginfoAddrOffset + 8;
+constexpr std::size_t kSiginfoAddrOffset = 16;  // si_addr, after si_signo, si_errno, si_code and padding to 8
 
 // The GNU note types the core and the ELF files use, named here because <elf.h> spells some differently.
 constexpr std::uint32_t kNoteFile = NT_FILE;
@@ -43,25 +45,6 @@ constexpr std::uint64_t kMaxElfNoteBytes = 1 << 16; // one PT_NOTE of an executa
 constexpr std::uint64_t kMaxExecfnBytes = 4096;     // PATH_MAX
 
 std::string errno_text(int error) { return std::strerror(error); }
-
-// `bytes[offset, offset + size)` if it lies inside `bytes`, checked against wrap-around.
-std::optional<std::span<const std::byte>> slice(std::span<const std::byte> bytes, std::uint64_t offset,
-                                                std::uint64_t size) {
-  if (offset > bytes.size() || size > bytes.size() - offset) return std::nullopt;
-  return bytes.subspan(offset, size);
-}
-
-// Copies a trivially copyable T out of `bytes` at `offset` (unaligned), or nothing if it does not fit.
-template <class T>
-std::optional<T> load(std::span<const std::byte> bytes, std::uint64_t offset) {
-  auto part = slice(bytes, offset, sizeof(T));
-  if (!part) return std::nullopt;
-  T value;
-  std::memcpy(&value, part->data(), sizeof(T));
-  return value;
-}
-
-std::uint64_t align4(std::uint64_t value) { return (value + 3) & ~std::uint64_t{3}; }
 
 // A whole file mapped read-only. The kernel pages it in on access, so a 1 GB core costs nothing until read.
 class MappedFile {
@@ -130,35 +113,6 @@ struct ElfIdentity {
   std::vector<Elf64_Phdr> loads;
 };
 
-std::string to_hex(std::span<const std::byte> bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string text;
-  text.reserve(bytes.size() * 2);
-  for (std::byte b : bytes) {
-    text.push_back(kDigits[static_cast<unsigned>(b) >> 4]);
-    text.push_back(kDigits[static_cast<unsigned>(b) & 0xf]);
-  }
-  return text;
-}
-
-// Finds NT_GNU_BUILD_ID among the notes in `notes`; stops quietly at the first malformed note.
-std::optional<std::string> find_build_id(std::span<const std::byte> notes) {
-  std::uint64_t offset = 0;
-  while (auto header = load<Elf64_Nhdr>(notes, offset)) {
-    std::uint64_t name_offset = offset + sizeof(Elf64_Nhdr);
-    std::uint64_t desc_offset = name_offset + align4(header->n_namesz);
-    std::uint64_t next = desc_offset + align4(header->n_descsz);
-    if (next > notes.size()) return std::nullopt;
-    auto name = slice(notes, name_offset, header->n_namesz);
-    auto desc = slice(notes, desc_offset, header->n_descsz);
-    if (header->n_type == NT_GNU_BUILD_ID && name && name->size() == 4 &&
-        std::memcmp(name->data(), "GNU", 4) == 0 && desc && !desc->empty())
-      return to_hex(*desc);
-    offset = next;
-  }
-  return std::nullopt;
-}
-
 // Reads the ELF header, PT_LOAD headers and build-id of an image through `read`.
 Result<ElfIdentity> read_elf_identity(const ImageReader& read) {
   Elf64_Ehdr header;
@@ -178,7 +132,7 @@ Result<ElfIdentity> read_elf_identity(const ImageReader& read) {
     if (phdr.p_type != PT_NOTE || identity.build_id || phdr.p_filesz > kMaxElfNoteBytes) continue;
     std::vector<std::byte> notes(phdr.p_filesz);
     if (!read(phdr.p_offset, notes)) continue;  // a note past what is readable is not the build-id we can check
-    identity.build_id = find_build_id(notes);
+    identity.build_id = find_gnu_build_id(notes);
   }
   return identity;
 }
@@ -301,7 +255,7 @@ class CoreMemory final : public Memory {
       file.mapped = std::move(*mapped);
     }
     std::uint64_t file_offset = segment.backing_offset + (at - segment.range.start);
-    auto bytes = slice(file.mapped->bytes(), file_offset, out.size());
+    auto bytes = ByteReader(file.mapped->bytes(), file.disk_path).bytes_at(file_offset, out.size());
     if (!bytes) return unreadable("is shorter than the mapping (offset " + hex(file_offset) + ")");
     std::memcpy(out.data(), bytes->data(), out.size());
     return {};
@@ -339,7 +293,7 @@ std::string note_place(std::uint64_t file_offset) { return "note at core offset 
 
 void parse_prstatus(std::span<const std::byte> desc, std::uint64_t file_offset, CoreNotes& notes,
                     std::vector<std::string>& warnings) {
-  auto status = load<elf_prstatus>(desc, 0);
+  auto status = ByteReader(desc, "NT_PRSTATUS").object<elf_prstatus>();
   if (!status) {
     warnings.push_back(note_place(file_offset) + ": NT_PRSTATUS of " + hex(desc.size()) + " bytes, expected " +
                        hex(sizeof(elf_prstatus)) + "; thread skipped");
@@ -350,6 +304,7 @@ void parse_prstatus(std::span<const std::byte> desc, std::uint64_t file_offset, 
     return;
   }
   std::array<std::uint64_t, kUserRegsWords> words;
+  static_assert(sizeof status->pr_reg == sizeof words);
   std::memcpy(words.data(), &status->pr_reg, sizeof words);
   CoreThread thread;
   thread.state.tid = status->pr_pid;
@@ -360,28 +315,32 @@ void parse_prstatus(std::span<const std::byte> desc, std::uint64_t file_offset, 
 
 void parse_siginfo(std::span<const std::byte> desc, std::uint64_t file_offset, CoreNotes& notes,
                    std::vector<std::string>& warnings) {
-  if (desc.size() < kSiginfoMinBytes) {
+  ByteReader reader(desc, "NT_SIGINFO");
+  auto signo = reader.fixed<std::int32_t>();
+  (void)reader.fixed<std::int32_t>();  // si_errno
+  auto code = reader.fixed<std::int32_t>();
+  auto address = reader.object_at<std::uint64_t>(kSiginfoAddrOffset);
+  if (!address) {
     warnings.push_back(note_place(file_offset) + ": NT_SIGINFO of " + hex(desc.size()) + " bytes is too short");
     return;
   }
   if (notes.threads.empty()) return;  // kernels write it after the crashing thread's NT_PRSTATUS
-  auto signo = *load<std::int32_t>(desc, 0);
-  auto code = *load<std::int32_t>(desc, 8);
   // gdb's gcore writes one per thread, with the SIGSTOP of its attach or nothing: no thread crashed then.
-  if (signo == 0 || signo == SIGSTOP) return;
+  if (*signo == 0 || *signo == SIGSTOP) return;
   CoreThread& thread = notes.threads.back();
   thread.has_siginfo = true;
-  thread.state.signal = signo;
+  thread.state.signal = *signo;
   // si_addr means something only for faults the kernel raised (si_code > 0), not for kill/tgkill/abort.
-  bool is_fault = signo == SIGSEGV || signo == SIGBUS || signo == SIGILL || signo == SIGFPE || signo == SIGTRAP;
-  if (is_fault && code > 0) thread.state.fault_address = *load<std::uint64_t>(desc, kSiginfoAddrOffset);
+  bool is_fault = *signo == SIGSEGV || *signo == SIGBUS || *signo == SIGILL || *signo == SIGFPE || *signo == SIGTRAP;
+  if (is_fault && *code > 0) thread.state.fault_address = *address;
 }
 
 void parse_file_note(std::span<const std::byte> desc, std::uint64_t file_offset, CoreNotes& notes,
                      std::vector<std::string>& warnings) {
   // Layout (fs/binfmt_elf.c fill_files_note): count, page_size, count x {start, end, page offset}, count names.
-  auto count = load<std::uint64_t>(desc, 0);
-  auto page_size = load<std::uint64_t>(desc, 8);
+  ByteReader entries(desc, "NT_FILE");
+  auto count = entries.fixed<std::uint64_t>();
+  auto page_size = entries.fixed<std::uint64_t>();
   auto where = note_place(file_offset) + ": NT_FILE";
   if (!count || !page_size) {
     warnings.push_back(where + " too short for its header; file mappings unknown");
@@ -391,27 +350,27 @@ void parse_file_note(std::span<const std::byte> desc, std::uint64_t file_offset,
     warnings.push_back(where + " page size " + hex(*page_size) + " is not a power of two; file mappings unknown");
     return;
   }
-  std::uint64_t room = (desc.size() - 16) / 24;
+  constexpr std::uint64_t kEntryBytes = 24;
+  std::uint64_t room = entries.remaining() / kEntryBytes;
   std::uint64_t kept = std::min({*count, room, kMaxCoreFileEntries});
   if (kept < *count)
     warnings.push_back(where + " claims " + hex(*count) + " entries; kept " + hex(kept) +
                        (room < *count ? " (the note holds no more)" : " (cap)"));
-  std::uint64_t names = 16 + *count * 24;  // no overflow: *count is bounded by room or the check below
-  if (*count > room) names = desc.size();  // the entries filled the note: no names left
+  // The names follow all `count` entries; when the entries fill the note there are none (no overflow: count <= room).
+  ByteReader names(desc, "NT_FILE names");
+  (void)names.seek(*count <= room ? entries.offset() + *count * kEntryBytes : desc.size());
   for (std::uint64_t i = 0; i < kept; ++i) {
-    auto start = *load<std::uint64_t>(desc, 16 + i * 24);
-    auto end = *load<std::uint64_t>(desc, 16 + i * 24 + 8);
-    auto page_offset = *load<std::uint64_t>(desc, 16 + i * 24 + 16);
-    // The i-th name follows the previous one's NUL.
-    auto rest = desc.subspan(std::min<std::uint64_t>(names, desc.size()));
-    auto nul = std::find(rest.begin(), rest.end(), std::byte{0});
-    if (nul == rest.end()) {
+    // Cannot fail: `kept` entries fit in the note.
+    auto start = *entries.fixed<std::uint64_t>();
+    auto end = *entries.fixed<std::uint64_t>();
+    auto page_offset = *entries.fixed<std::uint64_t>();
+    auto name = names.c_string();
+    if (!name) {
       warnings.push_back(where + " entry " + std::to_string(i) + " has no name inside the note; " +
                          std::to_string(kept - i) + " entries dropped");
       return;
     }
-    std::string path(reinterpret_cast<const char*>(rest.data()), static_cast<std::size_t>(nul - rest.begin()));
-    names += path.size() + 1;
+    std::string path(*name);
     if (start >= end || page_offset > UINT64_MAX / *page_size) {
       warnings.push_back(where + " entry " + std::to_string(i) + " (" + path + ") has a bad range; skipped");
       continue;
@@ -420,48 +379,41 @@ void parse_file_note(std::span<const std::byte> desc, std::uint64_t file_offset,
   }
 }
 
+void parse_auxv(std::span<const std::byte> desc, CoreNotes& notes) {
+  ByteReader reader(desc, "NT_AUXV");
+  while (reader.remaining() >= 16 && notes.auxv.size() < kMaxAuxvEntries) {
+    auto type = *reader.fixed<std::uint64_t>();
+    auto value = *reader.fixed<std::uint64_t>();
+    if (type == AT_NULL) break;
+    notes.auxv.emplace_back(type, value);
+  }
+}
+
 // Walks the notes of one PT_NOTE segment.
 void parse_notes(std::span<const std::byte> segment, std::uint64_t segment_offset, CoreNotes& notes,
                  std::vector<std::string>& warnings) {
-  std::uint64_t offset = 0;
-  while (offset < segment.size()) {
+  ByteReader reader(segment, "PT_NOTE segment");
+  while (!reader.at_end()) {
     if (++notes.note_count > kMaxCoreNotes) {
       warnings.push_back("more than " + std::to_string(kMaxCoreNotes) + " notes; the rest are ignored (cap)");
       return;
     }
-    auto header = load<Elf64_Nhdr>(segment, offset);
-    std::uint64_t file_offset = segment_offset + offset;
-    if (!header) {
-      warnings.push_back(note_place(file_offset) + ": truncated note header; the rest of the notes are ignored");
+    std::uint64_t file_offset = segment_offset + reader.offset();
+    auto note = read_elf_note(reader);
+    if (!note) {
+      warnings.push_back(note_place(file_offset) + ": " + note.error().message + "; the rest of the notes are ignored");
       return;
     }
-    std::uint64_t name_offset = offset + sizeof(Elf64_Nhdr);
-    std::uint64_t desc_offset = name_offset + align4(header->n_namesz);  // n_namesz is 32-bit: no overflow
-    auto name = slice(segment, name_offset, header->n_namesz);
-    auto desc = slice(segment, desc_offset, header->n_descsz);
-    if (!name || !desc) {
-      warnings.push_back(note_place(file_offset) + ": namesz " + hex(header->n_namesz) + " / descsz " +
-                         hex(header->n_descsz) + " run past the end of the PT_NOTE segment; the rest are ignored");
-      return;
-    }
-    offset = desc_offset + align4(header->n_descsz);
-    std::string_view name_text(reinterpret_cast<const char*>(name->data()), name->size());
-    if (name_text != std::string_view("CORE", 5)) continue;  // "LINUX" (xstate...) and others: not needed
-    switch (header->n_type) {
-      case NT_PRSTATUS: parse_prstatus(*desc, file_offset, notes, warnings); break;
+    if (!note->owned_by("CORE")) continue;  // "LINUX" (xstate...) and others: not needed
+    switch (note->type) {
+      case NT_PRSTATUS: parse_prstatus(note->desc, file_offset, notes, warnings); break;
       case NT_PRPSINFO:
-        if (auto info = load<elf_prpsinfo>(*desc, 0)) notes.process = *info;
+        if (auto info = ByteReader(note->desc, "NT_PRPSINFO").object<elf_prpsinfo>()) notes.process = *info;
         else warnings.push_back(note_place(file_offset) + ": NT_PRPSINFO too short; process name unknown");
         break;
-      case kNoteSiginfo: parse_siginfo(*desc, file_offset, notes, warnings); break;
-      case kNoteFile: parse_file_note(*desc, file_offset, notes, warnings); break;
-      case NT_AUXV:
-        for (std::uint64_t at = 0; at + 16 <= desc->size() && notes.auxv.size() < kMaxAuxvEntries; at += 16) {
-          auto type = *load<std::uint64_t>(*desc, at);
-          if (type == AT_NULL) break;
-          notes.auxv.emplace_back(type, *load<std::uint64_t>(*desc, at + 8));
-        }
-        break;
+      case kNoteSiginfo: parse_siginfo(note->desc, file_offset, notes, warnings); break;
+      case kNoteFile: parse_file_note(note->desc, file_offset, notes, warnings); break;
+      case NT_AUXV: parse_auxv(note->desc, notes); break;
       default: break;
     }
   }
@@ -499,14 +451,14 @@ Result<std::span<const std::byte>> program_headers(std::span<const std::byte> co
   std::uint64_t count = header.e_phnum;
   if (count == PN_XNUM) {
     if (header.e_shentsize != sizeof(Elf64_Shdr)) return fail("PN_XNUM program headers but no section header 0");
-    auto section0 = load<Elf64_Shdr>(core, header.e_shoff);
+    auto section0 = ByteReader(core, "core").object_at<Elf64_Shdr>(header.e_shoff);
     if (!section0) return fail("PN_XNUM program headers but section header 0 at ", hex(header.e_shoff), " is past the end");
     count = section0->sh_info;
   }
   if (count > kMaxCoreProgramHeaders)
     return fail(std::to_string(count), " program headers, more than the cap of ", std::to_string(kMaxCoreProgramHeaders));
   if (header.e_phentsize != sizeof(Elf64_Phdr)) return fail("program header size ", hex(header.e_phentsize));
-  auto table = slice(core, header.e_phoff, count * sizeof(Elf64_Phdr));
+  auto table = ByteReader(core, "core").bytes_at(header.e_phoff, count * sizeof(Elf64_Phdr));
   if (!table)
     return fail("program header table (", std::to_string(count), " entries at offset ", hex(header.e_phoff),
                 ") runs past the end of the file (", hex(core.size()), " bytes): the core is truncated");
@@ -523,7 +475,7 @@ Result<Snapshot> open_core(const std::string& core_path, const CoreOptions& opti
   if (core_bytes.empty()) return where("empty file (0 bytes), not a core");
   if (core_bytes.size() < SELFMAG || std::memcmp(core_bytes.data(), ELFMAG, SELFMAG) != 0)
     return where("not an ELF file (no ELF magic)");
-  auto header = load<Elf64_Ehdr>(core_bytes, 0);
+  auto header = ByteReader(core_bytes, core_path).object<Elf64_Ehdr>();
   if (!header) return where("truncated inside the ELF header (" + std::to_string(core_bytes.size()) + " bytes)");
   if (header->e_ident[EI_CLASS] != ELFCLASS64 || header->e_ident[EI_DATA] != ELFDATA2LSB)
     return where("not a 64-bit little-endian ELF file");
@@ -543,11 +495,12 @@ Result<Snapshot> open_core(const std::string& core_path, const CoreOptions& opti
 
   CoreNotes notes;
   std::uint64_t dropped_segments = 0, truncated_segments = 0, truncated_bytes = 0, needed_size = 0;
-  std::uint64_t phdr_count = table->size() / sizeof(Elf64_Phdr);
-  for (std::uint64_t i = 0; i < phdr_count; ++i) {
-    auto phdr = *load<Elf64_Phdr>(*table, i * sizeof(Elf64_Phdr));
+  ByteReader phdrs(*table, "program headers");
+  while (!phdrs.at_end()) {
+    auto phdr = *phdrs.object<Elf64_Phdr>();  // the table is a whole number of headers
+    // A truncated core keeps only the start of what its headers describe.
+    std::uint64_t available = phdr.p_offset < core_bytes.size() ? core_bytes.size() - phdr.p_offset : 0;
     if (phdr.p_type == PT_NOTE) {
-      std::uint64_t available = phdr.p_offset < core_bytes.size() ? core_bytes.size() - phdr.p_offset : 0;
       if (phdr.p_filesz > available)
         warnings.push_back("PT_NOTE at core offset " + hex(phdr.p_offset) + " (" + hex(phdr.p_filesz) +
                            " bytes) runs past the end of the core; only " + hex(available) + " bytes read");
@@ -565,7 +518,6 @@ Result<Snapshot> open_core(const std::string& core_path, const CoreOptions& opti
     segment.range = {RemoteAddress(phdr.p_vaddr), *end};
     segment.core_offset = phdr.p_offset;
     segment.dumped_bytes = std::min(phdr.p_filesz, phdr.p_memsz);
-    std::uint64_t available = phdr.p_offset < core_bytes.size() ? core_bytes.size() - phdr.p_offset : 0;
     segment.present_bytes = std::min(segment.dumped_bytes, available);
     if (segment.present_bytes < segment.dumped_bytes) {
       ++truncated_segments;

@@ -3,8 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "base/byte_reader.h"
 #include "base/hex.h"
-#include "binary/byte_reader.h"
 
 namespace fiberscope::unwind {
 namespace {
@@ -31,7 +31,7 @@ class Interpreter {
   Result<void> run(std::span<const std::byte> entry, std::size_t start, std::uint64_t entry_offset,
                    const char* kind, const CfiRow* initial) {
     const std::string what = std::string(kind) + " at " + section_.name() + "+" + hex(entry_offset);
-    binary::ByteReader reader(entry, what);
+    ByteReader reader(entry, what);
     if (auto ok = reader.seek(start); !ok) return ok;
     const std::uint64_t entry_address = section_.address() + entry_offset;
     const auto error_here = [&](std::size_t at, const std::string& problem) {

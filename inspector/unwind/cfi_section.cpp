@@ -25,7 +25,7 @@ std::span<const std::byte> subspan(std::span<const std::byte> bytes, std::uint64
 
 }  // namespace
 
-Result<std::uint64_t> read_encoded_pointer(binary::ByteReader& reader, std::uint8_t encoding,
+Result<std::uint64_t> read_encoded_pointer(ByteReader& reader, std::uint8_t encoding,
                                            std::uint64_t reader_address, std::uint64_t data_base, bool* indirect) {
   if (encoding == kPeOmit) return fail("pointer encoding DW_EH_PE_omit has no value");
   const std::uint64_t field_address = reader_address + reader.offset();
@@ -101,7 +101,7 @@ CfiSection CfiSection::debug_frame(std::span<const std::byte> bytes) {
 // location. We only binary-search the datarel|sdata4 form every linker emits; anything else falls back to the index.
 void CfiSection::parse_search_table() {
   if (hdr_.size() < 4) return;
-  binary::ByteReader reader(hdr_, ".eh_frame_hdr");
+  ByteReader reader(hdr_, ".eh_frame_hdr");
   const auto version = reader.fixed<std::uint8_t>();
   const auto eh_frame_ptr_encoding = reader.fixed<std::uint8_t>();
   const auto fde_count_encoding = reader.fixed<std::uint8_t>();
@@ -119,7 +119,7 @@ void CfiSection::parse_search_table() {
 
 Result<CfiSection::EntryHeader> CfiSection::read_header(std::uint64_t offset) const {
   if (offset >= bytes_.size()) return fail("entry offset ", hex(offset), " is past the end of ", name());
-  binary::ByteReader reader(bytes_.subspan(static_cast<std::size_t>(offset)), entry_name("entry", name(), offset));
+  ByteReader reader(bytes_.subspan(static_cast<std::size_t>(offset)), entry_name("entry", name(), offset));
   EntryHeader header;
   header.offset = offset;
   auto length32 = reader.fixed<std::uint32_t>();
@@ -176,7 +176,7 @@ Result<Cie> CfiSection::parse_cie(std::uint64_t offset) const {
   const std::string what = entry_name("CIE", name(), offset);
   if (header->is_terminator || !header->is_cie) return fail(what, ": not a CIE");
   const auto entry = subspan(bytes_, offset, header->end_offset - offset);
-  binary::ByteReader reader(entry, what);
+  ByteReader reader(entry, what);
   (void)reader.seek(static_cast<std::size_t>(header->after_id - offset));  // within `entry` by read_header
 
   Cie cie;
@@ -232,7 +232,7 @@ Result<Cie> CfiSection::parse_cie(std::uint64_t offset) const {
     const std::size_t data_start = reader.offset();
     auto data = reader.bytes(*data_length);
     if (!data) return std::unexpected(data.error());
-    binary::ByteReader aug(*data, what + " augmentation data");
+    ByteReader aug(*data, what + " augmentation data");
     const std::uint64_t aug_address = address_ + offset + data_start;
     for (std::size_t i = 1; i < augmentation.size(); ++i) {
       switch (augmentation[i]) {
@@ -278,7 +278,7 @@ Result<Cie> CfiSection::parse_cie_cached(std::uint64_t offset) const {
 Result<Fde> CfiSection::parse_fde_with_cie(const EntryHeader& header, const Cie& cie) const {
   const std::string what = entry_name("FDE", name(), header.offset);
   const auto entry = subspan(bytes_, header.offset, header.end_offset - header.offset);
-  binary::ByteReader reader(entry, what);
+  ByteReader reader(entry, what);
   (void)reader.seek(static_cast<std::size_t>(header.after_id - header.offset));
   Fde fde;
   fde.offset = header.offset;

@@ -19,8 +19,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/byte_reader.h"
 #include "base/result.h"
-#include "binary/byte_reader.h"
 
 namespace fiberscope::unwind {
 
@@ -124,7 +124,7 @@ class CfiSection {
 // `reader_address` is the address of the reader's first byte (the base for pcrel and aligned), `data_base` the
 // base for datarel (0: none). An indirect pointer is returned as the address where the pointer is stored, with
 // `*indirect` set; the caller decides whether it can follow it.
-Result<std::uint64_t> read_encoded_pointer(binary::ByteReader& reader, std::uint8_t encoding,
+Result<std::uint64_t> read_encoded_pointer(ByteReader& reader, std::uint8_t encoding,
                                            std::uint64_t reader_address, std::uint64_t data_base, bool* indirect);
 
 }  // namespace fiberscope::unwind

@@ -1,29 +1,34 @@
-// ByteReader: the one bounds-checked cursor over bytes from a file or a target (DWARF expressions, CFI, notes).
+// ByteReader: the one bounds-checked cursor over untrusted bytes from a file or a target (DWARF, CFI, core notes
+// and headers, ELF notes). It lives in base/ so that every layer, down to target/'s core reader, shares it.
 //
 //   ByteReader reader(bytes, "DW_AT_location");
 //   auto size = reader.uleb128();          // Error "DW_AT_location: truncated ULEB128 at offset 0x3"
 //   auto word = reader.fixed<std::uint32_t>();
+//   auto header = reader.object<Elf64_Nhdr>();
 //
 // Every read checks the remaining length first and fails with the reader's name and offset; nothing is read past
 // the span, and LEB128 values longer than 64 bits are rejected rather than silently truncated.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 
 #include "base/hex.h"
 #include "base/result.h"
 
-namespace fiberscope::binary {
+namespace fiberscope {
 
 class ByteReader {
  public:
   ByteReader(std::span<const std::byte> bytes, std::string_view what) : bytes_(bytes), what_(what) {}
 
+  std::string_view what() const { return what_; }
   std::size_t offset() const { return offset_; }
   std::size_t size() const { return bytes_.size(); }
   std::size_t remaining() const { return bytes_.size() - offset_; }
@@ -36,15 +41,28 @@ class ByteReader {
     return {};
   }
 
+  // Moves to the next multiple of `alignment` (a power of two), failing if that lies past the end.
+  Result<void> align(std::size_t alignment) {
+    const std::size_t padding = (alignment - offset_ % alignment) % alignment;
+    if (padding > remaining()) return error("padding runs past the end from", offset_);
+    offset_ += padding;
+    return {};
+  }
+
   // Reads a little-endian fixed-size integer.
   template <class T>
   Result<T> fixed() {
     static_assert(std::is_integral_v<T>);
     if (remaining() < sizeof(T)) return error("truncated operand", offset_);
-    T value;
-    std::memcpy(&value, bytes_.data() + offset_, sizeof(T));
-    offset_ += sizeof(T);
-    return value;
+    return copy<T>();
+  }
+
+  // Copies out a record of a fixed layout (Elf64_Nhdr, elf_prstatus), which may be unaligned in the bytes.
+  template <class T>
+  Result<T> object() {
+    static_assert(std::is_trivially_copyable_v<T>);
+    if (remaining() < sizeof(T)) return error("truncated " + std::to_string(sizeof(T)) + "-byte record", offset_);
+    return copy<T>();
   }
 
   Result<std::uint64_t> uleb128() {
@@ -82,7 +100,41 @@ class ByteReader {
     return out;
   }
 
+  // The `count` bytes at `offset`, leaving the cursor where it is.
+  Result<std::span<const std::byte>> bytes_at(std::uint64_t offset, std::uint64_t count) const {
+    ByteReader there(*this);
+    if (auto ok = there.seek(offset); !ok) return std::unexpected(ok.error());
+    return there.bytes(count);
+  }
+
+  // The record of type T at `offset`, leaving the cursor where it is.
+  template <class T>
+  Result<T> object_at(std::uint64_t offset) const {
+    ByteReader there(*this);
+    if (auto ok = there.seek(offset); !ok) return std::unexpected(ok.error());
+    return there.object<T>();
+  }
+
+  // Reads a NUL-terminated string and moves past its NUL; the text is returned without it.
+  Result<std::string_view> c_string() {
+    const auto rest = bytes_.subspan(offset_);
+    const auto nul = std::find(rest.begin(), rest.end(), std::byte{0});
+    if (nul == rest.end()) return error("string without a terminating NUL", offset_);
+    const std::string_view text(reinterpret_cast<const char*>(rest.data()), static_cast<std::size_t>(nul - rest.begin()));
+    offset_ += text.size() + 1;
+    return text;
+  }
+
  private:
+  // Callers have checked that sizeof(T) bytes remain.
+  template <class T>
+  T copy() {
+    T value;
+    std::memcpy(&value, bytes_.data() + offset_, sizeof(T));
+    offset_ += sizeof(T);
+    return value;
+  }
+
   std::unexpected<Error> error(std::string_view problem, std::size_t at) const {
     return fail(what_, ": ", problem, " at offset ", hex(at));
   }
@@ -92,4 +144,4 @@ class ByteReader {
   std::size_t offset_ = 0;
 };
 
-}  // namespace fiberscope::binary
+}  // namespace fiberscope
