@@ -1,7 +1,7 @@
 // The JSON reporter: the dump for scripts, schema in docs/json-schema.md (schema_version 2).
 //
-// 64-bit addresses (pc, wait_object) are strings ("0x7f...") because JSON numbers lose precision past 2^53;
-// counts and times are numbers.
+// 64-bit addresses (pc, wait_object, fault_address) are strings ("0x7f...") because JSON numbers lose precision
+// past 2^53; counts and times are numbers.
 #pragma once
 
 #include <string>
