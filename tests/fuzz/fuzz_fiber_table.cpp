@@ -1,12 +1,13 @@
 // libFuzzer target: read_fiber_table over a RegionMemory whose bytes are the input, mapped at kImageBase with the
 // debug root at its start. Both reader modes run (stopped target, and --no-stop with seqlock retries).
-// Seeds (corpus/fiber_table/): valid table images written by make_fiber_table_seed.cpp.
+// Seeds (corpus/fiber_table/): the valid table image of tests/unit/fibers/fake_table.h, as write_fiber_table_images
+// writes it.
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
+#include "fake_table.h"
 #include "fibers/fiber_table.h"
-#include "fiber_table_image.h"
 #include "target/memory.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -14,9 +15,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size == 0) return 0;
   target::RegionMemory memory;
   const auto* first = reinterpret_cast<const std::byte*>(data);
-  if (!memory.add(target::RemoteAddress(fuzz::kImageBase), std::vector<std::byte>(first, first + size))) return 0;
+  if (!memory.add(target::RemoteAddress(fibers::testing::kImageBase), std::vector<std::byte>(first, first + size))) return 0;
   for (bool stopped : {true, false}) {
-    auto table = fibers::read_fiber_table(memory, target::RemoteAddress(fuzz::kImageBase), {.target_stopped = stopped});
+    auto table = fibers::read_fiber_table(memory, target::RemoteAddress(fibers::testing::kImageBase), {.target_stopped = stopped});
     if (!table) continue;
     std::uint64_t sink = 0;
     for (const auto& fiber : table->fibers) {

@@ -13,7 +13,7 @@
 
 #include "binary/dwarf_index.h"
 #include "binary/elf_image.h"
-#include "fiber_table_image.h"
+#include "fake_table.h"
 #include "fibers/fiber_table.h"
 #include "target/memory.h"
 #include "unwind/cfi_program.h"
@@ -109,8 +109,8 @@ std::vector<std::string> cfi_errors(const std::string& path) {
 
 std::vector<std::string> fiber_table_errors(const std::string& path) {
   target::RegionMemory memory;
-  REQUIRE(memory.add(target::RemoteAddress(fuzz::kImageBase), read_bytes(path)));
-  auto table = fibers::read_fiber_table(memory, target::RemoteAddress(fuzz::kImageBase));
+  REQUIRE(memory.add(target::RemoteAddress(fibers::testing::kImageBase), read_bytes(path)));
+  auto table = fibers::read_fiber_table(memory, target::RemoteAddress(fibers::testing::kImageBase));
   if (!table) return {table.error().message};
   std::vector<std::string> errors;
   for (const auto& error : table->errors) errors.push_back(error.message);
@@ -149,8 +149,8 @@ TEST_CASE("the valid inputs the corrupt ones are made from decode without errors
   CHECK(cfi_errors(kCorruptDir + "/cfi/eh_frame-valid.bin").empty());
   CHECK(fiber_table_errors(kCorruptDir + "/fiber_tables/valid.bin").empty());
   target::RegionMemory memory;
-  REQUIRE(memory.add(target::RemoteAddress(fuzz::kImageBase), read_bytes(kCorruptDir + "/fiber_tables/valid.bin")));
-  auto table = fibers::read_fiber_table(memory, target::RemoteAddress(fuzz::kImageBase));
+  REQUIRE(memory.add(target::RemoteAddress(fibers::testing::kImageBase), read_bytes(kCorruptDir + "/fiber_tables/valid.bin")));
+  auto table = fibers::read_fiber_table(memory, target::RemoteAddress(fibers::testing::kImageBase));
   REQUIRE(table);
   CHECK(table->fibers.size() == 4);
   CHECK(table->workers.size() == 2);
@@ -160,7 +160,7 @@ TEST_CASE("the valid inputs the corrupt ones are made from decode without errors
 
 TEST_CASE("the committed fiber table images are the ones the image builder makes today") {
   // Catches a debug-ABI change that left the corrupt images (and the fuzzer's seed) describing an old layout.
-  CHECK(read_bytes(kCorruptDir + "/fiber_tables/valid.bin") == fuzz::valid_fiber_table_image());
+  CHECK(read_bytes(kCorruptDir + "/fiber_tables/valid.bin") == fibers::testing::valid_fiber_table_image());
 }
 
 TEST_CASE("a compressed section claiming more than deflate can produce is not inflated") {

@@ -5,11 +5,11 @@
 #include <string>
 #include <vector>
 
-#include "fiber_table_image.h"
+#include "fake_table.h"
 
 namespace {
 
-using namespace fiberscope::fuzz;
+using namespace fiberscope::fibers::testing;
 
 bool write_file(const std::string& path, const std::vector<std::byte>& bytes) {
   std::FILE* file = std::fopen(path.c_str(), "wb");
