@@ -110,9 +110,9 @@ class ByteReader {
   // The record of type T at `offset`, leaving the cursor where it is.
   template <class T>
   Result<T> object_at(std::uint64_t offset) const {
-    ByteReader there(*this);
-    if (auto ok = there.seek(offset); !ok) return std::unexpected(ok.error());
-    return there.object<T>();
+    auto bytes = bytes_at(offset, sizeof(T));
+    if (!bytes) return std::unexpected(bytes.error());
+    return ByteReader(*bytes, what_).object<T>();  // cannot fail: exactly sizeof(T) bytes
   }
 
   // Reads a NUL-terminated string and moves past its NUL; the text is returned without it.
