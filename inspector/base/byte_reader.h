@@ -65,31 +65,12 @@ class ByteReader {
     return copy<T>();
   }
 
-  Result<std::uint64_t> uleb128() {
-    const std::size_t start = offset_;
-    std::uint64_t value = 0;
-    for (unsigned shift = 0;; shift += 7) {
-      if (at_end()) return error("truncated ULEB128", start);
-      const auto byte = std::to_integer<std::uint8_t>(bytes_[offset_++]);
-      if (shift >= 64 || (shift == 63 && (byte & 0x7e) != 0)) return error("ULEB128 wider than 64 bits", start);
-      value |= std::uint64_t{byte & 0x7fu} << shift;
-      if (!(byte & 0x80)) return value;
-    }
-  }
+  Result<std::uint64_t> uleb128() { return leb128(/*is_signed=*/false); }
 
   Result<std::int64_t> sleb128() {
-    const std::size_t start = offset_;
-    std::uint64_t value = 0;
-    for (unsigned shift = 0;; shift += 7) {
-      if (at_end()) return error("truncated SLEB128", start);
-      const auto byte = std::to_integer<std::uint8_t>(bytes_[offset_++]);
-      if (shift >= 64) return error("SLEB128 wider than 64 bits", start);
-      value |= std::uint64_t{byte & 0x7fu} << shift;
-      if (!(byte & 0x80)) {
-        if (shift + 7 < 64 && (byte & 0x40)) value |= ~std::uint64_t{0} << (shift + 7);
-        return static_cast<std::int64_t>(value);
-      }
-    }
+    auto value = leb128(/*is_signed=*/true);
+    if (!value) return std::unexpected(value.error());
+    return static_cast<std::int64_t>(*value);
   }
 
   // The next `count` bytes as a span, advancing past them.
@@ -133,6 +114,25 @@ class ByteReader {
     std::memcpy(&value, bytes_.data() + offset_, sizeof(T));
     offset_ += sizeof(T);
     return value;
+  }
+
+  // DWARF 5 section 7.6: seven bits a byte, least significant first, the high bit set on all but the last; a signed
+  // value is sign-extended from bit 6 of its last byte. An unsigned value may use only bit 63 of a tenth byte.
+  Result<std::uint64_t> leb128(bool is_signed) {
+    const std::size_t start = offset_;
+    const std::string_view kind = is_signed ? "SLEB128" : "ULEB128";
+    std::uint64_t value = 0;
+    for (unsigned shift = 0;; shift += 7) {
+      if (at_end()) return error("truncated " + std::string(kind), start);
+      const auto byte = std::to_integer<std::uint8_t>(bytes_[offset_++]);
+      if (shift >= 64 || (!is_signed && shift == 63 && (byte & 0x7e) != 0))
+        return error(std::string(kind) + " wider than 64 bits", start);
+      value |= std::uint64_t{byte & 0x7fu} << shift;
+      if (!(byte & 0x80)) {
+        if (is_signed && shift + 7 < 64 && (byte & 0x40)) value |= ~std::uint64_t{0} << (shift + 7);
+        return value;
+      }
+    }
   }
 
   std::unexpected<Error> error(std::string_view problem, std::size_t at) const {

@@ -87,6 +87,32 @@ TEST_CASE("ByteReader's reads at an offset leave the cursor alone and reject off
   CHECK_FALSE(reader.object_at<std::uint64_t>(1));
 }
 
+TEST_CASE("ByteReader decodes LEB128 at both ends of the 64-bit range and refuses wider or truncated values") {
+  auto uleb = [](std::initializer_list<int> values) {
+    const auto bytes = bytes_of(values);
+    return ByteReader(bytes, "uleb").uleb128();
+  };
+  auto sleb = [](std::initializer_list<int> values) {
+    const auto bytes = bytes_of(values);
+    return ByteReader(bytes, "sleb").sleb128();
+  };
+  CHECK(uleb({0xe5, 0x8e, 0x26}) == 624485u);
+  CHECK(uleb({0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}) == UINT64_MAX);
+  CHECK(sleb({0x7f}) == -1);
+  CHECK(sleb({0xc0, 0xbb, 0x78}) == -123456);
+  CHECK(sleb({0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x7f}) == INT64_MIN);
+
+  auto too_wide = uleb({0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02});
+  REQUIRE_FALSE(too_wide);
+  CHECK(too_wide.error().message == "uleb: ULEB128 wider than 64 bits at offset 0x0");
+  auto eleven = sleb({0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00});
+  REQUIRE_FALSE(eleven);
+  CHECK(eleven.error().message == "sleb: SLEB128 wider than 64 bits at offset 0x0");
+  auto truncated = sleb({0x80});
+  REQUIRE_FALSE(truncated);
+  CHECK(truncated.error().message == "sleb: truncated SLEB128 at offset 0x0");
+}
+
 TEST_CASE("read_elf_note walks padded notes, accepts a last note without padding, and finds the GNU build-id") {
   std::vector<std::byte> notes;
   append_note(notes, "CORE", NT_PRSTATUS, std::vector<std::byte>(5, std::byte{0x11}));
