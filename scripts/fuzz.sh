@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (tests/fuzz) with clang and runs them over their seed corpora.
-#   scripts/fuzz.sh --ci                  every target for 20 s (CI: exit 1 on any finding)
+#   scripts/fuzz.sh --ci                  every target for 10 s (CI: exit 1 on any finding)
 #   scripts/fuzz.sh --time 600 [TARGET]   a long run of one target (or all, one after the other)
 #   scripts/fuzz.sh --build-only
 # Targets: elf_image dwarf cfi fiber_table core_file. The working corpus grows in build-fuzz/corpus/<target>
@@ -18,7 +18,7 @@ build_only=0
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --ci) seconds=20 ;;
+    --ci) seconds=10 ;;
     --time) seconds=$2; shift ;;
     --build-only) build_only=1 ;;
     -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
@@ -35,6 +35,7 @@ command -v "$cxx" >/dev/null || { echo "fuzz.sh: $cxx not found (scripts/setup.s
 
 if [ ! -f "$build/build.ninja" ]; then
   CC=$cc CXX=$cxx cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g -DNDEBUG" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g -DNDEBUG" \
     -DFIBERSCOPE_FUZZ=ON -DFIBERSCOPE_SANITIZE=address -DFIBERSCOPE_BUILD_BENCH=OFF \
     "-DCMAKE_C_FLAGS=-fsanitize=fuzzer-no-link" \
     "-DCMAKE_CXX_FLAGS=-fsanitize=fuzzer-no-link -D__cpp_concepts=202002L -Wno-macro-redefined" >/dev/null
