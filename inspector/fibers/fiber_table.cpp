@@ -37,6 +37,24 @@ struct ListSpec {
   std::size_t max_records;
 };
 
+ListSpec worker_list_spec(const fiberscope_debug_root& root, const ReadOptions& options) {
+  return {TableError::Where::worker_chunk, TableError::Where::worker_record, "worker", root.worker_record_size,
+          options.max_worker_records};
+}
+
+ListSpec fiber_list_spec(const fiberscope_debug_root& root, const ReadOptions& options) {
+  return {TableError::Where::fiber_chunk, TableError::Where::fiber_record, "fiber", root.fiber_record_size,
+          options.max_fiber_records};
+}
+
+// How many fiber entries to reserve. The root's count is only a hint (it may lie, hence the caps): reserving avoids
+// regrowing a 100k-entry vector while the target is stopped.
+std::size_t fibers_to_reserve(const fiberscope_debug_root& root, const ReadOptions& options) {
+  constexpr std::uint64_t kMaxReservedFibers = 1u << 18;
+  return static_cast<std::size_t>(
+      std::min<std::uint64_t>({root.fibers_live + 16, options.max_fiber_records, kMaxReservedFibers}));
+}
+
 // A record copied out of a chunk, with how far its seqlock lets us trust it. `bytes` is empty when the record
 // could not be read, and only valid during the visit (it points into the chunk's bulk copy).
 struct RawRecord {
@@ -465,21 +483,15 @@ Result<FiberTable> read_fiber_table(const Memory& memory, RemoteAddress root, co
   table.faults = abi_root->faults;
   table.running = abi_root->running == 1;
 
-  const ListSpec worker_list{TableError::Where::worker_chunk, TableError::Where::worker_record, "worker",
-                             abi_root->worker_record_size, options.max_worker_records};
+  const ListSpec worker_list = worker_list_spec(*abi_root, options);
   walk_chunks(memory, RemoteAddress(abi_root->worker_chunks), abi_root->chunk_header_size, worker_list, options,
               table.errors, table.chunk_ranges, [&](const RawRecord& raw) {
                 if (raw.bytes.empty()) return;
                 if (auto worker = decode_worker(raw, table.errors)) table.workers.push_back(std::move(*worker));
               });
 
-  const ListSpec fiber_list{TableError::Where::fiber_chunk, TableError::Where::fiber_record, "fiber",
-                            abi_root->fiber_record_size, options.max_fiber_records};
-  // The root's count is only a hint (it may lie, hence the cap): reserving avoids regrowing a 100k-entry vector
-  // while the target is stopped.
-  constexpr std::uint64_t kMaxReservedFibers = 1u << 18;
-  table.fibers.reserve(static_cast<std::size_t>(
-      std::min<std::uint64_t>({abi_root->fibers_live + 16, options.max_fiber_records, kMaxReservedFibers})));
+  const ListSpec fiber_list = fiber_list_spec(*abi_root, options);
+  table.fibers.reserve(fibers_to_reserve(*abi_root, options));
   walk_chunks(memory, RemoteAddress(abi_root->fiber_chunks), abi_root->chunk_header_size, fiber_list, options,
               table.errors, table.chunk_ranges, [&](const RawRecord& raw) {
                 if (raw.bytes.empty()) return;
@@ -504,15 +516,11 @@ Result<StackScan> scan_fiber_stacks(const Memory& memory, RemoteAddress root, co
   std::vector<AddressRange> used_ranges;
   ReadOptions as_is = options;
   as_is.target_stopped = true;  // one read per chunk: trust is decided by whoever uses the views
-  const ListSpec worker_list{TableError::Where::worker_chunk, TableError::Where::worker_record, "worker",
-                             abi_root->worker_record_size, options.max_worker_records};
+  const ListSpec worker_list = worker_list_spec(*abi_root, options);
   walk_chunks(memory, RemoteAddress(abi_root->worker_chunks), abi_root->chunk_header_size, worker_list, as_is,
               ignored_errors, used_ranges, [](const RawRecord&) {}, &scan.table_ranges);
-  const ListSpec fiber_list{TableError::Where::fiber_chunk, TableError::Where::fiber_record, "fiber",
-                            abi_root->fiber_record_size, options.max_fiber_records};
-  constexpr std::uint64_t kMaxReservedFibers = 1u << 18;
-  scan.fibers.reserve(static_cast<std::size_t>(
-      std::min<std::uint64_t>({abi_root->fibers_live + 16, options.max_fiber_records, kMaxReservedFibers})));
+  const ListSpec fiber_list = fiber_list_spec(*abi_root, options);
+  scan.fibers.reserve(fibers_to_reserve(*abi_root, options));
   walk_chunks(memory, RemoteAddress(abi_root->fiber_chunks), abi_root->chunk_header_size, fiber_list, as_is,
               ignored_errors, used_ranges, [&](const RawRecord& raw) {
                 if (raw.bytes.empty()) return;
