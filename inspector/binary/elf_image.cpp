@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "base/hex.h"
+#include "target/elf_note.h"
 
 namespace fiberscope::binary {
 namespace {
@@ -20,7 +21,6 @@ namespace {
 constexpr std::size_t kMaxSections = 65'536;
 constexpr std::size_t kMaxSegments = 4'096;
 constexpr std::size_t kMaxSymbols = 8'000'000;
-constexpr std::size_t kMaxNotes = 4'096;
 
 bool range_within(std::uint64_t offset, std::uint64_t size, std::uint64_t limit) {
   return offset <= limit && size <= limit - offset;
@@ -259,31 +259,9 @@ void ElfImage::Impl::load_notes() {
   // Notes are optional: a malformed note only means no build-id, never a failed open.
   for (const ElfSection& section : sections) {
     if (section.type != SHT_NOTE) continue;
-    std::uint64_t offset = 0;
-    for (std::size_t n = 0; n < kMaxNotes && offset + 12 <= section.bytes.size(); ++n) {
-      std::uint32_t name_size, desc_size, type;
-      std::memcpy(&name_size, section.bytes.data() + offset, 4);
-      std::memcpy(&desc_size, section.bytes.data() + offset + 4, 4);
-      std::memcpy(&type, section.bytes.data() + offset + 8, 4);
-      const std::uint64_t name_at = offset + 12;
-      const std::uint64_t desc_at = name_at + ((std::uint64_t{name_size} + 3) & ~std::uint64_t{3});
-      const std::uint64_t next = desc_at + ((std::uint64_t{desc_size} + 3) & ~std::uint64_t{3});
-      if (!range_within(name_at, name_size, section.bytes.size()) ||
-          !range_within(desc_at, desc_size, section.bytes.size()))
-        break;
-      const bool is_gnu = name_size == 4 && std::memcmp(section.bytes.data() + name_at, "GNU", 4) == 0;
-      if (is_gnu && type == NT_GNU_BUILD_ID && desc_size > 0) {
-        std::string text;
-        static const char digits[] = "0123456789abcdef";
-        for (std::uint32_t i = 0; i < desc_size; ++i) {
-          const auto byte = std::to_integer<unsigned>(section.bytes[desc_at + i]);
-          text += digits[byte >> 4];
-          text += digits[byte & 15];
-        }
-        build_id = std::move(text);
-        return;
-      }
-      offset = next;
+    if (auto found = target::find_gnu_build_id(section.bytes)) {
+      build_id = std::move(*found);
+      return;
     }
   }
 }
