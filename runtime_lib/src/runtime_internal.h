@@ -373,8 +373,6 @@ void fire_timers(std::uint64_t now_ns);
 bool acquire_idle_processor(Worker* worker);
 void park_locked(Worker* worker, FiberHandle* fiber, std::uint32_t state, std::uint32_t wait_reason,
                  const void* wait_object, void (*unlock)(void*), void* lock, bool requeue);
-void switch_to_scheduler(Worker* worker, FiberHandle* fiber, AfterSwitch after);
-void after_switch_in_fiber(FiberHandle* fiber) noexcept;
 FiberId spawn_commit_with_flags(SpawnSlot slot, void (*entry)(void*), std::string_view name, const void* spawn_pc,
                                 std::uint32_t flags);
 // The slow half of exitsyscall: the worker's processor was retaken.

@@ -469,13 +469,27 @@ FiberHandle* next_local(Worker* m) {
   return g;
 }
 
-// Switches from one fiber straight to another; m->after already says what the other side does with `from`.
-[[gnu::always_inline]] inline void switch_fiber_to_fiber(Worker* m, FiberHandle* from, FiberHandle* to) {
-  seq_begin(from->record->seq);  // closed by run_after_switch once the context below is complete
-  prepare_run(m, to, /*from_fiber=*/true);
-  leave_to_fiber(&from->asan_fake_stack, to);
-  fiberscope_switch(&from->record->context, &to->record->context);
-  // after_switch_in_fiber, with the continuation of the two-fiber yield inline (no call into run_after_switch).
+// The one switch of a fiber that parks or yields (Go's mcall from gopark): straight to `to`, or to the scheduler
+// when `to` is null; m->after already says what the other side does with `from`. Each of park, yield and
+// exitsyscall_slow inlines it once and calls it from nowhere else, so every fiber parked by one primitive resumes at
+// the same pc under the same runtime frames whichever way it left (the inspector groups fibers blocked in the same
+// code; two switch sites split them), and the switch's ret returns where the return-stack buffer predicts: the
+// address the fiber switching away pushed. Inlined rather than called: a call costs yield 2 ns (call, ret, and a
+// frame that saves registers the switch saves again).
+[[gnu::always_inline]] inline void switch_away(Worker* m, FiberHandle* from, FiberHandle* to) {
+  seq_begin(from->record->seq);  // closed by the continuation once the context below is complete
+  const fiberscope_context* load;
+  if (to) {
+    prepare_run(m, to, /*from_fiber=*/true);
+    leave_to_fiber(&from->asan_fake_stack, to);
+    load = &to->record->context;
+  } else {
+    set_current(m, nullptr);
+    leave_to_scheduler(&from->asan_fake_stack, m);
+    load = &m->scheduler_context;
+  }
+  fiberscope_switch(&from->record->context, load);
+  // The continuation, with the two-fiber yield's inline (no call into run_after_switch).
   Worker* now_on = this_worker();
   sanitizer_arrive(from->asan_fake_stack);
   if (now_on->after.kind == AfterSwitch::kRequeueSlot) [[likely]] {
@@ -484,11 +498,6 @@ FiberHandle* next_local(Worker* m) {
     return;
   }
   run_after_switch(now_on);
-}
-[[gnu::always_inline]] inline void switch_fiber_to_fiber(Worker* m, FiberHandle* from, FiberHandle* to,
-                                                         const AfterSwitch& after) {
-  m->after = after;
-  switch_fiber_to_fiber(m, from, to);
 }
 
 // Worker loop body: runs g until it switches back to the scheduler.
@@ -740,21 +749,6 @@ void global_push(FiberHandle* g) {
   wake_processor();
 }
 
-void after_switch_in_fiber(FiberHandle* self) noexcept {
-  Worker* m = this_worker();
-  sanitizer_arrive(self->asan_fake_stack);
-  run_after_switch(m);
-}
-
-void switch_to_scheduler(Worker* m, FiberHandle* g, AfterSwitch after) {
-  m->after = after;
-  seq_begin(g->record->seq);
-  set_current(m, nullptr);
-  leave_to_scheduler(&g->asan_fake_stack, m);
-  fiberscope_switch(&g->record->context, &m->scheduler_context);
-  after_switch_in_fiber(g);
-}
-
 // Go's stoplockedm for a fiber locked to its worker (inside a foreign call's callback): the worker's system
 // stack holds C frames, so it may not run other fibers. Publish, hand the processor off, sleep in place until a
 // scheduler that picked the fiber hands a processor back (start_locked).
@@ -796,10 +790,9 @@ void exitsyscall_slow(Worker* m, FiberHandle* g) {
     return;
   }
   // No processor: queue the fiber globally and let this worker sleep (Go's exitsyscall0).
-  AfterSwitch after;
-  after.kind = AfterSwitch::kRequeueGlobal;
-  after.fiber = g;
-  switch_to_scheduler(m, g, after);
+  m->after.kind = AfterSwitch::kRequeueGlobal;
+  m->after.fiber = g;
+  switch_away(m, g, nullptr);
 }
 
 void fire_timers(std::uint64_t now_ns) {
@@ -850,18 +843,14 @@ void park(std::uint32_t wait_reason, const void* wait_object, void (*unlock)(voi
     park_locked(m, g, FIBERSCOPE_FIBER_WAITING, wait_reason, wait_object, unlock, lock, false);
     return;
   }
-  AfterSwitch after;
+  AfterSwitch& after = m->after;
   after.kind = AfterSwitch::kPark;
   after.fiber = g;
   after.wait_reason = wait_reason;
   after.wait_object = wait_object;
   after.unlock = unlock;
   after.lock = lock;
-  if (FiberHandle* next = next_local(m)) {
-    switch_fiber_to_fiber(m, g, next, after);
-  } else {
-    switch_to_scheduler(m, g, after);
-  }
+  switch_away(m, g, next_local(m));
 }
 
 void ready(FiberHandle* g) {
@@ -1119,15 +1108,23 @@ int run(std::function<void()> main, Options options) {
 
 namespace {
 
+// Where a yield beyond the two-fiber fast path goes: `switch_needed` false when the fiber keeps running (nothing
+// else to run, not in a fiber, or locked: those yield through park_locked, in place); else to `to` (null: the
+// scheduler), with m->after filled.
+struct YieldPlan {
+  bool switch_needed;
+  FiberHandle* to;
+};
+
 // fiber::yield beyond the two-fiber fast path: locked fibers, other queued work, nothing to run.
-[[gnu::noinline]] void yield_slow(Worker* m, FiberHandle* g) {
+[[gnu::noinline]] YieldPlan plan_slow_yield(Worker* m, FiberHandle* g) {
   if (!g) {
     sched_yield();
-    return;
+    return {false, nullptr};
   }
   if (g->locked_to) {
     park_locked(m, g, FIBERSCOPE_FIBER_RUNNABLE, FIBERSCOPE_WAIT_LOCKED_THREAD, nullptr, nullptr, nullptr, true);
-    return;
+    return {false, nullptr};
   }
   Processor* p = m->p;
   if (FiberHandle* next = next_local(m)) {
@@ -1137,16 +1134,15 @@ namespace {
                          p->head.load(std::memory_order_acquire) == p->tail.load(std::memory_order_relaxed);
     m->after.kind = to_slot ? AfterSwitch::kRequeueSlot : AfterSwitch::kRequeueLocal;
     m->after.fiber = g;
-    switch_fiber_to_fiber(m, g, next);
-    return;
+    return {true, next};
   }
   if (m->next_fiber || sched.global_size.load(std::memory_order_relaxed) > 0 ||
       sched.next_timer_ns.load(std::memory_order_relaxed) <= clock_now()) {
-    AfterSwitch after;
-    after.kind = AfterSwitch::kRequeueLocal;
-    after.fiber = g;
-    switch_to_scheduler(m, g, after);
+    m->after.kind = AfterSwitch::kRequeueLocal;
+    m->after.fiber = g;
+    return {true, nullptr};
   }
+  return {false, nullptr};
 }
 
 }  // namespace
@@ -1156,23 +1152,32 @@ void yield() {
   FiberHandle* g = m ? m->current : nullptr;
   // Fast path: nothing queued here or globally but the fiber in the yield slot, so trade places with it.
   // m->after gets only the two fields a requeue reads (a whole AfterSwitch is six stores). The slot never holds
-  // a locked fiber (those yield through park_locked), so it may run here. Kept apart from yield_slow so that
-  // nothing lives across the switch and this frame saves no registers (the switch saves them all anyway).
+  // a locked fiber (those yield through park_locked), so it may run here. The slow path decides out of line, and
+  // both switch through the one call below, so every yielded fiber resumes at the same place.
+  FiberHandle* to = nullptr;
   if (g && !g->locked_to) [[likely]] {
     Processor* p = m->p;
-    FiberHandle* parked = p->yield_slot.load(std::memory_order_relaxed);
-    if (parked && p->runnext.load(std::memory_order_relaxed) == nullptr &&
+    to = p->yield_slot.load(std::memory_order_relaxed);
+    if (to && p->runnext.load(std::memory_order_relaxed) == nullptr &&
         p->head.load(std::memory_order_acquire) == p->tail.load(std::memory_order_relaxed) &&
         sched.global_size.load(std::memory_order_relaxed) == 0) [[likely]] {
       p->yield_slot.store(nullptr, std::memory_order_relaxed);
       ++p->schedule_tick;
       m->after.kind = AfterSwitch::kRequeueSlot;
       m->after.fiber = g;
-      switch_fiber_to_fiber(m, g, parked);
-      return;
+    } else {
+      to = nullptr;
     }
   }
-  yield_slow(m, g);
+  if (!to) {
+    const YieldPlan plan = plan_slow_yield(m, g);
+    if (!plan.switch_needed) return;
+    to = plan.to;
+    // Read again rather than kept across the call: then this frame saves no registers on the fast path.
+    m = this_worker();
+    g = m->current;
+  }
+  switch_away(m, g, to);
 }
 
 void sleep_for(std::chrono::nanoseconds duration) {
