@@ -99,7 +99,7 @@ TEST_CASE("fibers switching during a pre-copied dump show their real frames, par
   CHECK(switchers_checked > 0);
 }
 
-TEST_CASE("--no-stop and exact stacks still read the switching process") {
+TEST_CASE("reads with --no-stop and with exact stacks still work on the switching process") {
   TestProcess target({bin("switching_fibers"), "--parked", "50", "--switchers", "4"});
   REQUIRE(target.wait_for("READY"));
   auto running = session::inspect_live(target.pid(), {.stop = false});
