@@ -36,6 +36,11 @@ stage() {  # stage NAME: ends the previous stage (printing its time) and starts 
   echo "== $1"
 }
 
+# ctest runs each Catch test case by name; a name starting with '-' would be read as an option and fail.
+if grep -rn --include='*.cpp' 'TEST_CASE("-' tests/; then
+  echo "test names above start with '-': Catch would take them for options under ctest"; exit 1
+fi
+
 stage "plain build"
 configure build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j"$jobs"
