@@ -100,12 +100,8 @@ LeanSnapshot lean_snapshot(session::Inspection inspection) {
   auto kept = std::make_shared<session::Inspection>(std::move(inspection));
   report::Dump dump = session::build_dump(*kept, lean);
   auto stack_with_args = [kept, lean](std::uint64_t fiber_id) {
-    // add_fiber_args rebuilds the stacks of the dump's fibers it is given: a dump holding just this id will do.
-    report::Dump one;
-    one.fibers.emplace_back().id = fiber_id;
-    const std::uint64_t ids[] = {fiber_id};
-    session::add_fiber_args(one, ids, kept->snapshot, kept->table ? &*kept->table : nullptr, *kept->modules, lean);
-    return std::move(one.fibers.front().stack);
+    session::FiberArgsReader reader(kept->snapshot, kept->table ? &*kept->table : nullptr, *kept->modules, lean);
+    return reader.stack_with_args(fiber_id).value_or(report::Stack{});
   };
   return {std::move(dump), std::move(stack_with_args)};
 }

@@ -1,5 +1,8 @@
 #include "cli/dump_command.h"
 
+#include <ostream>
+#include <sstream>
+
 #include "report/folded_reporter.h"
 #include "report/json_reporter.h"
 #include "session/inspection.h"
@@ -106,7 +109,7 @@ Result<DumpOptions> parse_dump_arguments(const std::vector<std::string>& argumen
   return options;
 }
 
-int run_dump(const DumpOptions& options, std::string& out, std::string& err) {
+int run_dump(const DumpOptions& options, std::ostream& out, std::string& err) {
   auto error_exit = [&](const std::string& message) {
     err += "fiberscope: " + message + "\n";
     return kExitError;
@@ -115,26 +118,27 @@ int run_dump(const DumpOptions& options, std::string& out, std::string& err) {
                                                               {.exe = options.exe_path, .sysroot = options.sysroot})
                                       : session::inspect_live(options.pid, {.stop = options.stop, .exact_stacks = options.exact_stacks});
   if (!inspection) return error_exit(inspection.error().message);
-  // Grouped text and folded stacks print no arguments for most fibers: the dump is built without them (fibers
-  // parked at the same place then share their frames), and text gets them back for the fibers it prints alone.
-  const bool all_args = options.format == DumpOptions::Format::json ||
-                        (options.format == DumpOptions::Format::text &&
-                         options.grouping == report::TextOptions::Grouping::off);
+  // The dump is built without fiber arguments (fibers parked at the same place then share their frames), and the
+  // reporters get each fiber's arguments just before they print it: arguments for every fiber at once are
+  // gigabytes at 100k fibers, and grouped text and folded stacks print them for few fibers or none.
   const session::BuildOptions build{
-      .only_fiber = options.only_fiber, .max_depth = options.max_depth, .fiber_args = all_args};
+      .only_fiber = options.only_fiber, .max_depth = options.max_depth, .fiber_args = false};
   report::Dump dump = session::build_dump(*inspection, build);
-  if (!all_args && options.format == DumpOptions::Format::text) {
-    const std::vector<std::uint64_t> alone = report::fibers_printed_alone(dump, {.grouping = options.grouping});
-    session::add_fiber_args(dump, alone, inspection->snapshot,
-                            inspection->table ? &*inspection->table : nullptr, *inspection->modules, build);
-  }
+  session::FiberArgsReader args_reader(inspection->snapshot, inspection->table ? &*inspection->table : nullptr,
+                                       *inspection->modules, build);
+  const report::FiberStackSource stack_with_args = [&args_reader](const report::Fiber& fiber) {
+    std::optional<report::Stack> stack = args_reader.stack_with_args(fiber.id);
+    return stack ? std::move(*stack) : fiber.stack;
+  };
   const std::optional<Error>& table_error = inspection->table_error;
 
   switch (options.format) {
-    case DumpOptions::Format::text: out += report::render_text(dump, {.grouping = options.grouping}); break;
-    case DumpOptions::Format::json: out += report::render_json(dump); break;
+    case DumpOptions::Format::text:
+      report::write_text(dump, out, {.grouping = options.grouping}, stack_with_args);
+      break;
+    case DumpOptions::Format::json: report::write_json(dump, out, stack_with_args); break;
     case DumpOptions::Format::folded:
-      out += report::render_folded(dump);
+      out << report::render_folded(dump);
       if (dump.crash) err += "fiberscope: warning: " + report::printable(report::crash_summary(dump)) + "\n";
       for (const std::string& warning : dump.warnings) err += "fiberscope: warning: " + warning + "\n";
       break;
@@ -147,6 +151,13 @@ int run_dump(const DumpOptions& options, std::string& out, std::string& err) {
   // A core's warnings (truncated, a file missing or of another build) mean some memory or code was not read.
   if (options.core_path && !inspection->snapshot.warnings.empty()) return kExitPartial;
   return kExitClean;
+}
+
+int run_dump(const DumpOptions& options, std::string& out, std::string& err) {
+  std::ostringstream stream;
+  const int code = run_dump(options, stream, err);
+  out += std::move(stream).str();
+  return code;
 }
 
 }  // namespace fiberscope::cli

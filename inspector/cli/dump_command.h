@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,7 +40,10 @@ Result<DumpOptions> parse_dump_arguments(const std::vector<std::string>& argumen
 
 extern const char* const kDumpHelp;
 
-// Runs a dump, writing the report to `out` and one-line errors and warnings to `err`. Returns the exit code.
+// Runs a dump, writing the report to `out` as it is made (fiber by fiber: with 100k fibers the report is never
+// held whole) and one-line errors and warnings to `err`, which go after the report. Returns the exit code.
+int run_dump(const DumpOptions& options, std::ostream& out, std::string& err);
+// The same, with the report in a string.
 int run_dump(const DumpOptions& options, std::string& out, std::string& err);
 
 }  // namespace fiberscope::cli

@@ -1,5 +1,6 @@
 // fiberscope: the command line. Subcommands share the exit codes of cli/dump_command.h.
 #include <cstdio>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -68,10 +69,11 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "fiberscope dump: %s\n", options.error().message.c_str());
       return kExitError;
     }
-    std::string out, err;
-    const int code = run_dump(*options, out, err);
-    std::fwrite(out.data(), 1, out.size(), stdout);
-    std::fflush(stdout);
+    // The report streams to stdout as it is made (a JSON dump of 100k fibers is about a gigabyte); errors and
+    // warnings follow it, as with every other command.
+    std::string err;
+    const int code = run_dump(*options, std::cout, err);
+    std::cout.flush();
     std::fwrite(err.data(), 1, err.size(), stderr);
     return code;
   }

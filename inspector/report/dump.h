@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <optional>
@@ -168,6 +169,11 @@ struct Dump {
   std::vector<std::string> warnings;  // e.g. "no DWARF in /usr/bin/x: functions from symbols, no lines or arguments"
   std::vector<DumpError> errors;
 };
+
+// A fiber's stack with its arguments, asked for just before a reporter prints that fiber: a dump built lean
+// (session::build_dump with fiber_args = false) holds no fiber arguments, and a reporter given this gets them
+// one fiber at a time instead of all at once. Without one, reporters print fiber.stack.
+using FiberStackSource = std::function<Stack(const Fiber&)>;
 
 }  // namespace fiberscope::report
 

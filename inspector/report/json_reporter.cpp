@@ -1,5 +1,7 @@
 #include "report/json_reporter.h"
 
+#include <sstream>
+
 #include "base/hex.h"
 #include "report/json_writer.h"
 
@@ -71,7 +73,13 @@ void write_optional_number(JsonWriter& json, const std::optional<T>& number) {
 }  // namespace
 
 std::string render_json(const Dump& dump) {
-  JsonWriter json;
+  std::ostringstream out;
+  write_json(dump, out);
+  return std::move(out).str();
+}
+
+void write_json(const Dump& dump, std::ostream& out, const FiberStackSource& stacks) {
+  JsonWriter json(out);
   json.begin_object();
   json.key("schema_version"), json.value(kJsonSchemaVersion);
   json.key("pid"), json.value(dump.pid);
@@ -113,6 +121,7 @@ std::string render_json(const Dump& dump) {
     json.key("fiber"), write_optional_number(json, thread.fiber_id);
     write_frames(json, thread.stack);
     json.end_object();
+    json.flush();
   }
   json.end_array();
 
@@ -151,8 +160,9 @@ std::string render_json(const Dump& dump) {
     } else {
       json.null();
     }
-    write_frames(json, fiber.stack);
+    write_frames(json, stacks ? stacks(fiber) : fiber.stack);
     json.end_object();
+    json.flush();  // what keeps a dump of many fibers from ever being one string
   }
   json.end_array();
 
@@ -184,7 +194,8 @@ std::string render_json(const Dump& dump) {
   for (const std::string& warning : dump.warnings) json.value(warning);
   json.end_array();
   json.end_object();
-  return json.str() + "\n";
+  json.flush();
+  out << '\n';
 }
 
 }  // namespace fiberscope::report

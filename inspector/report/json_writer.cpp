@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <ostream>
 
 namespace fiberscope::report {
 namespace {
@@ -72,6 +73,12 @@ std::string json_quote(std::string_view text) {
   std::string out;
   append_quoted(out, text);
   return out;
+}
+
+void JsonWriter::flush() {
+  if (!sink_) return;
+  sink_->write(out_.data(), static_cast<std::streamsize>(out_.size()));
+  out_.clear();
 }
 
 void JsonWriter::newline() {

@@ -4,11 +4,15 @@
 //   json.begin_object(); json.key("pid"); json.value(42); json.end_object();
 //   json.str() == "{\"pid\":42}"
 //
+// Given a sink, it writes there as it goes: flush() hands over what is buffered, so a document of any size needs
+// no more memory than the caller lets build up between flushes.
+//
 // Strings may come from the target and hold any bytes: control characters are escaped, and bytes that are not
 // valid UTF-8 become U+FFFD, so the output is always valid JSON. Pretty-printed with two-space indents.
 #pragma once
 
 #include <cstdint>
+#include <iosfwd>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,6 +21,10 @@ namespace fiberscope::report {
 
 class JsonWriter {
  public:
+  JsonWriter() = default;
+  // Writes to `sink` on flush(); the sink must outlive the writer.
+  explicit JsonWriter(std::ostream& sink) : sink_(&sink) {}
+
   void begin_object();
   void end_object();
   void begin_array();
@@ -33,7 +41,10 @@ class JsonWriter {
   void value(bool flag);
   void null();
 
+  // The text not yet flushed (all of it without a sink).
   const std::string& str() const { return out_; }
+  // Writes the buffered text to the sink and empties the buffer; nothing without a sink.
+  void flush();
 
  private:
   void before_value();
@@ -43,6 +54,7 @@ class JsonWriter {
     bool empty = true;
   };
   std::string out_;
+  std::ostream* sink_ = nullptr;
   std::vector<Level> levels_;
   bool after_key_ = false;
 };

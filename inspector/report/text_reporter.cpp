@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <ostream>
+#include <sstream>
 
 #include "base/hex.h"
 #include "report/grouping.h"
@@ -93,9 +95,13 @@ void append_created_by(std::string& out, const Fiber& fiber) {
   out += "\n";
 }
 
-void append_fiber(std::string& out, const Dump& dump, const Fiber& fiber) {
+void append_fiber(std::string& out, const Dump& dump, const Fiber& fiber, const FiberStackSource& stacks) {
   out += "fiber " + std::to_string(fiber.id) + " \"" + printable(fiber.name) + "\"" + fiber_header_tail(dump, fiber);
-  append_stack(out, fiber.stack, true);
+  if (stacks) {
+    append_stack(out, stacks(fiber), true);
+  } else {
+    append_stack(out, fiber.stack, true);
+  }
   append_created_by(out, fiber);
   for (const Finding& finding : dump.findings) {
     if (finding.fiber_id != fiber.id) continue;
@@ -134,13 +140,20 @@ bool groups_fibers(const Dump& dump, const TextOptions& options) {
          (options.grouping == TextOptions::Grouping::automatic && dump.fibers.size() > kAutoGroupFibers);
 }
 
-void append_groups(std::string& out, const Dump& dump) {
+// Text built up to here goes out before the next fiber or thread: the whole dump is never one string.
+void flush(std::string& text, std::ostream& sink) {
+  sink.write(text.data(), static_cast<std::streamsize>(text.size()));
+  text.clear();
+}
+
+void write_groups(std::string& out, std::ostream& sink, const Dump& dump, const FiberStackSource& stacks) {
   const GroupedFibers grouped = group_for_text(dump);
   for (const FiberGroup& group : grouped.groups) {
     const Fiber& fiber = *group.members.front();
     const std::size_t count = group.members.size();
     if (count == 1) {  // nothing to collapse: the fiber's own header, arguments and spawn site say more
-      append_fiber(out, dump, fiber);
+      append_fiber(out, dump, fiber, stacks);
+      flush(out, sink);
       continue;
     }
     std::vector<std::uint64_t> ids;
@@ -150,8 +163,12 @@ void append_groups(std::string& out, const Dump& dump) {
            format_id_ranges(std::move(ids)) + "\n";
     append_stack(out, fiber.stack, false);
     out += "\n";
+    flush(out, sink);
   }
-  for (const Fiber* fiber : grouped.with_notes) append_fiber(out, dump, *fiber);
+  for (const Fiber* fiber : grouped.with_notes) {
+    append_fiber(out, dump, *fiber, stacks);
+    flush(out, sink);
+  }
 }
 
 void append_header(std::string& out, const Dump& dump) {
@@ -209,28 +226,26 @@ std::string format_id_ranges(std::vector<std::uint64_t> ids, std::size_t max_run
   return text;
 }
 
-std::vector<std::uint64_t> fibers_printed_alone(const Dump& dump, const TextOptions& options) {
-  std::vector<std::uint64_t> ids;
-  if (!groups_fibers(dump, options)) {
-    for (const Fiber& fiber : dump.fibers) ids.push_back(fiber.id);
-    return ids;
-  }
-  const GroupedFibers grouped = group_for_text(dump);
-  for (const FiberGroup& group : grouped.groups)
-    if (group.members.size() == 1) ids.push_back(group.members.front()->id);
-  for (const Fiber* fiber : grouped.with_notes) ids.push_back(fiber->id);
-  return ids;
+std::string render_text(const Dump& dump, const TextOptions& options) {
+  std::ostringstream out;
+  write_text(dump, out, options);
+  return std::move(out).str();
 }
 
-std::string render_text(const Dump& dump, const TextOptions& options) {
-  std::string out;
+void write_text(const Dump& dump, std::ostream& sink, const TextOptions& options, const FiberStackSource& stacks) {
+  std::string out;  // one fiber's or thread's text at a time
   append_header(out, dump);
+  flush(out, sink);
   if (groups_fibers(dump, options)) {
-    append_groups(out, dump);
+    write_groups(out, sink, dump, stacks);
   } else {
-    for (const Fiber& fiber : dump.fibers) append_fiber(out, dump, fiber);
+    for (const Fiber& fiber : dump.fibers) {
+      append_fiber(out, dump, fiber, stacks);
+      flush(out, sink);
+    }
   }
   for (const Thread& thread : dump.threads) {
+    flush(out, sink);  // the previous entry
     out += "thread " + std::to_string(thread.tid) + " \"" + printable(thread.name) + "\"";
     if (thread.fiber_id) {
       out += ": running fiber " + std::to_string(*thread.fiber_id) + "\n\n";
@@ -255,7 +270,7 @@ std::string render_text(const Dump& dump, const TextOptions& options) {
     if (general_findings++ == 0) out += "findings:\n";
     out += "\t[" + printable(finding.kind) + "] " + printable(finding.message) + "\n";
   }
-  return out;
+  flush(out, sink);
 }
 
 }  // namespace fiberscope::report

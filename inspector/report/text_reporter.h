@@ -9,6 +9,7 @@
 // ("42 fibers [chan receive]: 3, 7, 9-40"), biggest group first.
 #pragma once
 
+#include <iosfwd>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,10 +27,11 @@ inline constexpr std::size_t kAutoGroupFibers = 100;
 // Renders `dump` as text.
 std::string render_text(const Dump& dump, const TextOptions& options = {});
 
-// The fibers render_text prints one by one, with their arguments: every fiber when it does not group, else the
-// fibers alone in their group and those kept visible for a finding, an error, a torn record or a crash. Grouped
-// entries print no arguments, so a dump built without them needs them for these fibers only.
-std::vector<std::uint64_t> fibers_printed_alone(const Dump& dump, const TextOptions& options = {});
+// Writes what render_text returns to `out` as it goes, fiber by fiber. The fibers it prints one by one, with
+// arguments, take their stacks from `stacks` when given: every fiber without grouping, else those alone in their
+// group and those kept visible for a finding, an error, a torn record or a crash (grouped entries print none).
+void write_text(const Dump& dump, std::ostream& out, const TextOptions& options = {},
+                const FiberStackSource& stacks = {});
 
 // `text` with control characters shown as \xNN: names and values come from the target and must not drive the
 // terminal.

@@ -8,11 +8,14 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "session/module_map.h"
 #include "fibers/fiber_table.h"
 #include "report/dump.h"
 #include "target/snapshot.h"
+#include "unwind/unwinder.h"
 
 namespace fiberscope::session {
 
@@ -21,7 +24,7 @@ struct BuildOptions {
   std::size_t max_depth = 1024;             // --depth N: frames per stack (inlined frames count)
   // false: fiber frames get no arguments (args_known stays false; threads keep theirs), and fibers parked at
   // the same place share one FrameList. Arguments are most of the cost and memory of a dump with many fibers,
-  // and grouped text does not print them (add_fiber_args fills in the fibers it prints one by one).
+  // and reporters get them one fiber at a time (FiberArgsReader) for the fibers they print with arguments.
   bool fiber_args = true;
 };
 
@@ -29,8 +32,30 @@ struct BuildOptions {
 report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTable* table, ModuleMap& modules,
                         const BuildOptions& options);
 
-// In a dump built with fiber_args = false: unwinds and symbolizes the fibers `fiber_ids` again, with arguments
-// (their stacks then share nothing). Ids not in the dump are skipped.
+// One fiber's stack with arguments at a time, from the snapshot a dump was built from with fiber_args = false:
+// what a reporter prints for a fiber it shows alone (report::FiberStackSource) and what the ui's details panel
+// shows, without ever holding every fiber's arguments at once. The snapshot, table and modules must outlive it.
+class FiberArgsReader {
+ public:
+  FiberArgsReader(const target::Snapshot& snapshot, const fibers::FiberTable* table, ModuleMap& modules,
+                  const BuildOptions& options);
+
+  // Fiber `fiber_id`'s stack unwound and symbolized again with arguments, as build_dump with fiber_args = true
+  // gives it; empty when the table has no live fiber with that id.
+  std::optional<report::Stack> stack_with_args(std::uint64_t fiber_id);
+
+ private:
+  const target::Snapshot& snapshot_;
+  const fibers::FiberTable* table_;
+  ModuleMap& modules_;
+  std::size_t max_depth_;
+  unwind::Unwinder unwinder_;
+  std::unordered_map<std::uint64_t, const fibers::FiberRecord*> record_of_;  // built on the first call
+  std::vector<report::Frame> scratch_;                                       // reused from fiber to fiber
+};
+
+// In a dump built with fiber_args = false: gives the fibers `fiber_ids` their stacks with arguments (through
+// FiberArgsReader; their stacks then share nothing). Ids not in the dump are skipped.
 void add_fiber_args(report::Dump& dump, std::span<const std::uint64_t> fiber_ids, const target::Snapshot& snapshot,
                     const fibers::FiberTable* table, ModuleMap& modules, const BuildOptions& options);
 

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <sstream>
 
 #include "golden.h"
 #include "report/folded_reporter.h"
@@ -264,8 +265,16 @@ TEST_CASE("grouped text keeps the crashed fiber on its own, and a crash without 
   CHECK(grouped.find("5 fibers [running]: 10-14") != std::string::npos);
   CHECK(grouped.find("fiber 5 \"segv-fiber\" [running, crashed: SIGSEGV at 0x0, 3ms, thread 4322]:") !=
         std::string::npos);
-  const std::vector<std::uint64_t> alone = fibers_printed_alone(dump, {.grouping = TextOptions::Grouping::on});
-  CHECK(std::find(alone.begin(), alone.end(), 5u) != alone.end());
+  // Streamed with a stack source: it is asked for the fibers printed alone only (6, asleep alone in its group, and
+  // the crashed 5, kept out of the group), never for the group's members.
+  std::vector<std::uint64_t> asked;
+  std::ostringstream streamed;
+  write_text(dump, streamed, {.grouping = TextOptions::Grouping::on}, [&asked](const Fiber& fiber) {
+    asked.push_back(fiber.id);
+    return fiber.stack;
+  });
+  CHECK(asked == std::vector<std::uint64_t>{6, 5});
+  CHECK(streamed.str() == grouped);
 
   // An abort carries no fault address; with --fiber the crashed fiber may be outside the dump.
   dump.crash = Crash{.tid = 4322, .signal = 6, .signal_name = "SIGABRT", .fault_address = {}, .fiber_id = 99};
@@ -293,4 +302,60 @@ TEST_CASE("the source says live, --no-stop or core in the text header and in JSO
   dump.source = {Source::Kind::core, "core.12"};
   CHECK(render_text(dump).starts_with("pid 12: 0 fibers, 0 threads, core file\n"));
   CHECK(render_json(dump).find("\"crash\": null") != std::string::npos);
+}
+
+TEST_CASE("streamed text and JSON are the bytes of the string forms, with or without a stack source") {
+  const FiberStackSource own_stack = [](const Fiber& fiber) { return fiber.stack; };
+  for (const Dump& dump : {sample_dump(), crowded_dump(), crashed_core_dump()}) {
+    for (auto grouping : {TextOptions::Grouping::automatic, TextOptions::Grouping::on, TextOptions::Grouping::off}) {
+      INFO("pid " << dump.pid << ", grouping " << static_cast<int>(grouping));
+      std::ostringstream plain, sourced;
+      write_text(dump, plain, {.grouping = grouping});
+      write_text(dump, sourced, {.grouping = grouping}, own_stack);
+      const std::string expected = render_text(dump, {.grouping = grouping});
+      CHECK(plain.str() == expected);
+      CHECK(sourced.str() == expected);
+    }
+    std::ostringstream plain, sourced;
+    write_json(dump, plain);
+    write_json(dump, sourced, own_stack);
+    CHECK(plain.str() == render_json(dump));
+    CHECK(sourced.str() == render_json(dump));
+  }
+}
+
+namespace {
+
+// crowded_dump's stacks with arguments: what the stack source below gives, one fiber at a time.
+Stack stack_with_marker(const Fiber& fiber) {
+  Stack stack = fiber.stack;
+  Argument id{.name = "fiber_arg", .value = std::to_string(fiber.id), .status = Argument::Status::ok, .detail = {}};
+  stack.frames.mutable_at(0) = with_args(stack.frames[0], {std::move(id)});
+  return stack;
+}
+
+}  // namespace
+
+TEST_CASE("a lean dump prints the arguments its stack source gives: each fiber in JSON and ungrouped text, "
+          "only the fibers printed alone in grouped text") {
+  Dump lean = crowded_dump();
+  Dump full = crowded_dump();
+  for (Fiber& fiber : full.fibers) fiber.stack = stack_with_marker(fiber);
+
+  std::ostringstream json;
+  write_json(lean, json, stack_with_marker);
+  CHECK(json.str() == render_json(full));
+  CHECK(json.str().find("\"value\": \"150\"") != std::string::npos);
+
+  std::ostringstream flat;
+  write_text(lean, flat, {.grouping = TextOptions::Grouping::off}, stack_with_marker);
+  CHECK(flat.str() == render_text(full, {.grouping = TextOptions::Grouping::off}));
+  CHECK(flat.str().find("recv(fiber_arg=1)") != std::string::npos);
+
+  // Grouped: fiber 150 ("odd_one") is alone in its group and gets its arguments; the groups print none.
+  std::ostringstream grouped;
+  write_text(lean, grouped, {.grouping = TextOptions::Grouping::on}, stack_with_marker);
+  CHECK(grouped.str() == render_text(full, {.grouping = TextOptions::Grouping::on}));
+  CHECK(grouped.str().find("fiber_arg=150") != std::string::npos);
+  CHECK(grouped.str().find("fiber_arg=1)") == std::string::npos);
 }
