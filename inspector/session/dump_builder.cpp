@@ -195,7 +195,6 @@ report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTab
   return dump;
 }
 
-
 FiberArgsReader::FiberArgsReader(const target::Snapshot& snapshot, const fibers::FiberTable* table,
                                  ModuleMap& modules, const BuildOptions& options)
     : snapshot_(snapshot), table_(table), modules_(modules), max_depth_(options.max_depth), unwinder_(modules.cfi()) {}
@@ -203,31 +202,22 @@ FiberArgsReader::FiberArgsReader(const target::Snapshot& snapshot, const fibers:
 std::optional<report::Stack> FiberArgsReader::stack_with_args(std::uint64_t fiber_id) {
   if (!table_) return std::nullopt;
   if (record_of_.empty()) {
-    // build_dump keeps the first of two live records with one id too (a hostile table may repeat ids).
+    // A hostile table may give two live records one id: which of them a fiber of the dump came from is then
+    // unknown, so neither gets arguments (null) rather than one getting the other's stack.
     record_of_.reserve(table_->fibers.size());
-    for (const fibers::FiberRecord& record : table_->fibers)
-      if (record.is_live()) record_of_.emplace(record.id, &record);
+    for (const fibers::FiberRecord& record : table_->fibers) {
+      if (!record.is_live()) continue;
+      auto [it, added] = record_of_.emplace(record.id, &record);
+      if (!added) it->second = nullptr;
+    }
   }
   auto record = record_of_.find(fiber_id);
-  if (record == record_of_.end()) return std::nullopt;
+  if (record == record_of_.end() || !record->second) return std::nullopt;
   report::Fiber fiber;
   std::vector<report::DumpError> repeated;  // build_dump reported these already
   build_fiber_stack(fiber, *record->second, *table_, snapshot_, unwinder_, modules_, max_depth_, nullptr, scratch_,
                     repeated);
   return std::move(fiber.stack);
-}
-
-void add_fiber_args(report::Dump& dump, std::span<const std::uint64_t> fiber_ids, const target::Snapshot& snapshot,
-                    const fibers::FiberTable* table, ModuleMap& modules, const BuildOptions& options) {
-  if (!table || fiber_ids.empty()) return;
-  std::unordered_map<std::uint64_t, report::Fiber*> fiber_of;
-  for (report::Fiber& fiber : dump.fibers) fiber_of.emplace(fiber.id, &fiber);
-  FiberArgsReader reader(snapshot, table, modules, options);
-  for (std::uint64_t id : fiber_ids) {
-    auto fiber = fiber_of.find(id);
-    if (fiber == fiber_of.end()) continue;
-    if (std::optional<report::Stack> stack = reader.stack_with_args(id)) fiber->second->stack = std::move(*stack);
-  }
 }
 
 }  // namespace fiberscope::session

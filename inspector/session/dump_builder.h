@@ -6,7 +6,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
-#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -41,7 +40,7 @@ class FiberArgsReader {
                   const BuildOptions& options);
 
   // Fiber `fiber_id`'s stack unwound and symbolized again with arguments, as build_dump with fiber_args = true
-  // gives it; empty when the table has no live fiber with that id.
+  // gives it; empty when the table has no live fiber with that id, or more than one.
   std::optional<report::Stack> stack_with_args(std::uint64_t fiber_id);
 
  private:
@@ -50,13 +49,8 @@ class FiberArgsReader {
   ModuleMap& modules_;
   std::size_t max_depth_;
   unwind::Unwinder unwinder_;
-  std::unordered_map<std::uint64_t, const fibers::FiberRecord*> record_of_;  // built on the first call
+  std::unordered_map<std::uint64_t, const fibers::FiberRecord*> record_of_;  // on the first call; null: ambiguous
   std::vector<report::Frame> scratch_;                                       // reused from fiber to fiber
 };
-
-// In a dump built with fiber_args = false: gives the fibers `fiber_ids` their stacks with arguments (through
-// FiberArgsReader; their stacks then share nothing). Ids not in the dump are skipped.
-void add_fiber_args(report::Dump& dump, std::span<const std::uint64_t> fiber_ids, const target::Snapshot& snapshot,
-                    const fibers::FiberTable* table, ModuleMap& modules, const BuildOptions& options);
 
 }  // namespace fiberscope::session

@@ -73,7 +73,7 @@ std::string argument_text(const report::Fiber& fiber) {
 
 }  // namespace
 
-TEST_CASE("without fiber arguments, fibers parked at the same place share one frame list, and add_fiber_args "
+TEST_CASE("without fiber arguments, fibers parked at the same place share one frame list, and FiberArgsReader "
           "gives chosen fibers the arguments of a full build") {
   TestProcess target({bin("fiber_states_O0"), "--sleepers=5"});
   REQUIRE(target.wait_for("READY"));
@@ -108,7 +108,13 @@ TEST_CASE("without fiber arguments, fibers parked at the same place share one fr
   for (const report::Fiber& fiber : lean.fibers)
     if (fiber.name == "sleeper-2" || fiber.name == "sleeper-4" || fiber.name == "chan-waiter") chosen.push_back(fiber.id);
   REQUIRE(chosen.size() == 3);
-  session::add_fiber_args(lean, chosen, inspection->snapshot, &*inspection->table, *inspection->modules, lean_options);
+  session::FiberArgsReader reader(inspection->snapshot, &*inspection->table, *inspection->modules, lean_options);
+  for (report::Fiber& fiber : lean.fibers) {
+    if (std::find(chosen.begin(), chosen.end(), fiber.id) == chosen.end()) continue;
+    std::optional<report::Stack> stack = reader.stack_with_args(fiber.id);
+    REQUIRE(stack);
+    fiber.stack = std::move(*stack);
+  }
   for (std::size_t i = 0; i < lean.fibers.size(); ++i) {
     const bool is_chosen = std::find(chosen.begin(), chosen.end(), lean.fibers[i].id) != chosen.end();
     INFO(lean.fibers[i].name);
