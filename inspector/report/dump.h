@@ -108,7 +108,8 @@ struct Fiber {
   std::optional<std::uint64_t> state_since_ns;    // target's CLOCK_MONOTONIC
   std::optional<std::uint64_t> time_in_state_ns;  // capture clock - state_since_ns, when both are known
   std::optional<int> thread;        // tid of the worker running it (or locked to it)
-  std::optional<CodeLocation> created_by;
+  // Where it was spawned. Shared: the fibers spawned at one place (thousands, often) point at one location.
+  std::shared_ptr<const CodeLocation> created_by;
   std::string integrity;            // "", "in transition" or "torn" (seqlock)
   bool crashed = false;             // it ran on the thread whose signal ended the process (Dump::crash)
   Stack stack;

@@ -115,6 +115,7 @@ report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTab
   unwind::Unwinder unwinder(modules.cfi());
   std::vector<report::Frame> scratch;
   SharedFrames shared;
+  std::unordered_map<std::uint64_t, std::shared_ptr<const report::CodeLocation>> spawn_sites;  // by spawn_pc
 
   // Which thread runs which fiber, from the worker records.
   std::map<int, std::uint64_t> fiber_of_thread;
@@ -153,7 +154,11 @@ report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTab
         fiber.thread = worker->tid;
       if (record.integrity != fibers::Integrity::consistent)
         fiber.integrity = std::string(fibers::integrity_name(record.integrity));
-      if (record.spawn_pc) fiber.created_by = modules.locate(record.spawn_pc);
+      if (record.spawn_pc) {
+        auto [known, added] = spawn_sites.try_emplace(record.spawn_pc);
+        if (added) known->second = std::make_shared<const report::CodeLocation>(modules.locate(record.spawn_pc));
+        fiber.created_by = known->second;
+      }
 
       build_fiber_stack(fiber, record, *table, snapshot, unwinder, modules, options.max_depth,
                         options.fiber_args ? nullptr : &shared, scratch, dump.errors);

@@ -38,7 +38,7 @@ inline report::Fiber fiber(std::uint64_t id, std::string name, std::string state
   f.wait_reason = std::move(wait_reason);
   f.time_in_state_ns = ms_in_state * 1'000'000;
   f.stack.frames = std::move(frames);
-  f.created_by = report::CodeLocation{0x401234, "main", "/src/demo_server.cpp", 300};
+  f.created_by = std::make_shared<const report::CodeLocation>(report::CodeLocation{0x401234, "main", "/src/demo_server.cpp", 300});
   return f;
 }
 
