@@ -77,8 +77,10 @@ std::optional<int> crash_signal_for_test() {
   return std::nullopt;
 }
 
-// Read through a volatile so that the compiler cannot see the null and turn the write below into a trap.
-volatile std::uintptr_t g_nowhere = 0;
+// An address in the first page, which is never mapped (vm.mmap_min_addr): a write there is a real fault. Not 0, so
+// that UndefinedBehaviorSanitizer builds fault too instead of reporting a null store; read through a volatile so
+// that the compiler cannot see the address and turn the write into a trap.
+volatile std::uintptr_t g_nowhere = 16;
 
 [[noreturn]] void crash_for_test(int signal_number) {
   // SIGSEGV as a real fault, as a bug would cause it; abort() as an assertion would; the others raised.
