@@ -33,12 +33,19 @@ struct ChunkList {
   std::uint32_t capacity;
   std::uint32_t record_size;
   std::uint32_t total = 0;
+  std::uint32_t page_offset = 0;  // where in its first page a chunk starts
 };
 
 ChunkList fiber_chunks{{}, &fiberscope_debug_root.fiber_chunks, nullptr, kFibersPerChunk,
                        sizeof(fiberscope_fiber), 0};
+// Worker chunks start 64 bytes into their page. A load is held up by an older store to an address with the same
+// low 12 bits (4K aliasing) until the two addresses are told apart, and a syscall or foreign call loads its
+// worker record's seq right after storing its fiber record: with both chunks page-aligned, worker record 2j
+// sat at the page offset of fiber record j + 16i (its seq on the fiber's seq) and worker 2j+1 on the fiber's
+// saved registers (perf put a fifth of foreign_call's samples on that load). Shifted, the worker's seq meets a
+// fiber's stack bounds or spawn data, which those paths only read.
 ChunkList worker_chunks{{}, &fiberscope_debug_root.worker_chunks, nullptr, kWorkersPerChunk,
-                        sizeof(fiberscope_worker), 0};
+                        sizeof(fiberscope_worker), 0, 64};
 
 // Worker records are reused run after run: slot i is always the i-th worker started by a run.
 std::mutex worker_slots_lock;
@@ -50,10 +57,10 @@ std::uint32_t worker_slots_used = 0;
 void* allocate_record(ChunkList& list, void (*init)(void* record, std::uint32_t position) = nullptr) {
   std::lock_guard<std::mutex> guard(list.lock);
   if (!list.tail || list.tail->used == list.tail->capacity) {
-    std::size_t bytes = sizeof(fiberscope_chunk) + std::size_t{list.capacity} * list.record_size;
+    std::size_t bytes = list.page_offset + sizeof(fiberscope_chunk) + std::size_t{list.capacity} * list.record_size;
     void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (memory == MAP_FAILED) fatal("cannot allocate a debug table chunk (mmap failed)");
-    auto* chunk = static_cast<fiberscope_chunk*>(memory);
+    auto* chunk = reinterpret_cast<fiberscope_chunk*>(static_cast<char*>(memory) + list.page_offset);
     chunk->capacity = list.capacity;
     chunk->record_size = list.record_size;
     chunk->first_index = list.total;

@@ -43,12 +43,12 @@ extern struct fiberscope_debug_root fiberscope_debug_root;
 
 namespace fiber::detail {
 
-// Modes of the syscall stubs beyond kSyscallMode / kForeignMode. kLockBit (foreign_call only) locks the fiber to
-// its worker, and says the foreign trampoline runs between the two stubs and shares their seqlock windows:
-// entersyscall leaves the fiber record's window open for the trampoline to close once its transition is linked,
-// and the trampoline leaves the unlink's window open for exitsyscall to close.
-inline constexpr std::uint32_t kLockBit = 2;
-inline constexpr std::uint32_t kForeignCallMode = kForeignMode | kLockBit;
+// Modes of the syscall stubs beyond kSyscallMode / kForeignMode. kTrampolineBit (foreign_call only) says the foreign
+// trampoline runs between the two stubs and shares their seqlock windows: entersyscall leaves the fiber record's
+// window open for the trampoline to close once its transition is linked, and the trampoline leaves the unlink's
+// window open for exitsyscall to close.
+inline constexpr std::uint32_t kTrampolineBit = 2;
+inline constexpr std::uint32_t kForeignCallMode = kForeignMode | kTrampolineBit;
 
 static_assert(offsetof(fiberscope_context, pc) == CTX_PC && offsetof(fiberscope_context, sp) == CTX_SP);
 static_assert(offsetof(fiberscope_context, rbp) == CTX_RBP && offsetof(fiberscope_context, rbx) == CTX_RBX);
@@ -82,6 +82,14 @@ template <class T>
 template <class T>
 [[gnu::always_inline]] inline T get(const T& field) noexcept {
   return __atomic_load_n(&field, __ATOMIC_RELAXED);
+}
+// Stores `value` only when the field holds something else: for fields that a hot path rewrites with the value
+// they usually already hold (a state's timestamp taken from the published clock, which moves every 0.16-1 ms).
+// A load that finds the value in place costs less than a store that changes nothing (a store-queue slot, and one
+// more store a later load may have to wait behind).
+template <class T>
+[[gnu::always_inline]] inline void put_if_changed(T& field, T value) noexcept {
+  if (get(field) != value) put(field, value);
 }
 // Opens a record's write window and returns the (odd) count it stored, for seq_end(seq, odd) to close the window
 // without reloading the count through the store it just made.
@@ -140,7 +148,7 @@ struct FiberHandle {
   fiberscope_fiber* record = nullptr;
   std::uint64_t id = 0;
   Stack stack;
-  Worker* locked_to = nullptr;       // set while inside foreign_call (and its callbacks)
+  Worker* locked_to = nullptr;       // set while a fiber_callback runs (Go's lockOSThread in cgocallbackg)
   std::uint32_t callback_depth = 0;  // nested fiber_callbacks in progress
   FiberHandle* queue_next = nullptr; // global run queue / pool link
   void* tsan_fiber = nullptr;

@@ -155,60 +155,54 @@ fiberscope_foreign_trampoline:
         .cfi_signal_frame
         testq   %rdx, %rdx
         jz      1f
-        pushq   %rbp
-        .cfi_def_cfa_offset 16
-        .cfi_offset rbp, -16
+        /* Only rbx is saved: the frame keeps the fiber-side sp there, and nothing else callee-saved is touched, so
+         * an unwinder finds the caller's rbp, r12... unchanged (the callee-saved rule for registers without one).
+         * The system stack is aligned for the call whatever the fiber side's alignment. */
         pushq   %rbx
-        .cfi_def_cfa_offset 24
-        .cfi_offset rbx, -24
-        pushq   %r12
-        .cfi_def_cfa_offset 32
-        .cfi_offset r12, -32
+        .cfi_def_cfa_offset 16
+        .cfi_offset rbx, -16
         movq    %rsp, %rbx
         .cfi_def_cfa_register rbx
         /* The caller's record, as entersyscall found it (in an executable the linker turns the GOT load into
-         * an immediate). */
-        movq    _ZN5fiber6detail16t_current_recordE@gottpoff(%rip), %r12
-        movq    %fs:(%r12), %r12
+         * an immediate). Read again after the call rather than kept in a saved register: the fiber cannot leave
+         * this thread while its C frames are on this system stack (a callback that parks is locked here), so
+         * t_current_record still names it. */
+        movq    _ZN5fiber6detail16t_current_recordE@gottpoff(%rip), %rcx
+        movq    %fs:(%rcx), %rcx
         movq    FT_SYSTEM_SP(%rdx), %rsp
         subq    $TR_SIZE, %rsp
-        movq    FIBER_TRANSITION_TOP(%r12), %rax
+        movq    FIBER_TRANSITION_TOP(%rcx), %rax
         movq    %rax, TR_PREV(%rsp)
         movl    $1, TR_KIND(%rsp)
-        movl    FIBER_FOREIGN_DEPTH(%r12), %eax
+        movl    FIBER_FOREIGN_DEPTH(%rcx), %eax
         addl    $1, %eax
         movl    %eax, TR_DEPTH(%rsp)
-        movl    %eax, FIBER_FOREIGN_DEPTH(%r12)
-        leaq    32(%rbx), %rax
+        movl    %eax, FIBER_FOREIGN_DEPTH(%rcx)
+        leaq    16(%rbx), %rax
         movq    %rax, TR_FROM_SP(%rsp)
-        movq    24(%rbx), %rax
+        movq    8(%rbx), %rax
         movq    %rax, TR_FROM_PC(%rsp)
         movq    %rbp, TR_FROM_FP(%rsp)
         movq    %rsp, TR_TO_SP(%rsp)
-        movq    $0, TR_SAVED_PC(%rsp)
-        movq    $0, TR_SAVED_SP(%rsp)
-        movq    %rsp, FIBER_TRANSITION_TOP(%r12)
-        addq    $1, FIBER_SEQ(%r12)           /* closes the window fiberscope_entersyscall opened */
+        /* saved_syscall_pc/sp are left as they are: a FOREIGN_CALL record does not define them (debug_abi.h). */
+        movq    %rsp, FIBER_TRANSITION_TOP(%rcx)
+        addq    $1, FIBER_SEQ(%rcx)           /* closes the window fiberscope_entersyscall opened */
         movq    %rdi, %rax
         movq    %rsi, %rdi
         callq   *%rax
-        movq    TR_PREV(%rsp), %rcx
+        movq    _ZN5fiber6detail16t_current_recordE@gottpoff(%rip), %rcx
+        movq    %fs:(%rcx), %rcx
+        movq    TR_PREV(%rsp), %rsi
         movl    TR_DEPTH(%rsp), %edx
         subl    $1, %edx
-        addq    $1, FIBER_SEQ(%r12)           /* opens the window fiberscope_exitsyscall closes */
-        movq    %rcx, FIBER_TRANSITION_TOP(%r12)
-        movl    %edx, FIBER_FOREIGN_DEPTH(%r12)
+        addq    $1, FIBER_SEQ(%rcx)           /* opens the window fiberscope_exitsyscall closes */
+        movq    %rsi, FIBER_TRANSITION_TOP(%rcx)
+        movl    %edx, FIBER_FOREIGN_DEPTH(%rcx)
         movq    %rbx, %rsp
-        .cfi_def_cfa rsp, 32
-        popq    %r12
-        .cfi_def_cfa_offset 24
-        .cfi_restore r12
+        .cfi_def_cfa rsp, 16
         popq    %rbx
-        .cfi_def_cfa_offset 16
-        .cfi_restore rbx
-        popq    %rbp
         .cfi_def_cfa_offset 8
-        .cfi_restore rbp
+        .cfi_restore rbx
         ret
 1:      /* No target: not called from a fiber, so just call fn(arg) here. */
         movq    %rdi, %rax

@@ -33,20 +33,14 @@ namespace {
 
 // entersyscall's fiber half, inside the window its caller opened after storing the saved frame (context,
 // syscall_pc/sp): the caller is fiber code, so the record says RUNNING on this worker with no wait reason, and
-// only the state and its timestamp change, plus the LOCKED flag when a foreign call locks the fiber (the flag
-// always mirrors g->locked_to, which changes only here and in exitsyscall).
-[[gnu::always_inline]] inline void write_syscall_state(Worker* m, FiberHandle* g, fiberscope_fiber* r,
-                                                       std::uint32_t mode, std::uint64_t now) {
-  // An outermost foreign call has no transition yet (its trampoline links the first); a nested one (from a
-  // callback) finds the fiber already locked to m.
-  if ((mode & kLockBit) && get(r->foreign_depth) == 0) {
-    g->locked_to = m;
-    put(r->flags, get(r->flags) | FIBERSCOPE_FIBER_FLAG_LOCKED);
-  }
+// only the state and its timestamp change. A foreign call does not lock the fiber: until C code calls back, the
+// fiber cannot run anywhere else anyway (Go's cgocall does not lock either; cgocallbackg does).
+[[gnu::always_inline]] inline void write_syscall_state(FiberHandle* g, fiberscope_fiber* r, std::uint32_t mode,
+                                                       std::uint64_t now) {
   const std::uint32_t state = (mode & kForeignMode) ? FIBERSCOPE_FIBER_FOREIGN : FIBERSCOPE_FIBER_SYSCALL;
   if (get(r->state) == FIBERSCOPE_FIBER_RUNNING) [[likely]] {
     put(r->state, state);
-    put(r->state_since_ns, now);
+    put_if_changed(r->state_since_ns, now);
   } else {
     write_fiber_state(g, state, FIBERSCOPE_WAIT_NONE, nullptr);
   }
@@ -63,7 +57,7 @@ namespace {
   seq_end(w->seq, w_seq);
   Processor* p = m->p;
   m->p = nullptr;
-  m->oldp = p;
+  put_if_changed(m->oldp, p);  // the same processor call after call
   const std::uint64_t status = processor_status(++p->syscall_tick, kProcessorSyscall);
   m->syscall_status = status;
   p->status.store(status, std::memory_order_release);
@@ -85,7 +79,7 @@ namespace {
   if (get(r->context.pc) != frame.pc || get(r->context.sp) != frame.sp) put_context(r->context, frame);
   put(r->syscall_pc, frame.pc);
   put(r->syscall_sp, frame.sp);
-  write_syscall_state(m, g, r, kForeignMode, now);
+  write_syscall_state(g, r, kForeignMode, now);
   seq_end(r->seq);
   return worker_enter_syscall(m, now);
 }
@@ -107,9 +101,7 @@ namespace {
 // or with one CAS, unless the monitor retook it. Then publishes RUNNING: the worker record still names the fiber
 // (a syscall does not change it), so only state, timestamp and processor are stored. `window_open`: the fiber
 // record's window is already open (foreign_call's trampoline or fiber_callback opened it); it is closed here.
-// `unlocked`: the fiber just left its outermost foreign call, so its LOCKED flag goes.
-[[gnu::always_inline]] inline void exit_syscall_state(Worker* m, fiberscope_fiber* r, bool window_open,
-                                                      bool unlocked) {
+[[gnu::always_inline]] inline void exit_syscall_state(Worker* m, fiberscope_fiber* r, bool window_open) {
   Processor* p = m->oldp;  // set by the matching entersyscall
   std::uint64_t expected = m->syscall_status;
   const std::uint64_t running = processor_status(processor_tick(expected), kProcessorRunning);
@@ -129,17 +121,16 @@ namespace {
   }
   if (!reacquired) [[unlikely]] {
     if (window_open) seq_end(r->seq);
-    exitsyscall_slow(m, m->current);  // publishes the LOCKED flag with the new state
+    exitsyscall_slow(m, m->current);
     return;
   }
   m->p = p;
   const std::uint64_t now = clock_now();
   const std::uint64_t r_seq = window_open ? get(r->seq) : seq_begin(r->seq);
   put(r->state, static_cast<std::uint32_t>(FIBERSCOPE_FIBER_RUNNING));
-  put(r->state_since_ns, now);
+  put_if_changed(r->state_since_ns, now);
   put(r->syscall_pc, std::uint64_t{0});
   put(r->syscall_sp, std::uint64_t{0});
-  if (unlocked) put(r->flags, get(r->flags) & ~FIBERSCOPE_FIBER_FLAG_LOCKED);
   seq_end(r->seq, r_seq);
   fiberscope_worker* w = m->record;
   const std::uint64_t w_seq = seq_begin(w->seq);
@@ -187,9 +178,9 @@ extern "C" void* fiberscope_entersyscall_impl(std::uint32_t mode, fiberscope_fib
   const std::uint64_t now = clock_now();
   // One test of the mode here, then each mode's code without any (the callers pass constants).
   if (mode == kForeignCallMode) {
-    write_syscall_state(m, m->current, r, kForeignCallMode, now);  // the trampoline closes the window
+    write_syscall_state(m->current, r, kForeignCallMode, now);  // the trampoline closes the window
   } else {
-    write_syscall_state(m, m->current, r, mode & kForeignMode, now);
+    write_syscall_state(m->current, r, mode & kForeignMode, now);
     seq_end(r->seq, odd_seq);
   }
   return worker_enter_syscall(m, now);
@@ -208,30 +199,25 @@ extern "C" void fiberscope_exitsyscall_impl(std::uint32_t mode, std::uint64_t ca
   Worker* m = t_worker;
   if (mode != kForeignCallMode) {
     check_syscall_frame(r, caller_sp, /*window_open=*/false);
-    exit_syscall_state(m, r, /*window_open=*/false, /*unlocked=*/false);
+    exit_syscall_state(m, r, /*window_open=*/false);
     return;
   }
   // foreign_call: the trampoline left the window open after the unlink.
   check_syscall_frame(r, caller_sp, /*window_open=*/true);
-  if (get(r->foreign_depth) == 0) {  // the trampoline unlinked the last transition: the fiber is unlocked
-    m->current->locked_to = nullptr;
-    exit_syscall_state(m, r, /*window_open=*/true, /*unlocked=*/true);
-  } else {
-    exit_syscall_state(m, r, /*window_open=*/true, /*unlocked=*/false);
-  }
+  exit_syscall_state(m, r, /*window_open=*/true);
 }
 
 // fiber_callback, first half (on the system stack): where on the fiber stack the callback's frames may start.
 extern "C" std::uint64_t fiberscope_callback_stack() {
   Worker* m = this_worker();
   FiberHandle* g = m ? m->current : nullptr;
-  if (!g || g->locked_to != m || get(g->record->state) != FIBERSCOPE_FIBER_FOREIGN) {
+  if (!g || get(g->record->state) != FIBERSCOPE_FIBER_FOREIGN) {
     fatal("fiber_callback called outside fiber::foreign_call");
   }
   const auto* top = reinterpret_cast<const fiberscope_transition*>(get(g->record->transition_top));
   if (!top || top->kind != FIBERSCOPE_TRANSITION_FOREIGN_CALL) fatal("fiber_callback: no foreign call to return to");
-  // The foreign trampoline's frame extends 32 bytes below its CFA (from_sp); keep a red zone below that too.
-  return (top->from_sp - 32 - 128) & ~std::uint64_t{15};
+  // The foreign trampoline's frame extends 16 bytes below its CFA (from_sp); keep a red zone below that too.
+  return (top->from_sp - 16 - 128) & ~std::uint64_t{15};
 }
 
 // fiber_callback, second half (on the fiber stack, below the foreign call's frame): Go's cgocallbackg.
@@ -266,6 +252,13 @@ extern "C" long fiberscope_callback_run(fiberscope_transition* transition, long 
   seq_begin(r->seq);
   put(r->transition_top, reinterpret_cast<std::uint64_t>(transition));
   put(r->foreign_depth, get(r->foreign_depth) + 1);
+  // The callback's fiber code may park, but its C frames below stay on this worker's system stack: lock the fiber
+  // to the worker for the outermost callback (Go's cgocallbackg locks the M). Before exit_syscall_state, whose
+  // slow path must already park it in place.
+  if (g->callback_depth == 0) {
+    g->locked_to = m;
+    put(r->flags, get(r->flags) | FIBERSCOPE_FIBER_FLAG_LOCKED);
+  }
 
   // Nested foreign calls from the callback run below the C frames now on the system stack (fiber_callback's
   // frame is 48 bytes under from_sp).
@@ -273,7 +266,7 @@ extern "C" long fiberscope_callback_run(fiberscope_transition* transition, long 
   m->foreign.system_sp = (from_sp - 48 - 128) & ~std::uint64_t{15};
   ++g->callback_depth;
   check_syscall_frame(r, reinterpret_cast<std::uint64_t>(transition), /*window_open=*/true);
-  exit_syscall_state(m, r, /*window_open=*/true, /*unlocked=*/false);
+  exit_syscall_state(m, r, /*window_open=*/true);
 
   long result = fn(arg);
 
@@ -285,6 +278,10 @@ extern "C" long fiberscope_callback_run(fiberscope_transition* transition, long 
   seq_begin(r->seq);
   put(r->transition_top, get(transition->prev));
   put(r->foreign_depth, get(r->foreign_depth) - 1);
+  if (g->callback_depth == 0) {  // back to C code only: it runs on this worker without the lock
+    g->locked_to = nullptr;
+    put(r->flags, get(r->flags) & ~FIBERSCOPE_FIBER_FLAG_LOCKED);
+  }
   if (sched.faults & FIBERSCOPE_FAULT_STALE_SYSCALL_FRAME) [[unlikely]] {
     // The 7978 bug on purpose: a plain entersyscall saves *this* frame, which is popped as soon as we return.
     seq_end(r->seq);

@@ -79,7 +79,7 @@ enum fiberscope_transition_kind {
 
 /* Fiber flags. */
 #define FIBERSCOPE_FIBER_FLAG_MAIN 0x1u   /* the fiber that runs fiber::run's main function */
-#define FIBERSCOPE_FIBER_FLAG_LOCKED 0x2u /* locked to its worker (inside a foreign call) */
+#define FIBERSCOPE_FIBER_FLAG_LOCKED 0x2u /* locked to its worker (inside a fiber_callback) */
 
 /* The registers a context switch preserves (System V callee-saved set plus pc/sp). For a parked fiber this is
  * where it resumes: `pc` is a return address inside the runtime's park path and `sp` the stack pointer after that
@@ -106,7 +106,7 @@ struct fiberscope_transition {
   uint64_t from_pc;
   uint64_t from_fp;
   uint64_t to_sp;
-  uint64_t saved_syscall_pc; /* CALLBACK only: the syscall frame reentersyscall restores afterwards */
+  uint64_t saved_syscall_pc; /* CALLBACK only (undefined in FOREIGN_CALL): the frame reentersyscall restores */
   uint64_t saved_syscall_sp;
 };
 
