@@ -2,6 +2,7 @@
 // reader thread that walks the table through the seqlocks while fibers churn.
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -217,8 +218,45 @@ TEST_CASE("each blocked fiber publishes its state, wait reason, wait object, nam
     CHECK(record.spawn_pc != 0);
     CHECK(record.created_ns <= root.clock_ns + 5'000'000);
     CHECK((record.flags & FIBERSCOPE_FIBER_FLAG_MAIN) == 0);
-    if (e.state == FIBERSCOPE_FIBER_FOREIGN) CHECK(record.foreign_depth == 1);
+    if (e.state == FIBERSCOPE_FIBER_FOREIGN) {
+      CHECK(record.foreign_depth == 1);
+      CHECK((record.flags & FIBERSCOPE_FIBER_FLAG_LOCKED) == 0);  // only a running fiber_callback locks
+    }
   }
+}
+
+TEST_CASE("fibers parked by one primitive resume at one pc, whether they left to the next fiber or to the scheduler",
+          "[runtime][debug_abi]") {
+  // One worker: each sleeper but the last parks by switching straight to the next queued one, the last (nothing
+  // left to run) to the scheduler. A dump groups fibers by their frames, so both must resume at the same place.
+  constexpr int kSleepers = 6;
+  std::vector<fiber::FiberId> sleepers;
+  std::set<std::uint64_t> resume_pcs;
+  int found = 0;
+  fiber::run(
+      [&] {
+        fiber::WaitGroup finished;
+        finished.add(kSleepers);
+        for (int i = 0; i < kSleepers; ++i) {
+          sleepers.push_back(fiber::spawn(
+              [&finished] {
+                fiber::sleep_for(200ms);
+                finished.done();
+              },
+              "sleeper"));
+        }
+        fiber::sleep_for(50ms);  // every sleeper parks while this one sleeps less
+        for (const auto& snapshot : runtime_test::consistent_fibers()) {
+          if (std::find(sleepers.begin(), sleepers.end(), snapshot.record.id) == sleepers.end()) continue;
+          if (snapshot.record.state != FIBERSCOPE_FIBER_WAITING) continue;
+          ++found;
+          resume_pcs.insert(snapshot.record.context.pc);
+        }
+        finished.wait();
+      },
+      fiber::Options{.workers = 1});
+  CHECK(found == kSleepers);
+  CHECK(resume_pcs.size() == 1);
 }
 
 TEST_CASE("the main fiber is flagged as main and the table counts live fibers", "[runtime][debug_abi]") {
