@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <ostream>
 #include <sstream>
+#include <unordered_map>
+#include <vector>
 
 #include "base/hex.h"
 #include "report/grouping.h"
@@ -95,7 +97,26 @@ void append_created_by(std::string& out, const Fiber& fiber) {
   out += "\n";
 }
 
-void append_fiber(std::string& out, const Dump& dump, const Fiber& fiber, const FiberStackSource& stacks) {
+// Each fiber's findings and errors, indexed once: a fiber's entry looks its own up instead of scanning all of them
+// (a hostile table can give each of 100k fibers an error: scanning would be 10^10 steps).
+struct FiberNotes {
+  std::unordered_map<std::uint64_t, std::vector<const Finding*>> findings;
+  std::unordered_map<std::uint64_t, std::vector<const DumpError*>> errors;
+
+  explicit FiberNotes(const Dump& dump) {
+    for (const Finding& finding : dump.findings)
+      if (finding.fiber_id) findings[*finding.fiber_id].push_back(&finding);
+    for (const DumpError& error : dump.errors)
+      if (error.fiber_id) errors[*error.fiber_id].push_back(&error);
+  }
+  // Whether `fiber` must be shown on its own: findings, errors, a torn record or a crash.
+  bool about(const Fiber& fiber) const {
+    return !fiber.integrity.empty() || fiber.crashed || findings.contains(fiber.id) || errors.contains(fiber.id);
+  }
+};
+
+void append_fiber(std::string& out, const Dump& dump, const FiberNotes& notes, const Fiber& fiber,
+                  const FiberStackSource& stacks) {
   out += "fiber " + std::to_string(fiber.id) + " \"" + printable(fiber.name) + "\"" + fiber_header_tail(dump, fiber);
   if (stacks) {
     append_stack(out, stacks(fiber), true);
@@ -103,21 +124,16 @@ void append_fiber(std::string& out, const Dump& dump, const Fiber& fiber, const 
     append_stack(out, fiber.stack, true);
   }
   append_created_by(out, fiber);
-  for (const Finding& finding : dump.findings) {
-    if (finding.fiber_id != fiber.id) continue;
-    out += "\tfinding [" + printable(finding.kind) + "]";
-    if (!finding.frame.empty()) out += " in " + printable(finding.frame);
-    out += ": " + printable(finding.message) + "\n";
+  if (auto found = notes.findings.find(fiber.id); found != notes.findings.end()) {
+    for (const Finding* finding : found->second) {
+      out += "\tfinding [" + printable(finding->kind) + "]";
+      if (!finding->frame.empty()) out += " in " + printable(finding->frame);
+      out += ": " + printable(finding->message) + "\n";
+    }
   }
-  for (const DumpError& error : dump.errors)
-    if (error.fiber_id == fiber.id) out += "\terror: " + printable(error.message) + "\n";
+  if (auto found = notes.errors.find(fiber.id); found != notes.errors.end())
+    for (const DumpError* error : found->second) out += "\terror: " + printable(error->message) + "\n";
   out += "\n";
-}
-
-bool has_notes(const Dump& dump, const Fiber& fiber) {
-  auto about = [&](const auto& item) { return item.fiber_id == fiber.id; };
-  return !fiber.integrity.empty() || fiber.crashed || std::any_of(dump.findings.begin(), dump.findings.end(), about) ||
-         std::any_of(dump.errors.begin(), dump.errors.end(), about);
 }
 
 // What grouped text prints: groups of two or more fibers, and the fibers it prints one by one — alone in
@@ -127,10 +143,10 @@ struct GroupedFibers {
   std::vector<const Fiber*> with_notes;  // printed after the groups
 };
 
-GroupedFibers group_for_text(const Dump& dump) {
+GroupedFibers group_for_text(const Dump& dump, const FiberNotes& notes) {
   std::vector<const Fiber*> grouped;
   GroupedFibers result;
-  for (const Fiber& fiber : dump.fibers) (has_notes(dump, fiber) ? result.with_notes : grouped).push_back(&fiber);
+  for (const Fiber& fiber : dump.fibers) (notes.about(fiber) ? result.with_notes : grouped).push_back(&fiber);
   result.groups = group_fibers(grouped);
   return result;
 }
@@ -146,13 +162,14 @@ void flush(std::string& text, std::ostream& sink) {
   text.clear();
 }
 
-void write_groups(std::string& out, std::ostream& sink, const Dump& dump, const FiberStackSource& stacks) {
-  const GroupedFibers grouped = group_for_text(dump);
+void write_groups(std::string& out, std::ostream& sink, const Dump& dump, const FiberNotes& notes,
+                  const FiberStackSource& stacks) {
+  const GroupedFibers grouped = group_for_text(dump, notes);
   for (const FiberGroup& group : grouped.groups) {
     const Fiber& fiber = *group.members.front();
     const std::size_t count = group.members.size();
     if (count == 1) {  // nothing to collapse: the fiber's own header, arguments and spawn site say more
-      append_fiber(out, dump, fiber, stacks);
+      append_fiber(out, dump, notes, fiber, stacks);
       flush(out, sink);
       continue;
     }
@@ -166,7 +183,7 @@ void write_groups(std::string& out, std::ostream& sink, const Dump& dump, const 
     flush(out, sink);
   }
   for (const Fiber* fiber : grouped.with_notes) {
-    append_fiber(out, dump, *fiber, stacks);
+    append_fiber(out, dump, notes, *fiber, stacks);
     flush(out, sink);
   }
 }
@@ -236,11 +253,12 @@ void write_text(const Dump& dump, std::ostream& sink, const TextOptions& options
   std::string out;  // one fiber's or thread's text at a time
   append_header(out, dump);
   flush(out, sink);
+  const FiberNotes notes(dump);
   if (groups_fibers(dump, options)) {
-    write_groups(out, sink, dump, stacks);
+    write_groups(out, sink, dump, notes, stacks);
   } else {
     for (const Fiber& fiber : dump.fibers) {
-      append_fiber(out, dump, fiber, stacks);
+      append_fiber(out, dump, notes, fiber, stacks);
       flush(out, sink);
     }
   }
