@@ -96,14 +96,22 @@ bool target_is_gone(const Error& error) {
 
 // A lean dump of `inspection` (no fiber arguments: only the details panel shows them, for one fiber), and the way
 // to one fiber's stack with arguments, which keeps the inspection alive until the next snapshot replaces it.
+// An inspection and the one reader of its fibers' arguments (declared after it: destroyed first).
+struct KeptInspection {
+  KeptInspection(session::Inspection kept, const session::BuildOptions& options)
+      : inspection(std::move(kept)),
+        reader(inspection.snapshot, inspection.table ? &*inspection.table : nullptr, *inspection.modules, options) {}
+  session::Inspection inspection;
+  session::FiberArgsReader reader;
+};
+
 LeanSnapshot lean_snapshot(session::Inspection inspection) {
   session::BuildOptions lean;  // the defaults (depth) of `fiberscope dump`, whose details top shows
   lean.fiber_args = false;
-  auto kept = std::make_shared<session::Inspection>(std::move(inspection));
-  report::Dump dump = session::build_dump(*kept, lean);
-  auto stack_with_args = [kept, lean](std::uint64_t fiber_id) {
-    session::FiberArgsReader reader(kept->snapshot, kept->table ? &*kept->table : nullptr, *kept->modules, lean);
-    return reader.stack_with_args(fiber_id).value_or(report::Stack{});
+  auto kept = std::make_shared<KeptInspection>(std::move(inspection), lean);
+  report::Dump dump = session::build_dump(kept->inspection, lean);
+  auto stack_with_args = [kept](std::uint64_t fiber_id) {
+    return kept->reader.stack_with_args(fiber_id).value_or(report::Stack{});
   };
   return {std::move(dump), std::move(stack_with_args)};
 }
