@@ -18,7 +18,8 @@
 // - Signals that arrive for the target while it is attached are given back on detach; a SIGSTOPped target stays
 //   stopped. Threads that cannot be stopped (uninterruptible sleep, a zombie main thread) are listed with an
 //   `error` and no registers.
-// - The planner's `live` is a ProcessMemory when CaptureOptions::copy_first is empty. Thread names are read before the stop; the few threads born during the attach get theirs after.
+// - The planner's `live` is a ProcessMemory when CaptureOptions::copy_first is empty. Thread names are read before
+//   the stop; the few threads born during the attach get theirs after.
 // - pause_ms runs from the first PTRACE_INTERRUPT to the last PTRACE_DETACH.
 // - Snapshot::mappings is /proc/PID/maps read just before the stop (printing it takes the kernel milliseconds per
 //   thousand fiber stacks, too slow for the stop); planned ranges outside it are still attempted.
@@ -101,8 +102,8 @@ struct CaptureOptions {
 };
 
 // Decides, while the target is stopped, which address ranges to copy into the snapshot. `live` reads the
-// stopped target (inside CaptureOptions::copy_first, from the copy just made; otherwise directly). Ranges may overlap or be unreadable; capture_live merges them and records failures
-// as warnings.
+// stopped target (inside CaptureOptions::copy_first, from the copy just made; otherwise directly). Ranges may
+// overlap or be unreadable; capture_live merges them and records failures as warnings.
 using RegionPlanner =
     std::function<std::vector<AddressRange>(const Memory& live, const std::vector<ThreadState>& threads)>;
 
