@@ -1374,7 +1374,9 @@ Result<std::vector<DwarfFrame>> DwarfIndex::frames_at(std::uint64_t pc) {
     const Scope& head = *frame_scopes[i].front();
     DwarfFrame frame;
     frame.linkage_name = head.linkage_name;
-    frame.function = !head.linkage_name.empty() ? demangle(head.linkage_name) : head.name.empty() ? "??" : head.name;
+    // The assembler names a function written in assembly by its symbol, mangled for a C++ name (fiber::yield).
+    const std::string& symbol = !head.linkage_name.empty() ? head.linkage_name : head.name;
+    frame.function = symbol.starts_with("_Z") ? demangle(symbol) : symbol.empty() ? "??" : symbol;
     frame.inlined = head.kind == Scope::Kind::inlined;
     frame.entry_pc = head.entry_pc;
     for (const auto& range : head.ranges)

@@ -37,6 +37,8 @@ void fiberscope_switch(fiberscope_context* save, const fiberscope_context* load)
 void fiberscope_save_context(fiberscope_context* save);
 void fiberscope_fiber_start();
 long fiberscope_foreign_trampoline(long (*fn)(void*), void* arg, const void* target);
+// fiber::yield's body, called by its entry in switch.S with that entry's return address (scheduler.cpp).
+[[gnu::visibility("hidden")]] std::uintptr_t fiberscope_yield_impl(std::uintptr_t return_address);
 // The exported root (debug_table.cpp); same name as its struct tag, as C readers expect.
 extern struct fiberscope_debug_root fiberscope_debug_root;
 }
@@ -216,6 +218,9 @@ struct AfterSwitch {
   const void* wait_object = nullptr;
   void (*unlock)(void*) = nullptr;
   void* lock = nullptr;
+  // The return address of the fiber::yield call that made this switch, 0 for any other switch: the top of the
+  // return-stack buffer when the fiber switched to returns from its own fiber::yield (see switch.S).
+  std::uintptr_t yield_return = 0;
 };
 
 // A worker thread (Go's M).

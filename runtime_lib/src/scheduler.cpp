@@ -475,9 +475,12 @@ FiberHandle* next_local(Worker* m) {
 // the same pc under the same runtime frames whichever way it left (the inspector groups fibers blocked in the same
 // code; two switch sites split them), and the switch's ret returns where the return-stack buffer predicts: the
 // address the fiber switching away pushed. Inlined rather than called: a call costs yield 2 ns (call, ret, and a
-// frame that saves registers the switch saves again).
-[[gnu::always_inline]] inline void switch_away(Worker* m, FiberHandle* from, FiberHandle* to) {
+// frame that saves registers the switch saves again). `yield_return`: the return address of the fiber::yield making
+// this switch, 0 from anywhere else; returns the one the switch that resumed `from` passed.
+[[gnu::always_inline]] inline std::uintptr_t switch_away(Worker* m, FiberHandle* from, FiberHandle* to,
+                                                         std::uintptr_t yield_return = 0) {
   seq_begin(from->record->seq);  // closed by the continuation once the context below is complete
+  m->after.yield_return = yield_return;
   const fiberscope_context* load;
   if (to) {
     prepare_run(m, to, /*from_fiber=*/true);
@@ -492,12 +495,14 @@ FiberHandle* next_local(Worker* m) {
   // The continuation, with the two-fiber yield's inline (no call into run_after_switch).
   Worker* now_on = this_worker();
   sanitizer_arrive(from->asan_fake_stack);
+  const std::uintptr_t resumed_by = now_on->after.yield_return;
   if (now_on->after.kind == AfterSwitch::kRequeueSlot) [[likely]] {
     now_on->after.kind = AfterSwitch::kNone;
     requeue_to_slot(now_on, now_on->after.fiber);
-    return;
+    return resumed_by;
   }
   run_after_switch(now_on);
+  return resumed_by;
 }
 
 // Worker loop body: runs g until it switches back to the scheduler.
@@ -506,6 +511,7 @@ FiberHandle* next_local(Worker* m) {
   volatile char marker = 0;
   m->foreign.system_sp = (reinterpret_cast<std::uint64_t>(&marker) - 1024) & ~std::uint64_t{15};
   prepare_run(m, g);
+  m->after.yield_return = 0;
   leave_to_fiber(&m->asan_fake_stack, g);
   fiberscope_switch(&m->scheduler_context, &g->record->context);
   sanitizer_arrive(m->asan_fake_stack);
@@ -1147,7 +1153,13 @@ struct YieldPlan {
 
 }  // namespace
 
-void yield() {
+}  // namespace fiber
+
+// fiber::yield, entered through its stub in switch.S: returns `return_address` when the fiber keeps running, else
+// what switch_away returns once it is resumed.
+extern "C" std::uintptr_t fiberscope_yield_impl(std::uintptr_t return_address) {
+  using namespace fiber;
+  using namespace fiber::detail;
   Worker* m = this_worker();
   FiberHandle* g = m ? m->current : nullptr;
   // Fast path: nothing queued here or globally but the fiber in the yield slot, so trade places with it.
@@ -1171,14 +1183,16 @@ void yield() {
   }
   if (!to) {
     const YieldPlan plan = plan_slow_yield(m, g);
-    if (!plan.switch_needed) return;
+    if (!plan.switch_needed) return return_address;
     to = plan.to;
     // Read again rather than kept across the call: then this frame saves no registers on the fast path.
     m = this_worker();
     g = m->current;
   }
-  switch_away(m, g, to);
+  return switch_away(m, g, to, return_address);
 }
+
+namespace fiber {
 
 void sleep_for(std::chrono::nanoseconds duration) {
   if (duration.count() <= 0) {

@@ -2,6 +2,7 @@
  *
  * - fiberscope_switch / fiberscope_save_context: save the callee-saved set into a fiberscope_context (which for a
  *   fiber is its published debug record) so that pc/sp describe "just returned from this call".
+ * - fiber::yield: the public entry of yield, which chooses how to return after a switch (ret or jmp).
  * - fiberscope_fiber_start: the bottom frame of every fiber stack; `.cfi_undefined rip` ends unwinding there.
  * - fiberscope_entersyscall / fiberscope_exitsyscall: capture the exact caller pc/sp (Go's getcallerpc/sp);
  *   entersyscall stores them (and the callee-saved registers) straight into the fiber's record.
@@ -67,6 +68,34 @@ fiberscope_save_context:
         ret
         .cfi_endproc
         .size   fiberscope_save_context, .-fiberscope_save_context
+
+/* void fiber::yield(): calls fiberscope_yield_impl(our return address), which switches to another fiber or not, and
+ * in whichever fiber resumes here returns the return address of the fiber::yield that switched to it (0 after any
+ * other switch). That address is the top entry of the return-stack buffer now: the calls and returns since the
+ * switch paired up. When it is ours, ret is predicted. When it differs (fibers yielding from different places) a
+ * ret would mispredict on every yield, about 10 ns here, so we return with an indirect jmp instead, which the
+ * branch target buffer learns; the RSB keeps one stale entry, but after a switch it holds the other fiber's
+ * callers anyway. */
+        .globl  _ZN5fiber5yieldEv
+        .type   _ZN5fiber5yieldEv, @function
+        .p2align 4
+_ZN5fiber5yieldEv:
+        .cfi_startproc
+        movq    (%rsp), %rdi
+        subq    $8, %rsp
+        .cfi_def_cfa_offset 16
+        call    fiberscope_yield_impl
+        addq    $8, %rsp
+        .cfi_def_cfa_offset 8
+        cmpq    %rax, (%rsp)
+        jne     1f
+        ret
+1:      popq    %rcx
+        .cfi_def_cfa_offset 0
+        .cfi_register rip, rcx
+        jmpq    *%rcx
+        .cfi_endproc
+        .size   _ZN5fiber5yieldEv, .-_ZN5fiber5yieldEv
 
 /* Entered by the first switch into a new fiber with r12 = callable storage, r13 = fiber_entry<F>.
  * The call below leaves a return address inside this function, whose rip rule is "undefined": the end of

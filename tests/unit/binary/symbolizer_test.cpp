@@ -105,6 +105,17 @@ TEST_CASE("symbolize names the function, file and line of a pc in a module loade
   CHECK(symbols.dwarf_indexes_loaded() == 1);
 }
 
+TEST_CASE("a C++ function written in assembly is named demangled, as the assembler's DWARF gives only its symbol") {
+  // fiber::yield is the runtime's entry stub in switch.S: its DW_AT_name is "_ZN5fiber5yieldEv".
+  const std::string path = program("fiber_states_O2");
+  Symbolizer symbols(mappings_for(path, kBias));
+  const Symbolization& at = symbols.symbolize(file_address(path, "_ZN5fiber5yieldEv") + kBias + 4);
+  REQUIRE(at.frames.size() == 1);
+  CHECK(at.frames[0].function == "fiber::yield()");
+  CHECK(at.frames[0].source == SymbolizedFrame::Source::dwarf);
+  CHECK_THAT(at.frames[0].file, Catch::EndsWith("switch.S"));
+}
+
 TEST_CASE("repeated pcs are served from the cache") {
   const std::string path = program("dwarf_sample_O2");
   Symbolizer symbols(mappings_for(path, kBias));
