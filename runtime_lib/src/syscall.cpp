@@ -46,15 +46,10 @@ namespace {
   }
 }
 
-// entersyscall's worker half: publishes the worker in SYSCALL without a processor and puts the processor in the
-// syscall state for the monitor to retake. Returns where a foreign call's system-stack frames go.
-[[gnu::always_inline]] inline ForeignTarget* worker_enter_syscall(Worker* m, std::uint64_t now) {
-  fiberscope_worker* w = m->record;  // set_worker_state(SYSCALL, -1) for a worker that was running g
-  const std::uint64_t w_seq = seq_begin(w->seq);
-  put(w->state, static_cast<std::uint32_t>(FIBERSCOPE_WORKER_SYSCALL));
-  put(w->state_since_ns, now);
-  put(w->processor, -1);
-  seq_end(w->seq, w_seq);
+// entersyscall's worker half: puts the processor in the syscall state for the monitor to retake. The worker record
+// is left as it is (RUNNING the fiber, with the processor it had): the fiber record says SYSCALL or FOREIGN, as
+// Go's G does while its M publishes nothing (debug_abi.h). Returns where a foreign call's system-stack frames go.
+[[gnu::always_inline]] inline ForeignTarget* worker_enter_syscall(Worker* m) {
   Processor* p = m->p;
   m->p = nullptr;
   put_if_changed(m->oldp, p);  // the same processor call after call
@@ -81,7 +76,7 @@ namespace {
   put(r->syscall_sp, frame.sp);
   write_syscall_state(g, r, kForeignMode, now);
   seq_end(r->seq);
-  return worker_enter_syscall(m, now);
+  return worker_enter_syscall(m);
 }
 
 // Go's exitsyscall check (issue 7978): the caller's frame must still be at or above the saved syscall sp, and that
@@ -98,9 +93,9 @@ namespace {
 }
 
 // Leaves the syscall state: gets the old processor back without a CAS (handshake with the monitor's membarrier)
-// or with one CAS, unless the monitor retook it. Then publishes RUNNING: the worker record still names the fiber
-// (a syscall does not change it), so only state, timestamp and processor are stored. `window_open`: the fiber
-// record's window is already open (foreign_call's trampoline or fiber_callback opened it); it is closed here.
+// or with one CAS, unless the monitor retook it. Then publishes the fiber RUNNING; the worker record was not
+// changed by the syscall. `window_open`: the fiber record's window is already open (foreign_call's trampoline or
+// fiber_callback opened it); it is closed here.
 [[gnu::always_inline]] inline void exit_syscall_state(Worker* m, fiberscope_fiber* r, bool window_open) {
   Processor* p = m->oldp;  // set by the matching entersyscall
   std::uint64_t expected = m->syscall_status;
@@ -132,12 +127,6 @@ namespace {
   put(r->syscall_pc, std::uint64_t{0});
   put(r->syscall_sp, std::uint64_t{0});
   seq_end(r->seq, r_seq);
-  fiberscope_worker* w = m->record;
-  const std::uint64_t w_seq = seq_begin(w->seq);
-  put(w->state, static_cast<std::uint32_t>(FIBERSCOPE_WORKER_RUNNING));
-  put(w->state_since_ns, now);
-  put(w->processor, static_cast<std::int32_t>(p->index));
-  seq_end(w->seq, w_seq);
 }
 
 }  // namespace
@@ -183,7 +172,7 @@ extern "C" void* fiberscope_entersyscall_impl(std::uint32_t mode, fiberscope_fib
     write_syscall_state(m->current, r, mode & kForeignMode, now);
     seq_end(r->seq, odd_seq);
   }
-  return worker_enter_syscall(m, now);
+  return worker_enter_syscall(m);
 }
 
 // The stub's abort when the caller's sp is outside the calling fiber's stack (nothing was published).

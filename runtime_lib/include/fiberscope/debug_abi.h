@@ -65,8 +65,10 @@ enum fiberscope_wait_reason {
 enum fiberscope_worker_state {
   FIBERSCOPE_WORKER_UNUSED = 0,
   FIBERSCOPE_WORKER_IDLE = 1,    /* parked, looking for work */
-  FIBERSCOPE_WORKER_RUNNING = 2, /* running `current_fiber` */
-  FIBERSCOPE_WORKER_SYSCALL = 3, /* its fiber is in a syscall or foreign call */
+  FIBERSCOPE_WORKER_RUNNING = 2, /* running `current_fiber`, also while that fiber is in a syscall or foreign call
+                                  * (its own record says SYSCALL or FOREIGN, as Go's G does; its M publishes nothing) */
+  FIBERSCOPE_WORKER_SYSCALL = 3, /* not published by this runtime: syscalls leave the worker record RUNNING. Readers
+                                  * should treat it as RUNNING (older runtimes published it around every call) */
   FIBERSCOPE_WORKER_LOCKED = 4,  /* sleeping until its locked fiber (parked inside a callback) is runnable */
   FIBERSCOPE_WORKER_EXITED = 5,
   FIBERSCOPE_WORKER_STATE_COUNT = 6
@@ -147,7 +149,9 @@ struct fiberscope_worker {
   uint64_t sysstack_hi;
   uint64_t state_since_ns;
   uint32_t index;                   /* position of this record, as used by fiberscope_fiber.worker */
-  int32_t processor;                /* run-queue owner index it holds, -1 if none */
+  int32_t processor;                /* run-queue owner index it holds, -1 if none. While its fiber is in a syscall
+                                     * or foreign call: the one it entered with, which the monitor may have handed
+                                     * to another worker meanwhile (Go's m.oldp) */
   uint64_t reserved[8];
 };
 

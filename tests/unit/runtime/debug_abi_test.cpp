@@ -120,6 +120,7 @@ TEST_CASE("each blocked fiber publishes its state, wait reason, wait object, nam
   };
   std::vector<Expected> expected;
   std::map<fiber::FiberId, runtime_test::FiberSnapshot> seen;
+  std::map<fiber::FiberId, fiberscope_worker> worker_of;  // by the fiber each worker record names
   std::vector<std::string> problems;
   fiber::FiberId main_id = 0;
   fiberscope_debug_root root{};
@@ -178,6 +179,10 @@ TEST_CASE("each blocked fiber publishes its state, wait reason, wait object, nam
 
         fiber::sleep_for(50ms);  // every fiber above reaches its blocking point
         root = read_root();
+        std::string workers_error;
+        for (const auto& worker : runtime_test::read_workers(root, workers_error))
+          if (worker && worker->current_fiber) worker_of[worker->current_fiber] = *worker;
+        if (!workers_error.empty()) problems.push_back(workers_error);
         for (auto& snapshot : runtime_test::consistent_fibers()) {
           for (const Expected& e : expected) {
             if (snapshot.record.id != e.id) continue;
@@ -218,6 +223,13 @@ TEST_CASE("each blocked fiber publishes its state, wait reason, wait object, nam
     CHECK(record.spawn_pc != 0);
     CHECK(record.created_ns <= root.clock_ns + 5'000'000);
     CHECK((record.flags & FIBERSCOPE_FIBER_FLAG_MAIN) == 0);
+    if (e.state == FIBERSCOPE_FIBER_SYSCALL || e.state == FIBERSCOPE_FIBER_FOREIGN) {
+      // The blocked call's worker still names the fiber and says RUNNING: the fiber record carries the syscall.
+      auto worker = worker_of.find(e.id);
+      REQUIRE(worker != worker_of.end());
+      CHECK(fiberscope_worker_state_name(worker->second.state) ==
+            std::string(fiberscope_worker_state_name(FIBERSCOPE_WORKER_RUNNING)));
+    }
     if (e.state == FIBERSCOPE_FIBER_FOREIGN) {
       CHECK(record.foreign_depth == 1);
       CHECK((record.flags & FIBERSCOPE_FIBER_FLAG_LOCKED) == 0);  // only a running fiber_callback locks
