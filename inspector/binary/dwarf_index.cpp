@@ -295,6 +295,8 @@ struct LineRow {
 struct CallSiteInfo {
   std::vector<DwarfCallSiteParameter> parameters;
   std::size_t function_index = 0;  // into CompileUnit::functions, for the caller's frame base
+  std::uint64_t origin_offset = 0; // DW_AT_call_origin's DIE (0: none), named only when asked for (call_site)
+  std::vector<std::byte> target;   // DW_AT_call_target of an indirect call
 };
 
 struct CompileUnit {
@@ -850,6 +852,19 @@ Result<void> DwarfIndex::Impl::add_call_site(Dwarf_Die die, std::size_t function
   }
   CallSiteInfo site;
   site.function_index = function_index;
+  // What the site calls (GNU call sites name it with DW_AT_abstract_origin and DW_AT_GNU_call_site_target).
+  FS_TRY(origin, reference_attribute(die, DW_AT_call_origin));
+  if (!*origin) {
+    FS_TRY(gnu_origin, reference_attribute(die, DW_AT_abstract_origin));
+    origin = std::move(gnu_origin);
+  }
+  site.origin_offset = origin->value_or(0);
+  FS_TRY(target, location_attribute(die, DW_AT_call_target, unit));
+  if (!target->present) {
+    FS_TRY(gnu_target, location_attribute(die, DW_AT_GNU_call_site_target, unit));
+    target = std::move(gnu_target);
+  }
+  if (target->present && !target->is_list) site.target = std::move(target->expression);
   Dwarf_Die raw_child = nullptr;
   Dwarf_Error error = nullptr;
   FS_TRY(has_child, dwarf_status(dwarf_child(die, &raw_child, &error), debug(), error, "reading call site parameters"));
@@ -1415,6 +1430,15 @@ Result<std::optional<DwarfCallSite>> DwarfIndex::call_site(std::uint64_t return_
   DwarfCallSite site;
   site.return_pc = return_pc;
   site.parameters = found->second.parameters;
+  site.target = found->second.target;
+  if (found->second.origin_offset) {
+    // The callee's name through its declaration; a reference we cannot follow leaves the callee unknown.
+    if (auto callee = impl_->die_at(found->second.origin_offset)) {
+      std::string name, linkage_name;
+      if (impl_->names_through_origins(callee->get(), name, linkage_name))
+        site.callee = !linkage_name.empty() ? linkage_name : name;
+    }
+  }
   if (found->second.function_index < unit->functions.size())
     site.caller_frame_base = unit->functions[found->second.function_index].frame_base.at(return_pc - 1);
   return std::optional<DwarfCallSite>(std::move(site));

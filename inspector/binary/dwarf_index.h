@@ -40,6 +40,12 @@ struct DwarfCallSiteParameter {
 // A DW_TAG_call_site (DWARF 5) or DW_TAG_GNU_call_site: what a caller passed, for DW_OP_entry_value.
 struct DwarfCallSite {
   std::uint64_t return_pc = 0;
+  // What it calls: the linkage name (else the name) of the function DW_AT_call_origin names, or for an indirect
+  // call the DW_AT_call_target expression (the callee's address, evaluated in the caller's frame). Both empty:
+  // unknown. A parameter's value is only the callee's entry value if the callee is the frame asking: the function
+  // called here may have tail-called it.
+  std::string callee;
+  std::vector<std::byte> target;
   std::vector<DwarfCallSiteParameter> parameters;
   std::vector<std::byte> caller_frame_base;  // DW_AT_frame_base of the function that makes the call
 };

@@ -394,8 +394,8 @@ ValueBytes bytes_of(const Location& location, std::uint64_t size_bytes, const Ex
 
 }  // namespace
 
-std::optional<std::uint64_t> Symbolizer::entry_value(const CallerState& caller, const target::Memory* memory,
-                                                    std::span<const std::byte> inner) {
+std::optional<std::uint64_t> Symbolizer::entry_value(const CallerState& caller, const Callee& callee,
+                                                    const target::Memory* memory, std::span<const std::byte> inner) {
   const Module* caller_module = module_at(caller.return_address - 1);
   if (!caller_module) return std::nullopt;
   std::string unused;
@@ -403,10 +403,27 @@ std::optional<std::uint64_t> Symbolizer::entry_value(const CallerState& caller, 
   if (!caller_index) return std::nullopt;
   const auto& site = impl_->call_site(*caller_index, *caller_module, caller.return_address);
   if (!site || !*site) return std::nullopt;
+  ExpressionContext caller_context = frame_context(caller.registers, memory, caller.cfa, caller_module->load_bias);
+  caller_context.frame_base = frame_base_of((*site)->caller_frame_base, caller_context);
+  // Only a call of this very function passed its entry values: when the site called another function that
+  // tail-called this one (its frame is gone), the site's values are that other function's arguments.
+  if (!(*site)->callee.empty()) {
+    if ((*site)->callee != callee.name) return std::nullopt;
+  } else if (!(*site)->target.empty()) {
+    auto target = evaluate((*site)->target, caller_context);
+    if (!target) return std::nullopt;
+    const std::optional<std::uint64_t> address =
+        target->kind == Location::Kind::memory ? std::optional(target->address)
+        : target->kind == Location::Kind::value ? std::optional(target->value)
+        : target->kind == Location::Kind::reg && caller.registers
+            ? std::optional(caller.registers->get(target->register_number))
+            : std::nullopt;
+    if (address != callee.entry_address) return std::nullopt;
+  } else {
+    return std::nullopt;
+  }
   for (const DwarfCallSiteParameter& parameter : (*site)->parameters) {
     if (!std::equal(parameter.location.begin(), parameter.location.end(), inner.begin(), inner.end())) continue;
-    ExpressionContext caller_context = frame_context(caller.registers, memory, caller.cfa, caller_module->load_bias);
-    caller_context.frame_base = frame_base_of((*site)->caller_frame_base, caller_context);
     auto value = evaluate(parameter.value, caller_context);
     if (!value) return std::nullopt;
     // DW_AT_call_value computes the value itself: a "memory" result is the value on the stack top.
@@ -433,14 +450,21 @@ Result<std::vector<FrameVariables>> Symbolizer::variables(const VariableQuery& q
   struct EntryValueSource {
     Symbolizer* symbolizer;
     CallerState caller;
+    Callee callee;
     const target::Memory* memory;
   };
   std::optional<EntryValueSource> entry_source;
   if (query.caller) {
-    entry_source = EntryValueSource{this, *query.caller, query.memory};
-    context.entry_value = [source = &*entry_source](std::span<const std::byte> inner) -> std::optional<std::uint64_t> {
-      return source->symbolizer->entry_value(source->caller, source->memory, inner);
-    };
+    // Entry values are those of the concrete function, whichever inlined frame evaluates them.
+    auto concrete = std::find_if(frames->begin(), frames->end(), [](const DwarfFrame& f) { return !f.inlined; });
+    if (concrete != frames->end()) {
+      Callee callee{!concrete->linkage_name.empty() ? concrete->linkage_name : concrete->function,
+                    concrete->entry_pc + module->load_bias};
+      entry_source = EntryValueSource{this, *query.caller, std::move(callee), query.memory};
+      context.entry_value = [source = &*entry_source](std::span<const std::byte> inner) {
+        return source->symbolizer->entry_value(source->caller, source->callee, source->memory, inner);
+      };
+    }
   }
 
   std::vector<FrameVariables> result;

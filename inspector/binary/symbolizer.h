@@ -127,9 +127,15 @@ class Symbolizer {
   std::size_t dwarf_indexes_loaded() const;
 
  private:
-  // DW_OP_entry_value(inner) in a frame whose caller is `caller`, through the caller's call site; empty if unknown.
-  std::optional<std::uint64_t> entry_value(const CallerState& caller, const target::Memory* memory,
-                                           std::span<const std::byte> inner);
+  // The function whose entry values are asked for: its linkage name (else its name) and entry address.
+  struct Callee {
+    std::string name;
+    std::uint64_t entry_address = 0;
+  };
+  // DW_OP_entry_value(inner) in a frame of `callee` whose caller is `caller`, through the caller's call site;
+  // empty if unknown, or if that site calls some other function.
+  std::optional<std::uint64_t> entry_value(const CallerState& caller, const Callee& callee,
+                                           const target::Memory* memory, std::span<const std::byte> inner);
 
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -22,6 +22,10 @@ __attribute__((noinline)) long leaf_add(int first, long second, const char* labe
   return first + second;
 }
 
+// Tail-calls leaf_add: leaf_add's frame then returns straight to main's call of this function, whose call site
+// says what main passed here, not what leaf_add got.
+__attribute__((noinline)) long tail_caller(int base) { return leaf_add(base + 1, 7, "tail"); }
+
 __attribute__((noinline)) long uses_inlines(long start) {
   long total = inlined_twice(start);  // USES_INLINES_CALLS_TWICE
   sink = total;
@@ -47,6 +51,7 @@ int main(int argc, char** argv) {
   dwarf_sample::Point point{3, 4};
   long result = leaf_add(42, 1000, "forty-two");  // MAIN_CALLS_LEAF_ADD
   result += uses_inlines(argc + 6);
+  result += tail_caller(argc + 20);
   result += takes_struct(&point, static_cast<unsigned>(argc) + 1);
   if (argc > 1 && std::strcmp(argv[1], "--print") == 0) {
     std::printf("%ld\n", result);

@@ -217,41 +217,53 @@ TEST_CASE("a value in unreadable memory or a register the frame lacks is reporte
   }
 }
 
-TEST_CASE("an entry value is resolved through the caller's call site") {
+// A pc (with the bias) in dwarf_sample_O2's leaf_add where an integer parameter is only known as
+// DW_OP_entry_value, and that parameter's name; nullopt if the compiler kept them in registers throughout.
+std::optional<std::pair<std::uint64_t, std::string>> leaf_add_entry_value_pc(Symbolizer& symbols) {
   const std::string path = program("dwarf_sample_O2");
-  Symbolizer symbols(mappings_for(path, kBias));
   const std::uint64_t leaf = file_address(path, "_ZN12dwarf_sample8leaf_addEilPKc");
   auto image = ElfImage::open(path);
   REQUIRE(image);
   const std::uint64_t leaf_size = (*image)->find_symbol("_ZN12dwarf_sample8leaf_addEilPKc")->size_bytes;
-  // A pc in leaf_add where some parameter is only known as DW_OP_entry_value.
-  std::optional<std::uint64_t> pc;
-  std::string parameter;
-  for (std::uint64_t at = leaf; at < leaf + leaf_size && !pc; ++at) {
+  for (std::uint64_t at = leaf; at < leaf + leaf_size; ++at) {
     auto frames = symbols.dwarf_frames(at + kBias);
     REQUIRE(frames);
     for (const auto& variable : frames->back().variables)
       if (!variable.location.empty() && variable.location[0] == std::byte{DW_OP_entry_value} &&
-          variable.name != "label") {
-        pc = at + kBias;
-        parameter = variable.name;
-      }
+          variable.name != "label")
+        return std::pair{at + kBias, variable.name};
   }
-  if (!pc) {
+  return std::nullopt;
+}
+
+// The return address (without the bias) of the first call to `callee` (a symbol) in dwarf_sample_O2.
+std::uint64_t return_address_of_call_to(const std::string& callee) {
+  const std::string disassembly = run("objdump -d --no-show-raw-insn " + program("dwarf_sample_O2"));
+  for (std::size_t line = 0, end; (end = disassembly.find('\n', line)) != std::string::npos; line = end + 1) {
+    const std::string_view text(disassembly.data() + line, end - line);
+    if (text.find("call") != std::string_view::npos && text.find("<" + callee + ">") != std::string_view::npos)
+      return std::stoull(disassembly.substr(end + 1), nullptr, 16);
+  }
+  FAIL("no call to " << callee);
+  return 0;
+}
+
+TEST_CASE("an entry value is resolved through the caller's call site") {
+  Symbolizer symbols(mappings_for(program("dwarf_sample_O2"), kBias));
+  const auto at = leaf_add_entry_value_pc(symbols);
+  if (!at) {
     WARN("skipped: this compiler kept leaf_add's integer parameters in registers throughout, no entry value to resolve");
     return;
   }
-  const std::string disassembly = run("objdump -d --no-show-raw-insn " + path);
-  auto call = disassembly.find("<_ZN12dwarf_sample8leaf_addEilPKc>\n");
-  REQUIRE(call != std::string::npos);
-  const std::uint64_t return_pc = std::stoull(disassembly.substr(disassembly.find('\n', call) + 1), nullptr, 16);
+  const auto& [pc, parameter] = *at;
+  const std::uint64_t return_pc = return_address_of_call_to("_ZN12dwarf_sample8leaf_addEilPKc");
 
   Registers registers, caller_registers;
   RegionMemory memory;
-  auto unresolved = symbols.variables({*pc, &registers, &memory, std::nullopt, std::nullopt});
+  auto unresolved = symbols.variables({pc, &registers, &memory, std::nullopt, std::nullopt});
   REQUIRE(unresolved);
   CallerState caller{return_pc + kBias, &caller_registers, 0x7ffd'4000};
-  auto resolved = symbols.variables({*pc, &registers, &memory, std::nullopt, caller});
+  auto resolved = symbols.variables({pc, &registers, &memory, std::nullopt, caller});
   REQUIRE(resolved);
   const std::map<std::string, std::string> expected{{"first", "42"}, {"second", "1000"}};
   for (std::size_t i = 0; i < resolved->back().variables.size(); ++i) {
@@ -260,6 +272,37 @@ TEST_CASE("an entry value is resolved through the caller's call site") {
     CHECK(resolved->back().variables[i].status.empty());
     CHECK(resolved->back().variables[i].value == expected.at(parameter));
   }
+}
+
+TEST_CASE("a call site of another function, which tail-called the frame's, gives no entry value") {
+  // main calls tail_caller(argc + 20), which jumps to leaf_add(base + 1, 7, ...): leaf_add returns straight to
+  // main, whose call site holds tail_caller's argument, not leaf_add's.
+  Symbolizer symbols(mappings_for(program("dwarf_sample_O2"), kBias));
+  const auto at = leaf_add_entry_value_pc(symbols);
+  if (!at) {
+    WARN("skipped: this compiler kept leaf_add's integer parameters in registers throughout, no entry value to resolve");
+    return;
+  }
+  const auto& [pc, parameter] = *at;
+  const std::string tail_call = run("objdump -d --no-show-raw-insn --disassemble=_ZN12dwarf_sample11tail_callerEi " +
+                                    program("dwarf_sample_O2"));
+  REQUIRE_THAT(tail_call, Catch::Contains("jmp") && Catch::Contains("<_ZN12dwarf_sample8leaf_addEilPKc>"));
+  const std::uint64_t return_pc = return_address_of_call_to("_ZN12dwarf_sample11tail_callerEi");
+
+  Registers registers, caller_registers;
+  caller_registers.set(Reg::rbx, 1);  // main's argc: its site passes tail_caller rbx + 20 in rdi
+  RegionMemory memory;
+  CallerState caller{return_pc + kBias, &caller_registers, 0x7ffd'4000};
+  auto variables = symbols.variables({pc, &registers, &memory, std::nullopt, caller});
+  REQUIRE(variables);
+  bool checked = false;
+  for (const VariableValue& variable : variables->back().variables) {
+    if (variable.name != parameter) continue;
+    CHECK(variable.status == "entry value unknown");
+    CHECK(variable.value.empty());
+    checked = true;
+  }
+  CHECK(checked);
 }
 
 TEST_CASE("on a live process the module map gives the runtime address of exported data") {
