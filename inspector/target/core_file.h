@@ -5,8 +5,8 @@
 //   for (auto& warning : snapshot->warnings) note(warning);  // truncated core, build-id mismatch, bad notes...
 //
 // The core is memory-mapped, never read whole, and its pages are let go every few thousand reads (so a dump of a
-// 100k-fiber core stays at the size of a live one's). Threads come from NT_PRSTATUS (the crashed thread first, with the
-// signal and fault address of NT_SIGINFO), mappings from PT_LOAD and NT_FILE, and Snapshot::memory serves reads
+// 100k-fiber core stays at the size of a live one's). Threads come from NT_PRSTATUS (the crashed thread first, with
+// the signal and fault address of NT_SIGINFO), mappings from PT_LOAD and NT_FILE, and Snapshot::memory serves reads
 // from the PT_LOAD segments, falling back to the ELF files on disk that NT_FILE names for memory the core omits
 // (read-only text). A file whose build-id differs from the one the core holds is refused with a warning.
 // Everything in the core is hostile: every count is capped (below), every offset checked.
