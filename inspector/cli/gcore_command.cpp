@@ -161,7 +161,8 @@ int run_gcore(const GcoreOptions& options, std::string& out, std::string& err) {
   std::size_t threads_without_registers = 0;
   for (const target::ThreadState& thread : capture->threads) threads_without_registers += !thread.registers;
   out += "wrote " + options.output_path + ": " + size_text(summary.file_bytes) + " (" +
-         std::to_string(capture->threads.size()) + (capture->threads.size() == 1 ? " thread" : " threads");
+         size_text(summary.written_bytes) + " of data, the rest holes; " + std::to_string(capture->threads.size()) +
+         (capture->threads.size() == 1 ? " thread" : " threads");
   if (options.fibers_as_threads)
     out += ", " + std::to_string(fiber_threads) + (fiber_threads == 1 ? " fiber" : " fibers") + " as threads";
   char pause[48] = "pause unknown";

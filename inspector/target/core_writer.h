@@ -8,7 +8,7 @@
 // so is the read-only data of loaded modules (it includes RELRO, which the dynamic loader wrote); the code of
 // file-backed modules is left to the files on disk, except a first page holding the ELF header (so readers can
 // check the build-id), and so are read-only mappings of plain data files (locale archives...). With
-// `write_read_only_files` everything readable is written. Memory is streamed in chunks and all-zero chunks are
+// `write_read_only_files` everything readable is written. Memory is streamed in chunks and all-zero pages are
 // left as holes, so neither the process nor the file is ever held in RAM. The file appears atomically (temp file
 // + rename) with mode 0600, as it holds the process's secrets.
 #pragma once
@@ -45,6 +45,7 @@ struct CoreWriteOptions {
 struct CoreWriteSummary {
   std::uint64_t file_bytes = 0;        // size of the core file (holes included)
   std::uint64_t memory_bytes = 0;      // memory contents the core holds
+  std::uint64_t written_bytes = 0;     // of those, bytes written to the file: pages of zeros are left as holes
   std::uint64_t unreadable_bytes = 0;  // of those, pages the Memory could not read, written as zeros
   std::vector<std::string> warnings;   // threads without registers, unreadable pages...
 };

@@ -240,6 +240,42 @@ TEST_CASE("A core with more than 65535 segments uses extended numbering and read
   CHECK_THAT(capped_written->warnings[0], Catch::Contains("max_memory_bytes"));
 }
 
+TEST_CASE("Pages of zeros are left as holes in the core, and read back as zeros") {
+  // A fiber stack is mostly untouched pages below a few live ones: only the live ones take room in the file.
+  TempDir dir;
+  Snapshot snapshot;
+  snapshot.pid = 42;
+  ThreadState thread;
+  thread.tid = 42;
+  thread.registers = Registers{};
+  snapshot.threads.push_back(thread);
+  constexpr std::uint64_t kPages = 64;
+  Mapping stack;
+  stack.range = {RemoteAddress(0x20000000), RemoteAddress(0x20000000 + kPages * 4096)};
+  stack.readable = stack.writable = true;
+  snapshot.mappings.push_back(stack);
+  std::vector<std::byte> bytes(kPages * 4096);
+  for (std::uint64_t page : {std::uint64_t{3}, std::uint64_t{62}, std::uint64_t{63}})
+    for (std::size_t i = 0; i < 4096; i += 512) bytes[page * 4096 + i] = std::byte(page + i / 512 + 1);
+  RegionMemory memory;
+  REQUIRE(memory.add(stack.range.start, bytes));
+  const std::string path = dir.path() + "/holes.core";
+  auto written = write_core(snapshot, memory, {}, path);
+  REQUIRE(written);
+  CHECK(written->memory_bytes == kPages * 4096);
+  CHECK(written->written_bytes == 3 * 4096);
+  struct stat info {};
+  REQUIRE(::stat(path.c_str(), &info) == 0);
+  CHECK(static_cast<std::uint64_t>(info.st_size) == written->file_bytes);
+  CHECK(static_cast<std::uint64_t>(info.st_blocks) * 512 < 16 * 4096);  // headers, notes and the 3 pages
+
+  auto opened = open_core(path, {});
+  REQUIRE(opened);
+  std::vector<std::byte> back(bytes.size());
+  REQUIRE(opened->memory->read(stack.range.start, back));
+  CHECK(back == bytes);
+}
+
 namespace {
 
 // Resident kilobytes of this process's mappings of `path` (from /proc/self/smaps).

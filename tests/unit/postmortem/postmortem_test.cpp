@@ -195,8 +195,8 @@ TEST_CASE("a core of a stopped process dumps the same fibers and frames as the l
     Run written = gcore(target.pid(), ours);
     INFO(written.out << written.err);
     REQUIRE(written.exit_code == kExitClean);
-    CHECK(std::regex_search(written.out, std::regex("^wrote .*fiberscope.core: [0-9.]+ [kM]B \\([0-9]+ threads\\), "
-                                                    "paused [0-9.]+ ms\n$")));
+    CHECK(std::regex_search(written.out, std::regex("^wrote .*fiberscope.core: [0-9.]+ [kM]B \\([0-9.]+ [kM]B of data, "
+                                                    "the rest holes; [0-9]+ threads\\), paused [0-9.]+ ms\n$")));
     Run from_ours = dump_core(ours, json());
     INFO(from_ours.err);
     CHECK(from_ours.exit_code == kExitClean);
