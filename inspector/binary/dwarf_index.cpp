@@ -274,6 +274,7 @@ struct Scope {
   std::uint64_t entry_pc = 0;
   std::string name;          // DW_AT_name (through origins)
   std::string linkage_name;  // through origins
+  std::uint64_t name_die = 0;  // the DIE that gave `name`: its parents qualify a name without a linkage name
   std::string call_file;     // inlined: where it was called from
   unsigned call_line = 0;
   LocationAttribute frame_base;  // functions only
@@ -314,6 +315,9 @@ struct CompileUnit {
   std::vector<LineRow> rows;              // sorted by address
   std::vector<std::string> line_files;
   std::unordered_map<std::uint64_t, CallSiteInfo> call_sites;  // by return pc
+  // (DIE, its parent) for every namespace, class and function DIE the walk met, sorted: the scopes that qualify a
+  // function whose DWARF has a name but no linkage name (members of some class templates, lambdas' operator()).
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> parents;
 };
 
 }  // namespace
@@ -360,7 +364,15 @@ struct DwarfIndex::Impl {
   Result<std::uint64_t> indexed_address(std::uint64_t index, const CompileUnit& unit);
   struct ListEntry;
   Result<ListEntry> list_entry(ByteReader& reader, const CompileUnit& unit, bool location);
-  Result<void> names_through_origins(Dwarf_Die die, std::string& name, std::string& linkage_name);
+  Result<void> names_through_origins(Dwarf_Die die, std::string& name, std::string& linkage_name,
+                                     std::uint64_t* name_die = nullptr);
+  // What frames print for a function: its demangled linkage name, else its name qualified by the namespaces,
+  // classes and functions around the DIE that gave it ("ns::Class<T>::member", "ns::f(int)::{lambda}::operator()").
+  std::string display_name(const std::string& linkage_name, const std::string& name, std::uint64_t name_die);
+  std::string scope_prefix(std::uint64_t die, unsigned depth);  // "ns::Class::" for the scope `die`, cached
+  std::unordered_map<std::uint64_t, std::string> scope_prefixes;
+  std::optional<std::uint64_t> parent_of(std::uint64_t die) const;
+  Result<std::uint64_t> offset_of(Dwarf_Die die);
   Result<Die> origin_of(Dwarf_Die die);
   std::string type_name_of(Dwarf_Die die, std::uint64_t& size_bytes, bool& is_scalar);
   Result<void> walk_top(Dwarf_Die die, CompileUnit& unit, unsigned depth, std::size_t& budget);
@@ -711,13 +723,20 @@ Result<Die> DwarfIndex::Impl::origin_of(Dwarf_Die die) {
   return Die();
 }
 
-Result<void> DwarfIndex::Impl::names_through_origins(Dwarf_Die die, std::string& name, std::string& linkage_name) {
+Result<void> DwarfIndex::Impl::names_through_origins(Dwarf_Die die, std::string& name, std::string& linkage_name,
+                                                     std::uint64_t* name_die) {
   Die holder;
   Dwarf_Die current = die;
   for (unsigned hop = 0; hop <= kMaxReferenceHops && current; ++hop) {
     if (name.empty()) {
       FS_TRY(found, string_attribute(current, DW_AT_name));
-      if (*found) name = **found;
+      if (*found) {
+        name = **found;
+        if (name_die) {
+          FS_TRY(offset, offset_of(current));
+          *name_die = *offset;
+        }
+      }
     }
     if (linkage_name.empty()) {
       FS_TRY(found, string_attribute(current, DW_AT_linkage_name));
@@ -733,6 +752,78 @@ Result<void> DwarfIndex::Impl::names_through_origins(Dwarf_Die die, std::string&
     current = holder.get();
   }
   return {};
+}
+
+Result<std::uint64_t> DwarfIndex::Impl::offset_of(Dwarf_Die die) {
+  Dwarf_Off offset = 0;
+  Dwarf_Error error = nullptr;
+  FS_TRY(ok, dwarf_status(dwarf_dieoffset(die, &offset, &error), debug(), error, "reading a DIE offset"));
+  return std::uint64_t{offset};
+}
+
+std::optional<std::uint64_t> DwarfIndex::Impl::parent_of(std::uint64_t die) const {
+  // The unit holding `die`: the last one starting at or before it (units are in .debug_info order).
+  auto after = std::upper_bound(units.begin(), units.end(), die,
+                                [](std::uint64_t offset, const CompileUnit& unit) { return offset < unit.die_offset; });
+  if (after == units.begin()) return std::nullopt;
+  const auto& parents = (after - 1)->parents;
+  auto found = std::lower_bound(parents.begin(), parents.end(), std::pair<std::uint64_t, std::uint64_t>{die, 0});
+  if (found == parents.end() || found->first != die) return std::nullopt;
+  return found->second;
+}
+
+std::string DwarfIndex::Impl::display_name(const std::string& linkage_name, const std::string& name,
+                                           std::uint64_t name_die) {
+  // The assembler names a function written in assembly by its symbol, mangled for a C++ name (fiber::yield).
+  const std::string& symbol = !linkage_name.empty() ? linkage_name : name;
+  if (symbol.starts_with("_Z")) return demangle(symbol);
+  if (symbol.empty()) return "??";
+  if (!linkage_name.empty() || !name_die) return symbol;
+  auto parent = parent_of(name_die);
+  return parent ? scope_prefix(*parent, 0) + name : name;
+}
+
+std::string DwarfIndex::Impl::scope_prefix(std::uint64_t die, unsigned depth) {
+  auto cached = scope_prefixes.find(die);
+  if (cached != scope_prefixes.end()) return cached->second;
+  // Hostile DWARF could make a function's name lead back inside itself: a bounded depth ends any loop.
+  if (depth > kMaxReferenceHops * 4) return {};
+  std::string prefix;
+  auto scope = die_at(die);
+  Dwarf_Half tag = 0;
+  Dwarf_Error error = nullptr;
+  if (scope && dwarf_tag(scope->get(), &tag, &error) == DW_DLV_OK) {
+    const auto parent = parent_of(die);
+    std::string name, linkage_name;
+    std::uint64_t name_die = 0;
+    if (tag == DW_TAG_subprogram) {
+      // A function around a local class or lambda: as it would print itself, with its parameter types.
+      if (names_through_origins(scope->get(), name, linkage_name, &name_die)) {
+        const auto name_parent = linkage_name.empty() && name_die ? parent_of(name_die) : std::nullopt;
+        prefix = !linkage_name.empty() ? demangle(linkage_name)
+                 : name_parent         ? scope_prefix(*name_parent, depth + 1) + name
+                                       : name;
+      }
+    } else if (tag == DW_TAG_namespace || tag == DW_TAG_class_type || tag == DW_TAG_structure_type ||
+               tag == DW_TAG_union_type) {
+      auto own = string_attribute(scope->get(), DW_AT_name);
+      if (own && *own) name = **own;
+      // gcc's lambda closures are unnamed classes inside the function that writes them.
+      const bool in_function = parent && [&] {
+        auto parent_die = die_at(*parent);
+        Dwarf_Half parent_tag = 0;
+        Dwarf_Error parent_error = nullptr;
+        return parent_die && dwarf_tag(parent_die->get(), &parent_tag, &parent_error) == DW_DLV_OK &&
+               parent_tag == DW_TAG_subprogram;
+      }();
+      if (name.empty())
+        name = tag == DW_TAG_namespace ? "(anonymous namespace)" : in_function ? "{lambda}" : "{unnamed}";
+      prefix = (parent ? scope_prefix(*parent, depth + 1) : std::string()) + name;
+    }
+    if (!prefix.empty()) prefix += "::";
+  }
+  scope_prefixes.emplace(die, prefix);
+  return prefix;
 }
 
 std::string DwarfIndex::Impl::type_name_of(Dwarf_Die die, std::uint64_t& size_bytes, bool& is_scalar) {
@@ -903,7 +994,7 @@ Result<Scope> DwarfIndex::Impl::make_scope(Dwarf_Die die, Dwarf_Half tag, Compil
   scope.entry_pc = scope.ranges.empty() ? 0 : scope.ranges.front().low;
   for (const auto& range : scope.ranges) scope.entry_pc = std::min(scope.entry_pc, range.low);
   if (scope.kind == Scope::Kind::block) return scope;
-  FS_TRY(names, names_through_origins(die, scope.name, scope.linkage_name));
+  FS_TRY(names, names_through_origins(die, scope.name, scope.linkage_name, &scope.name_die));
   if (scope.kind == Scope::Kind::function) {
     FS_TRY(frame_base, location_attribute(die, DW_AT_frame_base, unit));
     scope.frame_base = std::move(*frame_base);
@@ -986,6 +1077,7 @@ Result<void> DwarfIndex::Impl::walk_scope(Dwarf_Die die, Scope& scope, std::size
 
 Result<void> DwarfIndex::Impl::walk_top(Dwarf_Die die, CompileUnit& unit, unsigned depth, std::size_t& budget) {
   if (depth > kMaxDieDepth) return fail(where("DIE tree deeper than "), std::to_string(kMaxDieDepth));
+  FS_TRY(parent, offset_of(die));
   Dwarf_Die raw_child = nullptr;
   Dwarf_Error error = nullptr;
   FS_TRY(has_child, dwarf_status(dwarf_child(die, &raw_child, &error), debug(), error, "reading DIE children"));
@@ -995,6 +1087,11 @@ Result<void> DwarfIndex::Impl::walk_top(Dwarf_Die die, CompileUnit& unit, unsign
     Dwarf_Half tag = 0;
     error = nullptr;
     FS_TRY(tag_ok, dwarf_status(dwarf_tag(child.get(), &tag, &error), debug(), error, "reading a tag"));
+    if (tag == DW_TAG_subprogram || tag == DW_TAG_namespace || tag == DW_TAG_class_type ||
+        tag == DW_TAG_structure_type || tag == DW_TAG_union_type) {
+      FS_TRY(offset, offset_of(child.get()));
+      unit.parents.emplace_back(*offset, *parent);
+    }
     FS_TRY(ok, walk_definition(child.get(), tag, unit, depth, budget));
     Dwarf_Die raw_next = nullptr;
     error = nullptr;
@@ -1018,6 +1115,8 @@ Result<void> DwarfIndex::Impl::walk_definition(Dwarf_Die die, Dwarf_Half tag, Co
     // nested in its body are indexed after it.
     std::vector<std::uint64_t> nested;
     FS_TRY(body, walk_scope(die, unit.functions[index], index, unit, depth + 1, budget, nested));
+    FS_TRY(function_offset, offset_of(die));
+    for (std::uint64_t offset : nested) unit.parents.emplace_back(offset, *function_offset);
     return walk_nested(nested, unit, depth + 1, budget);
   }
   if (tag == DW_TAG_namespace || tag == DW_TAG_class_type || tag == DW_TAG_structure_type ||
@@ -1294,6 +1393,8 @@ Result<void> DwarfIndex::Impl::parse_unit(CompileUnit& unit) {
     return walk_top(cu_die->get(), unit, 0, budget);
   };
   auto parsed = parse();
+  std::sort(unit.parents.begin(), unit.parents.end());
+  unit.parents.shrink_to_fit();
   for (std::size_t i = 0; i < unit.functions.size(); ++i)
     for (const auto& range : unit.functions[i].ranges) unit.function_ranges.push_back({range, i});
   std::sort(unit.function_ranges.begin(), unit.function_ranges.end(),
@@ -1389,9 +1490,7 @@ Result<std::vector<DwarfFrame>> DwarfIndex::frames_at(std::uint64_t pc) {
     const Scope& head = *frame_scopes[i].front();
     DwarfFrame frame;
     frame.linkage_name = head.linkage_name;
-    // The assembler names a function written in assembly by its symbol, mangled for a C++ name (fiber::yield).
-    const std::string& symbol = !head.linkage_name.empty() ? head.linkage_name : head.name;
-    frame.function = symbol.starts_with("_Z") ? demangle(symbol) : symbol.empty() ? "??" : symbol;
+    frame.function = impl_->display_name(head.linkage_name, head.name, head.name_die);
     frame.inlined = head.kind == Scope::Kind::inlined;
     frame.entry_pc = head.entry_pc;
     for (const auto& range : head.ranges)
@@ -1435,8 +1534,9 @@ Result<std::optional<DwarfCallSite>> DwarfIndex::call_site(std::uint64_t return_
     // The callee's name through its declaration; a reference we cannot follow leaves the callee unknown.
     if (auto callee = impl_->die_at(found->second.origin_offset)) {
       std::string name, linkage_name;
-      if (impl_->names_through_origins(callee->get(), name, linkage_name))
-        site.callee = !linkage_name.empty() ? linkage_name : name;
+      std::uint64_t name_die = 0;
+      if (impl_->names_through_origins(callee->get(), name, linkage_name, &name_die))
+        site.callee = !linkage_name.empty() ? linkage_name : impl_->display_name({}, name, name_die);
     }
   }
   if (found->second.function_index < unit->functions.size())

@@ -282,9 +282,9 @@ const Symbolization& Symbolizer::symbolize(std::uint64_t pc) {
     if (frames && !frames->empty()) {
       for (const DwarfFrame& frame : *frames) {
         std::string function = frame.function;
-        if (!frame.inlined && frame.linkage_name.empty() && frame.function == "operator()") {
-          // DWARF names a lambda's body just "operator()" (it has no linkage name); the symbol of the same
-          // function names it fully ("main::{lambda()#1}::operator()() const").
+        if (!frame.inlined && frame.linkage_name.empty() && frame.function.ends_with("operator()")) {
+          // DWARF gives a lambda's body no linkage name ("f(int)::{lambda}::operator()" is what its scopes say);
+          // the symbol of the same function names it fully ("f(int)::{lambda()#1}::operator()() const").
           auto symbol = impl_->symbol_containing(*module, file_pc);
           if (symbol && symbol->address == frame.entry_pc) function = demangle(symbol->name);
         }

@@ -135,8 +135,14 @@ report::CodeLocation ModuleMap::locate(std::uint64_t return_address) {
   // the runtime's own inlined spawn wrapper, whose caller wrote the call.
   auto frame = where.frames.begin();
   const std::string_view wrapper = FIBERSCOPE_SPAWN_WRAPPER_NAME;
+  // The ABI gives the DWARF name; frames print it qualified ("fiber::spawn<...>") where the scopes are known.
+  auto unqualified = [](std::string_view name) {
+    const std::size_t scope_end = name.rfind("::", name.find('<'));
+    return scope_end == std::string_view::npos ? name : name.substr(scope_end + 2);
+  };
   while (frame->inlined && std::next(frame) != where.frames.end() &&
-         (frame->function == wrapper || frame->function.starts_with(std::string(wrapper) + "<")))
+         (unqualified(frame->function) == wrapper ||
+          unqualified(frame->function).starts_with(std::string(wrapper) + "<")))
     ++frame;
   location.function = frame->function;
   location.file = frame->file;

@@ -26,6 +26,16 @@ __attribute__((noinline)) long leaf_add(int first, long second, const char* labe
 // says what main passed here, not what leaf_add got.
 __attribute__((noinline)) long tail_caller(int base) { return leaf_add(base + 1, 7, "tail"); }
 
+// A lambda inlined into its function: DWARF names its body only "operator()", declared in an unnamed class inside
+// with_lambda; frames qualify the name by those scopes.
+__attribute__((noinline)) long with_lambda(long base) {
+  auto scaled = [base](long factor) {
+    sink = factor;
+    return base * factor;
+  };
+  return scaled(3) + scaled(5);
+}
+
 __attribute__((noinline)) long uses_inlines(long start) {
   long total = inlined_twice(start);  // USES_INLINES_CALLS_TWICE
   sink = total;
@@ -52,6 +62,7 @@ int main(int argc, char** argv) {
   long result = leaf_add(42, 1000, "forty-two");  // MAIN_CALLS_LEAF_ADD
   result += uses_inlines(argc + 6);
   result += tail_caller(argc + 20);
+  result += with_lambda(argc + 2);
   result += takes_struct(&point, static_cast<unsigned>(argc) + 1);
   if (argc > 1 && std::strcmp(argv[1], "--print") == 0) {
     std::printf("%ld\n", result);

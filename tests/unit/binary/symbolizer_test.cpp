@@ -116,6 +116,26 @@ TEST_CASE("a C++ function written in assembly is named demangled, as the assembl
   CHECK_THAT(at.frames[0].file, Catch::EndsWith("switch.S"));
 }
 
+TEST_CASE("a function DWARF names without a linkage name is qualified by the scopes around it") {
+  // with_lambda's lambda is inlined at -O2: its body is an inlined "operator()" of an unnamed class declared inside
+  // dwarf_sample::with_lambda(long).
+  const std::string path = program("dwarf_sample_O2");
+  Symbolizer symbols(mappings_for(path, kBias));
+  auto image = ElfImage::open(path);
+  REQUIRE(image);
+  auto function = (*image)->find_symbol("_ZN12dwarf_sample11with_lambdaEl");
+  REQUIRE(function);
+  std::optional<std::string> lambda;
+  for (std::uint64_t at = function->address; at < function->address + function->size_bytes && !lambda; ++at) {
+    auto frames = symbols.dwarf_frames(at + kBias);
+    REQUIRE(frames);
+    for (const auto& frame : *frames)
+      if (frame.inlined && frame.function.ends_with("operator()")) lambda = frame.function;
+  }
+  REQUIRE(lambda);
+  CHECK(*lambda == "dwarf_sample::with_lambda(long)::{lambda}::operator()");
+}
+
 TEST_CASE("repeated pcs are served from the cache") {
   const std::string path = program("dwarf_sample_O2");
   Symbolizer symbols(mappings_for(path, kBias));

@@ -46,7 +46,11 @@ std::vector<std::string> functions(const std::string& entry) {
   std::getline(lines, line);  // header
   while (std::getline(lines, line)) {
     if (line.empty() || line[0] == '\t' || line.starts_with("created by")) continue;
-    names.push_back(line.substr(0, line.find('(')));
+    // The name ends at the parameter list: the first '(' not opening "(anonymous namespace)".
+    std::size_t open = line.find('(');
+    while (open != std::string::npos && line.compare(open, 21, "(anonymous namespace)") == 0)
+      open = line.find('(', open + 21);
+    names.push_back(line.substr(0, open));
   }
   return names;
 }

@@ -292,9 +292,9 @@ TEST_CASE("a fiber that crashed is shown as the crashed one, with the frame that
     std::string mode, fiber, frame, signal;
   };
   const std::vector<Crash> crashes = {
-      {"segv-fiber", "segv-fiber", "crash_in_fiber", "SIGSEGV at 0x0"},
-      {"segv-callback", "segv-callback", "crash_in_callback", "SIGSEGV at 0x0"},
-      {"overflow", "overflow", "recurse_forever", "SIGSEGV at 0x"},
+      {"segv-fiber", "segv-fiber", "(anonymous namespace)::crash_in_fiber", "SIGSEGV at 0x0"},
+      {"segv-callback", "segv-callback", "(anonymous namespace)::crash_in_callback", "SIGSEGV at 0x0"},
+      {"overflow", "overflow", "(anonymous namespace)::recurse_forever", "SIGSEGV at 0x"},
   };
   for (const Crash& crash : crashes) {
     INFO(crash.mode);
