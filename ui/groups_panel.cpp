@@ -9,9 +9,9 @@ namespace fiberscope::ui {
 void GroupsPanel::draw(Canvas& canvas, const Rect& area) {
   if (area.height <= 0) return;
   refresh();
-  const int where_width = std::max(area.width - 30, 10) * 2 / 3;
+  const int where_width = std::max(area.width - 33, 10) * 2 / 3;
   canvas.fill_row(area.row, Role::column_title);
-  int x = canvas.put(area.row, area.column, fit("COUNT", 6, true) + " " + fit("STATE", 13) + " ", Role::column_title);
+  int x = canvas.put(area.row, area.column, fit("COUNT", 6, true) + " " + fit("STATE", 13) + "   ", Role::column_title);
   x = canvas.put(area.row, x, fit("WHERE", where_width) + " ", Role::column_title);
   canvas.put(area.row, x, "FIBERS", Role::column_title);
 
@@ -34,9 +34,16 @@ void GroupsPanel::draw(Canvas& canvas, const Rect& area) {
     auto role = [&](Role wanted) { return selected ? Role::selected : wanted; };
     std::vector<std::uint64_t> ids;
     ids.reserve(group.members.size());
-    for (const report::Fiber* member : group.members) ids.push_back(member->id);
+    bool crashed = false, findings = false;  // marked as in the fiber list: 'X' the crashed fiber, '!' findings
+    for (const report::Fiber* member : group.members) {
+      ids.push_back(member->id);
+      crashed = crashed || member->crashed;
+      if (const FiberRow* member_row = model_.row_of(member->id)) findings = findings || member_row->findings;
+    }
     x = canvas.put(y, area.column, fit(std::to_string(group.members.size()), 6, true) + " ", role(Role::value));
     x = canvas.put(y, x, fit(report::printable(report::state_label(fiber)), 13) + " ", role(Role::normal));
+    if (crashed) x = canvas.put(y, x, "X ", role(Role::error));
+    else x = canvas.put(y, x, findings ? "! " : "  ", role(Role::finding));
     x = canvas.put(y, x, fit(row ? report::printable(row->where) : "", where_width) + " ", role(Role::normal));
     canvas.put(y, x, report::format_id_ranges(std::move(ids), 8), role(Role::dim));
   }

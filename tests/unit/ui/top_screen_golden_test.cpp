@@ -143,6 +143,15 @@ TEST_CASE("a core's screen shows the core file and the crash in the header and m
   CHECK(list.substr(row, list.find('\n', row) - row).find("running") != std::string::npos);
   CHECK(list.substr(row, list.find('\n', row) - row).find(" X checksum") != std::string::npos);
 
+  // The groups view marks the crashed fiber's group the same way.
+  press(screen, {'g'});
+  const std::string groups = render(screen, 100, 20);
+  check_golden("ui/core_crash_groups_100x20.txt", groups);
+  const std::size_t group_row = groups.find(" X checksum");
+  REQUIRE(group_row != std::string::npos);
+  CHECK(groups.substr(groups.rfind('\n', group_row) + 1, 6) == "     1");
+  press(screen, {'1'});
+
   press(screen, {keys::kDown, keys::kDown, keys::kEnter});  // 1, 17, 18
   REQUIRE(screen.view() == TopScreen::View::details);
   REQUIRE(screen.details_fiber() == 18u);
