@@ -35,10 +35,12 @@ void GroupsPanel::draw(Canvas& canvas, const Rect& area) {
     std::vector<std::uint64_t> ids;
     ids.reserve(group.members.size());
     bool crashed = false, findings = false;  // marked as in the fiber list: 'X' the crashed fiber, '!' findings
+    const bool any_findings = !model_.dump().findings.empty();
     for (const report::Fiber* member : group.members) {
       ids.push_back(member->id);
       crashed = crashed || member->crashed;
-      if (const FiberRow* member_row = model_.row_of(member->id)) findings = findings || member_row->findings;
+      if (any_findings && !findings)
+        if (const FiberRow* member_row = model_.row_of(member->id)) findings = member_row->findings > 0;
     }
     x = canvas.put(y, area.column, fit(std::to_string(group.members.size()), 6, true) + " ", role(Role::value));
     x = canvas.put(y, x, fit(report::printable(report::state_label(fiber)), 13) + " ", role(Role::normal));
