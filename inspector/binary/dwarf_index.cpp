@@ -28,6 +28,7 @@ constexpr std::size_t kMaxCompileUnits = 1'000'000;
 constexpr std::size_t kMaxDiesPerUnit = 4'000'000;
 constexpr unsigned kMaxDieDepth = 64;
 constexpr unsigned kMaxReferenceHops = 8;  // DW_AT_abstract_origin / DW_AT_specification / type chains
+constexpr unsigned kMaxScopeDepth = 32;     // namespaces, classes and functions qualifying one name
 constexpr std::size_t kMaxListEntries = 100'000;
 constexpr std::size_t kMaxLineRows = 20'000'000;
 
@@ -787,7 +788,7 @@ std::string DwarfIndex::Impl::scope_prefix(std::uint64_t die, unsigned depth) {
   auto cached = scope_prefixes.find(die);
   if (cached != scope_prefixes.end()) return cached->second;
   // Hostile DWARF could make a function's name lead back inside itself: a bounded depth ends any loop.
-  if (depth > kMaxReferenceHops * 4) return {};
+  if (depth > kMaxScopeDepth) return {};
   std::string prefix;
   auto scope = die_at(die);
   Dwarf_Half tag = 0;
