@@ -571,6 +571,7 @@ Result<std::vector<Mapping>> current_maps(int pid, const CaptureOptions& options
 Result<Snapshot> capture_running(Snapshot snapshot, const std::vector<int>& tids, const CaptureOptions& options,
                                  const RegionPlanner& planner) {
   int pid = snapshot.pid;
+  std::vector<SyscallState> blocked_in;  // per thread of the snapshot: its state when its registers were read
   for (int tid : tids) {
     ThreadState thread;
     thread.tid = tid;
@@ -589,6 +590,7 @@ Result<Snapshot> capture_running(Snapshot snapshot, const std::vector<int>& tids
       thread.registers = registers;
     }
     snapshot.threads.push_back(std::move(thread));
+    blocked_in.push_back(syscall_state.value_or(SyscallState{}));
   }
   if (snapshot.threads.empty())
     return fail_code(ErrorCode::target_exited, "process ", pid_text(pid), " exited while being read");
@@ -601,6 +603,20 @@ Result<Snapshot> capture_running(Snapshot snapshot, const std::vector<int>& tids
   auto ranges = plan_copies(requested, snapshot.mappings, options, snapshot.warnings);
   auto memory = std::make_unique<RegionMemory>();
   copy_ranges(*memory, live, ranges, Arena{}, snapshot.warnings);
+  // The registers were read before the table and the stacks: a thread that left its system call meanwhile (and
+  // maybe entered another, deeper in the same fiber's stack) would be unwound over stack memory that no longer
+  // holds its frames. Its registers are kept only if the kernel still shows the same call, sp and pc.
+  for (std::size_t i = 0; i < snapshot.threads.size(); ++i) {
+    ThreadState& thread = snapshot.threads[i];
+    if (!thread.registers) continue;
+    auto again = read_syscall(pid, thread.tid);
+    if (!again || again->running || again->syscall_number != blocked_in[i].syscall_number ||
+        again->stack_pointer != blocked_in[i].stack_pointer ||
+        again->program_counter != blocked_in[i].program_counter) {
+      thread.registers.reset();
+      thread.error = "left its system call while the running target was read: registers unknown";
+    }
+  }
   snapshot.memory = std::move(memory);
   snapshot.target_clock_ns = monotonic_now_ns();
   snapshot.target_was_stopped = false;

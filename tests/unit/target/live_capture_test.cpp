@@ -3,6 +3,7 @@
 #include <sys/ptrace.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <thread>
 
@@ -244,6 +245,35 @@ TEST_CASE("a no-stop capture never stops the target and takes sp and pc of block
     REQUIRE(stack);
     CHECK(stack->range.contains(worker.local));
   }
+}
+
+TEST_CASE("a no-stop capture drops the registers of a thread that left its system call while the target was read") {
+  // The registers come first, the table and stacks after: a thread that moved on meanwhile would be unwound over
+  // stack memory that no longer holds its frames. threads_churn's short-lived threads are gone 50 ms later.
+  TestProcess target({bin("threads_churn")});
+  REQUIRE(target.wait_for("READY"));
+  CaptureOptions options;
+  options.stop = false;
+  std::size_t dropped = 0;
+  for (int round = 0; round < 20 && dropped == 0; ++round) {
+    std::vector<int> blocked_when_read;
+    auto snapshot = capture_live(target.pid(), options, [&](const Memory&, const std::vector<ThreadState>& threads) {
+      for (const ThreadState& thread : threads)
+        if (thread.registers && thread.tid != target.pid()) blocked_when_read.push_back(thread.tid);
+      std::this_thread::sleep_for(50ms);
+      return std::vector<AddressRange>{};
+    });
+    REQUIRE(snapshot);
+    for (const ThreadState& thread : snapshot->threads) {
+      if (std::find(blocked_when_read.begin(), blocked_when_read.end(), thread.tid) == blocked_when_read.end())
+        continue;
+      INFO("thread " << thread.tid << ": " << thread.error);
+      CHECK_FALSE(thread.registers);  // it lived for microseconds: it cannot be in the same call 50 ms later
+      CHECK_THAT(thread.error, Catch::Contains("left its system call"));
+      ++dropped;
+    }
+  }
+  CHECK(dropped > 0);
 }
 
 TEST_CASE("capturing a pid that does not exist fails with no_such_process") {
