@@ -39,7 +39,9 @@ awk '
     printf "%-24s", "ns/op"; for (j = 1; j <= m; j++) printf " %14s", impls[j]; printf "\n"
     for (i = 1; i <= n; i++) {
       printf "%-24s", names[i]
-      for (j = 1; j <= m; j++) { v = ((names[i], impls[j]) in value) ? value[names[i], impls[j]] : "-"; printf " %14s", v }
+      for (j = 1; j <= m; j++) {
+        v = ((names[i], impls[j]) in value) ? value[names[i], impls[j]] : "-"; printf " %14s", v
+      }
       printf "\n"
     }
   }' "$results"

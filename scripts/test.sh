@@ -45,7 +45,8 @@ stage "plain build"
 configure build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j"$jobs"
 stage "plain tests"
-ctest --test-dir build --output-on-failure -j"$jobs" --timeout 300 --no-tests=error || { echo "plain tests failed"; exit 1; }
+ctest --test-dir build --output-on-failure -j"$jobs" --timeout 300 --no-tests=error ||
+  { echo "plain tests failed"; exit 1; }
 [ $quick -eq 1 ] && { stage "done"; exit 0; }
 
 stage "address+undefined sanitizer build"

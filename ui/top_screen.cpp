@@ -317,7 +317,8 @@ void TopScreen::draw_title(Canvas& canvas, int row) {
   }
   if (!message_.empty()) {
     const int at = std::max(x + 2, canvas.width() - static_cast<int>(message_.size()));
-    canvas.put(row, x + 2 > at ? x + 2 : at, report::printable(message_), message_is_error_ ? Role::error : Role::value);
+    canvas.put(row, x + 2 > at ? x + 2 : at, report::printable(message_),
+               message_is_error_ ? Role::error : Role::value);
   }
 }
 

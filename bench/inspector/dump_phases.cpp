@@ -14,7 +14,8 @@
 //
 // Prints one line per phase: `BENCH name=dump_phase phase=<phase> ms=<wall> rss_mb=<after> hwm_mb=<peak so far>`
 // and the pause as `BENCH name=dump_phase phase=pause ms=<pause>`; with the pre-copy,
-// `BENCH name=dump_phase phase=precopy stacks=<copied before> kept=<valid at the stop> mb=.. scan_ms=.. copy_ms=..`. With --repeat, the whole sequence runs R times
+// `BENCH name=dump_phase phase=precopy stacks=<copied before> kept=<valid at the stop> mb=.. scan_ms=.. copy_ms=..`.
+// With --repeat, the whole sequence runs R times
 // in this process (the first run is cold, later ones reuse nothing but the page cache).
 #include <sys/resource.h>
 

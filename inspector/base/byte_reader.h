@@ -101,7 +101,8 @@ class ByteReader {
     const auto rest = bytes_.subspan(offset_);
     const auto nul = std::find(rest.begin(), rest.end(), std::byte{0});
     if (nul == rest.end()) return error("string without a terminating NUL", offset_);
-    const std::string_view text(reinterpret_cast<const char*>(rest.data()), static_cast<std::size_t>(nul - rest.begin()));
+    const std::string_view text(reinterpret_cast<const char*>(rest.data()),
+                                static_cast<std::size_t>(nul - rest.begin()));
     offset_ += text.size() + 1;
     return text;
   }

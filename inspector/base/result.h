@@ -44,7 +44,8 @@ std::unexpected<Error> fail(Parts&&... parts) {
   return std::unexpected(Error{std::move(message)});
 }
 
-// Like fail(), with an ErrorCode a caller can act on: `return fail_code(ErrorCode::no_such_process, "no process ", id);`
+// Like fail(), with an ErrorCode a caller can act on:
+// `return fail_code(ErrorCode::no_such_process, "no process ", id);`
 template <class... Parts>
 std::unexpected<Error> fail_code(ErrorCode code, Parts&&... parts) {
   auto failure = fail(std::forward<Parts>(parts)...);

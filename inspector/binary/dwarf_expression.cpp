@@ -34,7 +34,8 @@ class Evaluator {
 
   Result<void> step(unsigned op);
   Result<void> push(std::uint64_t value) {
-    if (stack_.size() >= kMaxExpressionStack) return here("stack overflow (more than " + std::to_string(kMaxExpressionStack) + " entries)");
+    if (stack_.size() >= kMaxExpressionStack)
+      return here("stack overflow (more than " + std::to_string(kMaxExpressionStack) + " entries)");
     stack_.push_back(value);
     return {};
   }
@@ -198,11 +199,20 @@ Result<void> Evaluator::step(unsigned op) {
       return push(*address + context_.load_bias);
     }
     case DW_OP_const1u: { FS_TRY(v, r.fixed<std::uint8_t>()); return push(*v); }
-    case DW_OP_const1s: { FS_TRY(v, r.fixed<std::int8_t>()); return push(static_cast<std::uint64_t>(std::int64_t{*v})); }
+    case DW_OP_const1s: {
+      FS_TRY(v, r.fixed<std::int8_t>());
+      return push(static_cast<std::uint64_t>(std::int64_t{*v}));
+    }
     case DW_OP_const2u: { FS_TRY(v, r.fixed<std::uint16_t>()); return push(*v); }
-    case DW_OP_const2s: { FS_TRY(v, r.fixed<std::int16_t>()); return push(static_cast<std::uint64_t>(std::int64_t{*v})); }
+    case DW_OP_const2s: {
+      FS_TRY(v, r.fixed<std::int16_t>());
+      return push(static_cast<std::uint64_t>(std::int64_t{*v}));
+    }
     case DW_OP_const4u: { FS_TRY(v, r.fixed<std::uint32_t>()); return push(*v); }
-    case DW_OP_const4s: { FS_TRY(v, r.fixed<std::int32_t>()); return push(static_cast<std::uint64_t>(std::int64_t{*v})); }
+    case DW_OP_const4s: {
+      FS_TRY(v, r.fixed<std::int32_t>());
+      return push(static_cast<std::uint64_t>(std::int64_t{*v}));
+    }
     case DW_OP_const8u: { FS_TRY(v, r.fixed<std::uint64_t>()); return push(*v); }
     case DW_OP_const8s: { FS_TRY(v, r.fixed<std::int64_t>()); return push(static_cast<std::uint64_t>(*v)); }
     case DW_OP_constu: { FS_TRY(v, r.uleb128()); return push(*v); }
@@ -291,10 +301,22 @@ Result<void> Evaluator::step(unsigned op) {
     // Comparisons use the generic type, which is signed (DWARF 5 2.5.1.4).
     case DW_OP_eq: return binary_op([&](std::uint64_t a, std::uint64_t b) { return ok(a == b); });
     case DW_OP_ne: return binary_op([&](std::uint64_t a, std::uint64_t b) { return ok(a != b); });
-    case DW_OP_lt: return binary_op([&](std::uint64_t a, std::uint64_t b) { return ok(static_cast<std::int64_t>(a) < static_cast<std::int64_t>(b)); });
-    case DW_OP_le: return binary_op([&](std::uint64_t a, std::uint64_t b) { return ok(static_cast<std::int64_t>(a) <= static_cast<std::int64_t>(b)); });
-    case DW_OP_gt: return binary_op([&](std::uint64_t a, std::uint64_t b) { return ok(static_cast<std::int64_t>(a) > static_cast<std::int64_t>(b)); });
-    case DW_OP_ge: return binary_op([&](std::uint64_t a, std::uint64_t b) { return ok(static_cast<std::int64_t>(a) >= static_cast<std::int64_t>(b)); });
+    case DW_OP_lt:
+      return binary_op([&](std::uint64_t a, std::uint64_t b) {
+        return ok(static_cast<std::int64_t>(a) < static_cast<std::int64_t>(b));
+      });
+    case DW_OP_le:
+      return binary_op([&](std::uint64_t a, std::uint64_t b) {
+        return ok(static_cast<std::int64_t>(a) <= static_cast<std::int64_t>(b));
+      });
+    case DW_OP_gt:
+      return binary_op([&](std::uint64_t a, std::uint64_t b) {
+        return ok(static_cast<std::int64_t>(a) > static_cast<std::int64_t>(b));
+      });
+    case DW_OP_ge:
+      return binary_op([&](std::uint64_t a, std::uint64_t b) {
+        return ok(static_cast<std::int64_t>(a) >= static_cast<std::int64_t>(b));
+      });
 
     case DW_OP_skip: {
       FS_TRY(delta, r.fixed<std::int16_t>());

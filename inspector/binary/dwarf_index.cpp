@@ -56,7 +56,8 @@ Result<void> check_list_table_headers(std::span<const std::byte> section, std::s
     FS_TRY(length32, reader.fixed<std::uint32_t>());
     std::uint64_t length = *length32;
     if (*length32 >= 0xfffffff0u) {
-      if (*length32 != 0xffffffffu) return fail(name, ": reserved unit length ", hex(*length32), " at offset ", hex(start));
+      if (*length32 != 0xffffffffu)
+        return fail(name, ": reserved unit length ", hex(*length32), " at offset ", hex(start));
       FS_TRY(length64, reader.fixed<std::uint64_t>());
       length = *length64;
     }
@@ -673,7 +674,8 @@ Result<std::vector<AddressRange>> DwarfIndex::Impl::pc_ranges(Dwarf_Die die, con
   return range_list(offset->value_or(0), unit);
 }
 
-Result<LocationAttribute> DwarfIndex::Impl::location_attribute(Dwarf_Die die, Dwarf_Half name, const CompileUnit& unit) {
+Result<LocationAttribute> DwarfIndex::Impl::location_attribute(Dwarf_Die die, Dwarf_Half name,
+                                                               const CompileUnit& unit) {
   LocationAttribute location;
   auto attr = attribute(die, name);
   if (!attr) return std::unexpected(attr.error());
@@ -885,7 +887,8 @@ std::string DwarfIndex::Impl::type_name_of(Dwarf_Die die, std::uint64_t& size_by
   return prefix + "?" + suffix;
 }
 
-Result<std::optional<VariableInfo>> DwarfIndex::Impl::make_variable(Dwarf_Die die, Dwarf_Half tag, const CompileUnit& unit) {
+Result<std::optional<VariableInfo>> DwarfIndex::Impl::make_variable(Dwarf_Die die, Dwarf_Half tag,
+                                                                    const CompileUnit& unit) {
   FS_TRY(declaration, unsigned_attribute(die, DW_AT_declaration));
   if (*declaration && **declaration) return std::optional<VariableInfo>();
   VariableInfo variable;
@@ -1014,7 +1017,8 @@ Result<Scope> DwarfIndex::Impl::make_scope(Dwarf_Die die, Dwarf_Half tag, Compil
 }
 
 Result<void> DwarfIndex::Impl::walk_scope(Dwarf_Die die, Scope& scope, std::size_t function_index, CompileUnit& unit,
-                                          unsigned depth, std::size_t& budget, std::vector<std::uint64_t>& nested_definitions) {
+                                          unsigned depth, std::size_t& budget,
+                                          std::vector<std::uint64_t>& nested_definitions) {
   if (depth > kMaxDieDepth) return fail(where("DIE tree deeper than "), std::to_string(kMaxDieDepth));
   Dwarf_Die raw_child = nullptr;
   Dwarf_Error error = nullptr;
@@ -1043,7 +1047,8 @@ Result<void> DwarfIndex::Impl::walk_scope(Dwarf_Die die, Scope& scope, std::size
         if (ranges->empty()) break;  // an inlined copy with no code
         FS_TRY(nested, make_scope(child.get(), tag, unit, std::move(*ranges)));
         scope.children.push_back(std::move(*nested));
-        FS_TRY(ok, walk_scope(child.get(), scope.children.back(), function_index, unit, depth + 1, budget, nested_definitions));
+        FS_TRY(ok, walk_scope(child.get(), scope.children.back(), function_index, unit, depth + 1, budget,
+                              nested_definitions));
         break;
       }
       case DW_TAG_call_site:
@@ -1191,9 +1196,11 @@ Result<void> DwarfIndex::Impl::load_lines(Dwarf_Die cu_die, CompileUnit& unit) {
     error = nullptr;
     FS_TRY(b, dwarf_status(dwarf_lineno(lines[i], &line, &error), debug(), error, "reading a line number"));
     error = nullptr;
-    FS_TRY(c, dwarf_status(dwarf_line_srcfileno(lines[i], &file_number, &error), debug(), error, "reading a line's file"));
+    FS_TRY(c, dwarf_status(dwarf_line_srcfileno(lines[i], &file_number, &error), debug(), error,
+                           "reading a line's file"));
     error = nullptr;
-    FS_TRY(d, dwarf_status(dwarf_lineendsequence(lines[i], &end_sequence, &error), debug(), error, "reading a line row"));
+    FS_TRY(d, dwarf_status(dwarf_lineendsequence(lines[i], &end_sequence, &error), debug(), error,
+                           "reading a line row"));
     auto slot = file_slots.find(file_number);
     if (slot == file_slots.end()) {
       // dwarf_linesrc allocates the joined path; one call per distinct file, not per row.
@@ -1323,7 +1330,8 @@ Result<void> DwarfIndex::Impl::index_units() {
   if (from_aranges && *from_aranges) {
     for (std::size_t i = 0; i < units.size(); ++i)
       for (const auto& range : units[i].ranges) unit_ranges.push_back({range, i});
-    std::sort(unit_ranges.begin(), unit_ranges.end(), [](const auto& a, const auto& b) { return a.first.low < b.first.low; });
+    std::sort(unit_ranges.begin(), unit_ranges.end(),
+              [](const auto& a, const auto& b) { return a.first.low < b.first.low; });
     return {};
   }
   // No usable .debug_aranges (clang omits it by default, or it is corrupt): visit every CU DIE instead.
@@ -1351,7 +1359,8 @@ Result<void> DwarfIndex::Impl::index_units() {
     CompileUnit unit;
     Dwarf_Off offset = 0;
     error = nullptr;
-    FS_TRY(has_offset, dwarf_status(dwarf_dieoffset(cu_die.get(), &offset, &error), debug(), error, "reading a DIE offset"));
+    FS_TRY(has_offset, dwarf_status(dwarf_dieoffset(cu_die.get(), &offset, &error), debug(), error,
+                                    "reading a DIE offset"));
     unit.die_offset = offset;
     FS_TRY(attributes, read_unit_attributes(unit, cu_die.get()));
     auto ranges = pc_ranges(cu_die.get(), unit);
@@ -1362,7 +1371,8 @@ Result<void> DwarfIndex::Impl::index_units() {
   }
   for (std::size_t i = 0; i < units.size(); ++i)
     for (const auto& range : units[i].ranges) unit_ranges.push_back({range, i});
-  std::sort(unit_ranges.begin(), unit_ranges.end(), [](const auto& a, const auto& b) { return a.first.low < b.first.low; });
+  std::sort(unit_ranges.begin(), unit_ranges.end(),
+            [](const auto& a, const auto& b) { return a.first.low < b.first.low; });
   return {};
 }
 
@@ -1448,8 +1458,10 @@ Result<std::unique_ptr<DwarfIndex>> DwarfIndex::open(const ElfImage& image) {
   impl.debug_aranges = section_bytes(".debug_aranges");
   impl.debug_info = section_bytes(".debug_info");
   impl.debug_line = section_bytes(".debug_line");
-  for (auto [name, bytes] : {std::pair{".debug_rnglists", impl.debug_rnglists}, {".debug_loclists", impl.debug_loclists}}) {
-    if (auto ok = check_list_table_headers(bytes, name); !ok) return std::unexpected(ok.error().with_context(image.path()));
+  for (auto [name, bytes] :
+       {std::pair{".debug_rnglists", impl.debug_rnglists}, {".debug_loclists", impl.debug_loclists}}) {
+    if (auto ok = check_list_table_headers(bytes, name); !ok)
+      return std::unexpected(ok.error().with_context(image.path()));
   }
   impl.session.fd_ = ::open(image.path().c_str(), O_RDONLY | O_CLOEXEC);
   if (impl.session.fd_ < 0) return fail(image.path(), ": cannot open for DWARF: ", std::strerror(errno));

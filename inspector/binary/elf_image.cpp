@@ -120,7 +120,8 @@ Result<void> ElfImage::Impl::load() {
     // A section header table that does not fit is the classic truncated/corrupt file; say so before libelf
     // reports a vaguer error.
     if (header.e_shentsize != sizeof(Elf64_Shdr))
-      return fail(where("e_shentsize "), std::to_string(header.e_shentsize), " is not ", std::to_string(sizeof(Elf64_Shdr)));
+      return fail(where("e_shentsize "), std::to_string(header.e_shentsize), " is not ",
+                  std::to_string(sizeof(Elf64_Shdr)));
     if (!range_within(header.e_shoff, std::uint64_t{header.e_shnum} * sizeof(Elf64_Shdr), file_size_bytes))
       return fail(where("section header table at e_shoff "), hex(header.e_shoff), " (", std::to_string(header.e_shnum),
                   " entries) extends past the end of the file (", std::to_string(file_size_bytes), " bytes)");
@@ -181,8 +182,10 @@ Result<void> ElfImage::Impl::load_sections() {
   Elf_Scn* names_scn = elf_getscn(elf, names_index);
   if (!names_scn || !gelf_getshdr(names_scn, &names_header))
     return fail(where("cannot read the section name table header: "), elf_error_text());
-  if (names_header.sh_type != SHT_STRTAB || !range_within(names_header.sh_offset, names_header.sh_size, file_size_bytes))
-    return fail(where("section name table at offset "), hex(names_header.sh_offset), " is not a string table inside the file");
+  if (names_header.sh_type != SHT_STRTAB ||
+      !range_within(names_header.sh_offset, names_header.sh_size, file_size_bytes))
+    return fail(where("section name table at offset "), hex(names_header.sh_offset),
+                " is not a string table inside the file");
   const char* names = reinterpret_cast<const char*>(file + names_header.sh_offset);
   const std::uint64_t names_size = names_header.sh_size;
 
@@ -215,7 +218,8 @@ Result<void> ElfImage::Impl::load_sections() {
 }
 
 Result<void> ElfImage::Impl::load_symbols(std::string_view table_name) {
-  auto table = std::find_if(sections.begin(), sections.end(), [&](const ElfSection& s) { return s.name == table_name; });
+  auto table = std::find_if(sections.begin(), sections.end(),
+                            [&](const ElfSection& s) { return s.name == table_name; });
   if (table == sections.end()) return {};
   const std::size_t table_index = static_cast<std::size_t>(table - sections.begin());
   // A separate debug file keeps the header of .dynsym but not its contents (SHT_NOBITS): nothing to read.

@@ -342,7 +342,8 @@ std::optional<std::uint64_t> frame_base_of(std::span<const std::byte> expression
   switch (location->kind) {
     case Location::Kind::memory: return location->address;
     case Location::Kind::value: return location->value;
-    case Location::Kind::reg: return context.registers ? context.registers->get(location->register_number) : std::nullopt;
+    case Location::Kind::reg:
+      return context.registers ? context.registers->get(location->register_number) : std::nullopt;
     default: return std::nullopt;
   }
 }
@@ -373,7 +374,8 @@ ValueBytes bytes_of(const Location& location, std::uint64_t size_bytes, const Ex
     case Location::Kind::memory: {
       if (!context.memory) return {{}, "no memory to read at " + hex(location.address)};
       std::vector<std::byte> bytes(size_bytes);
-      if (!context.memory->read(target::RemoteAddress(location.address), bytes)) return {{}, "unreadable at " + hex(location.address)};
+      if (!context.memory->read(target::RemoteAddress(location.address), bytes))
+        return {{}, "unreadable at " + hex(location.address)};
       return {bytes, ""};
     }
     case Location::Kind::pieces: {

@@ -256,7 +256,8 @@ std::optional<Finding> check_names_real_frame(const FiberContext& context, const
   owner_index = frame_owning(real.frames, fiber.stack, fiber.syscall_sp);
   if (!owner_index) {
     Finding finding = frame_finding(context, SyscallFrameRule::names_no_frame,
-                                    "syscall_sp " + hex(fiber.syscall_sp) + " lies in no frame of the fiber's real stack");
+                                    "syscall_sp " + hex(fiber.syscall_sp) +
+                                        " lies in no frame of the fiber's real stack");
     finding.details.push_back("the real stack has " + std::to_string(real.frames.size()) + " frames" +
                               (real.complete ? "" : " (" + real.stop_message + ")"));
     return finding;
@@ -271,7 +272,8 @@ std::optional<Finding> check_names_real_frame(const FiberContext& context, const
     finding.y = code_point(symbols, owner.pc_is_return_address ? owner.pc.value() : owner.pc.value() + 1);
     finding.y->pc = owner.pc.value();
     finding.cfa_at_y = owner.cfa.value();
-    if (!from_x.frames.empty() && !from_x.frames.front().cfa.is_null()) finding.cfa_at_x = from_x.frames.front().cfa.value();
+    if (!from_x.frames.empty() && !from_x.frames.front().cfa.is_null())
+      finding.cfa_at_x = from_x.frames.front().cfa.value();
     finding.details.push_back("the frame at syscall_sp belongs to " +
                               (owner_function.name.empty() ? std::string("an unknown function") : owner_function.name) +
                               " (sp " + owner.sp.to_string() + ", CFA " + owner.cfa.to_string() + ")");
@@ -383,7 +385,8 @@ void check_live_arguments(const FiberContext& context, const RealStack& real, st
   const unwind::Frame* caller = owner_index + 1 < real.frames.size() ? &real.frames[owner_index + 1] : nullptr;
   std::optional<binary::CallerState> caller_state;
   if (caller) caller_state = binary::CallerState{caller->pc.value(), &caller->registers,
-                                                 caller->cfa.is_null() ? std::nullopt : std::optional(caller->cfa.value())};
+                                                 caller->cfa.is_null() ? std::nullopt
+                                                                       : std::optional(caller->cfa.value())};
   auto values = symbols.variables({.pc = live_x,
                                    .registers = &frame.registers,
                                    .memory = context.input.snapshot.memory.get(),
@@ -607,7 +610,8 @@ std::vector<std::string> evidence_lines(const Finding& finding) {
     const VariableEvidence& v = *finding.variable;
     lines.push_back((v.is_parameter ? "argument " : "local ") + v.name + " (" + v.type_name + "): at X " +
                     v.location_at_x + ", at Y " + v.location_at_y);
-    lines.push_back("a reader at X sees " + (v.value_status.empty() ? v.value_at_x : "nothing (" + v.value_status + ")"));
+    lines.push_back("a reader at X sees " +
+                    (v.value_status.empty() ? v.value_at_x : "nothing (" + v.value_status + ")"));
     if (!v.pointer_problem.empty()) lines.push_back("pointer " + v.pointer_problem);
   }
   for (const std::string& detail : finding.details) lines.push_back(detail);

@@ -29,7 +29,8 @@ struct Round {
 
 Result<Round> take_round(const CheckOptions& options, session::ModuleCache& cache) {
   auto inspection = options.core_path
-                        ? session::inspect_core(*options.core_path, {.exe = options.exe_path, .sysroot = options.sysroot})
+                        ? session::inspect_core(*options.core_path,
+                                                {.exe = options.exe_path, .sysroot = options.sysroot})
                         : session::inspect_live(options.pid, {.stop = options.stop, .cache = &cache});
   if (!inspection) return std::unexpected(inspection.error());
   Round round;
@@ -281,7 +282,8 @@ Result<CheckOptions> parse_check_arguments(const std::vector<std::string>& argum
     } else if (args.is("--watch")) {
       auto seconds = args.number<double>("seconds (0 to 86400)");
       if (!seconds) return std::unexpected(seconds.error());
-      if (!(*seconds >= 0) || *seconds > 86400) return fail("--watch needs seconds (0 to 86400), not '", args.current(), "'");
+      if (!(*seconds >= 0) || *seconds > 86400)
+        return fail("--watch needs seconds (0 to 86400), not '", args.current(), "'");
       options.watch_seconds = *seconds;
     } else if (args.is("--rounds")) {
       auto rounds = args.number<unsigned>("a number of snapshots >= 2");
@@ -321,7 +323,8 @@ int run_check(const CheckOptions& options, std::string& out, std::string& err,
               const std::function<void(std::string&, std::string&)>& flush) {
   auto render = [&](const Round& round, const std::vector<checks::Finding>& findings, unsigned number) {
     out += options.format == CheckOptions::Format::json ? render_json(round, findings, number)
-                                                        : render_text(round, findings, options.watch_seconds.has_value());
+                                                        : render_text(round, findings,
+                                                                      options.watch_seconds.has_value());
     if (options.format == CheckOptions::Format::text)
       for (const std::string& warning : round.warnings) err += "fiberscope: warning: " + warning + "\n";
   };

@@ -117,7 +117,8 @@ int run_dump(const DumpOptions& options, std::ostream& out, std::string& err) {
   auto inspection = options.core_path ? session::inspect_core(*options.core_path,
                                                               {.exe = options.exe_path, .sysroot = options.sysroot})
                                       : session::inspect_live(options.pid,
-                                                              {.stop = options.stop, .exact_stacks = options.exact_stacks});
+                                                              {.stop = options.stop,
+                                                               .exact_stacks = options.exact_stacks});
   if (!inspection) return error_exit(inspection.error().message);
   // The dump is built without fiber arguments (fibers parked at the same place then share their frames), and the
   // reporters get each fiber's arguments just before they print it: arguments for every fiber at once are

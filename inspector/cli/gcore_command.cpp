@@ -24,7 +24,8 @@ constexpr std::uint64_t kMaxCmdlineBytes = 4096;
 
 std::string size_text(std::uint64_t bytes) {
   char text[32];
-  if (bytes >= (std::uint64_t{1} << 20)) std::snprintf(text, sizeof text, "%.1f MB", static_cast<double>(bytes) / (1 << 20));
+  if (bytes >= (std::uint64_t{1} << 20))
+    std::snprintf(text, sizeof text, "%.1f MB", static_cast<double>(bytes) / (1 << 20));
   else std::snprintf(text, sizeof text, "%.1f kB", static_cast<double>(bytes) / 1024);
   return text;
 }

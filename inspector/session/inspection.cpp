@@ -120,8 +120,10 @@ Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
     precopy = target::Precopy::copy(pid, std::move(stack_ranges), *mappings, capture.max_total_bytes);
     inspection.precopy = PrecopyStats{.stacks_planned = precopy_plan.stacks.size(),
                                       .bytes_copied = precopy.copied_bytes(),
-                                      .scan_ms = std::chrono::duration<double, std::milli>(copy_start - scan_start).count(),
-                                      .copy_ms = std::chrono::duration<double, std::milli>(Clock::now() - copy_start).count()};
+                                      .scan_ms = std::chrono::duration<double, std::milli>(copy_start - scan_start)
+                                                     .count(),
+                                      .copy_ms = std::chrono::duration<double, std::milli>(Clock::now() - copy_start)
+                                                     .count()};
     capture.copy_first = precopy_plan.table_ranges;
     capture.precopy = &precopy;
     // Inside the pause only the other fibers' stacks and the threads' are copied (the table has its own arena).

@@ -127,7 +127,8 @@ Result<ElfIdentity> read_elf_identity(const ImageReader& read) {
   if (header.e_ident[EI_CLASS] != ELFCLASS64 || header.e_ident[EI_DATA] != ELFDATA2LSB)
     return fail("not a 64-bit little-endian ELF file");
   if (header.e_phentsize != sizeof(Elf64_Phdr)) return fail("program header size ", hex(header.e_phentsize));
-  if (header.e_phnum > kMaxDiskPhdrs) return fail(hex(header.e_phnum), " program headers (cap ", hex(kMaxDiskPhdrs), ")");
+  if (header.e_phnum > kMaxDiskPhdrs)
+    return fail(hex(header.e_phnum), " program headers (cap ", hex(kMaxDiskPhdrs), ")");
   std::vector<Elf64_Phdr> phdrs(header.e_phnum);
   if (auto ok = read(header.e_phoff, std::as_writable_bytes(std::span(phdrs))); !ok)
     return std::unexpected(ok.error().with_context("program headers"));
@@ -465,11 +466,13 @@ Result<std::span<const std::byte>> program_headers(std::span<const std::byte> co
   if (count == PN_XNUM) {
     if (header.e_shentsize != sizeof(Elf64_Shdr)) return fail("PN_XNUM program headers but no section header 0");
     auto section0 = ByteReader(core, "core").object_at<Elf64_Shdr>(header.e_shoff);
-    if (!section0) return fail("PN_XNUM program headers but section header 0 at ", hex(header.e_shoff), " is past the end");
+    if (!section0)
+      return fail("PN_XNUM program headers but section header 0 at ", hex(header.e_shoff), " is past the end");
     count = section0->sh_info;
   }
   if (count > kMaxCoreProgramHeaders)
-    return fail(std::to_string(count), " program headers, more than the cap of ", std::to_string(kMaxCoreProgramHeaders));
+    return fail(std::to_string(count), " program headers, more than the cap of ",
+                std::to_string(kMaxCoreProgramHeaders));
   if (header.e_phentsize != sizeof(Elf64_Phdr)) return fail("program header size ", hex(header.e_phentsize));
   auto table = ByteReader(core, "core").bytes_at(header.e_phoff, count * sizeof(Elf64_Phdr));
   if (!table)

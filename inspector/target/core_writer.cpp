@@ -32,7 +32,8 @@ std::span<const std::byte> page_at(std::span<const std::byte> bytes, std::uint64
 
 bool all_zero(std::span<const std::byte> bytes) {
   // Zero first byte, and every byte equal to the one before it: memcmp is vectorised, a byte loop is not.
-  return bytes.empty() || (bytes[0] == std::byte{0} && std::memcmp(bytes.data(), bytes.data() + 1, bytes.size() - 1) == 0);
+  return bytes.empty() ||
+         (bytes[0] == std::byte{0} && std::memcmp(bytes.data(), bytes.data() + 1, bytes.size() - 1) == 0);
 }
 
 // Appends one note in the core's layout: name and descriptor each padded to 4 bytes (as the kernel writes them,
@@ -145,7 +146,8 @@ std::string base_name(const std::string& path) {
 Result<CoreWriteSummary> write_core(const Snapshot& snapshot, const Memory& full_memory,
                                     const CoreWriteOptions& options, const std::string& path) {
   CoreWriteSummary summary;
-  std::uint64_t chunk_bytes = round_up(std::clamp<std::uint64_t>(options.chunk_bytes, kPageBytes, 64u << 20), kPageBytes);
+  std::uint64_t chunk_bytes =
+      round_up(std::clamp<std::uint64_t>(options.chunk_bytes, kPageBytes, 64u << 20), kPageBytes);
 
   // Notes. gdb takes the first NT_PRSTATUS as the current thread, so the snapshot's first thread (the crashed or
   // selected one) leads, followed by the process-wide notes as the kernel orders them.
@@ -272,7 +274,8 @@ Result<CoreWriteSummary> write_core(const Snapshot& snapshot, const Memory& full
       }
     }
     if (unreadable_here)
-      summary.warnings.push_back(hex(unreadable_here) + " unreadable bytes of mapping " + mapping.range.start.to_string() +
+      summary.warnings.push_back(hex(unreadable_here) + " unreadable bytes of mapping " +
+                                 mapping.range.start.to_string() +
                                  (mapping.path.empty() ? "" : " (" + mapping.path + ")") + " written as zeros");
     summary.unreadable_bytes += unreadable_here;
     summary.memory_bytes += contents;

@@ -706,7 +706,9 @@ void Precopy::discard(std::size_t index) {
   if (index < kept_.size()) kept_[index] = false;
 }
 
-std::size_t Precopy::kept_count() const { return static_cast<std::size_t>(std::count(kept_.begin(), kept_.end(), true)); }
+std::size_t Precopy::kept_count() const {
+  return static_cast<std::size_t>(std::count(kept_.begin(), kept_.end(), true));
+}
 
 void Precopy::add_kept_to(RegionMemory& memory, std::vector<std::string>& warnings) const {
   std::vector<RegionMemory::ArenaSlice> slices;
@@ -761,7 +763,8 @@ Result<Snapshot> capture_live(int pid, const CaptureOptions& options, const Regi
 
   Arena reserved = allocate_arena(std::min(options.expected_copy_bytes, options.max_total_bytes));
   // copy_first is known now: planned against the maps and given its own arena before the stop.
-  std::vector<AddressRange> first_ranges = plan_copies(options.copy_first, snapshot.mappings, options, snapshot.warnings);
+  std::vector<AddressRange> first_ranges =
+      plan_copies(options.copy_first, snapshot.mappings, options, snapshot.warnings);
   Arena first_arena = allocate_arena(total_bytes(first_ranges));
 
   StopSession session(pid);

@@ -81,7 +81,8 @@ class Precopy {
 };
 
 struct CaptureOptions {
-  bool stop = true;                      // false: --no-stop, never ptrace-stop; registers come from /proc where possible
+  bool stop = true;                      // false: --no-stop, never ptrace-stop;
+                                         // registers come from /proc where possible
   std::uint64_t max_region_bytes = 8u << 20;     // cap on one copied region
   std::uint64_t max_total_bytes = 1u << 30;      // cap on everything copied
   // How many bytes the plan is expected to copy, if the caller can guess (e.g. fibers x average used stack).

@@ -105,7 +105,8 @@ class Interpreter {
               factored = *v;
             }
             ok = set_signed_offset(*reg, factored,
-                                   *opcode == kValOffsetSf ? RegisterRule::Kind::val_offset : RegisterRule::Kind::offset);
+                                   *opcode == kValOffsetSf ? RegisterRule::Kind::val_offset
+                                                           : RegisterRule::Kind::offset);
             break;
           }
           case kRestoreExtended: {
@@ -235,7 +236,8 @@ class Interpreter {
   }
 
   void restore(std::uint64_t reg, const CfiRow* initial) {
-    if (auto* rule = rule_for(reg)) *rule = initial ? initial->registers[static_cast<std::size_t>(reg)] : RegisterRule{};
+    if (auto* rule = rule_for(reg))
+      *rule = initial ? initial->registers[static_cast<std::size_t>(reg)] : RegisterRule{};
   }
 
   Result<void> set_offset(std::uint64_t reg, std::uint64_t factored, RegisterRule::Kind kind) {

@@ -88,11 +88,12 @@ fiberscope_fiber* allocate_fiber_record() { return static_cast<fiberscope_fiber*
 fiberscope_worker* allocate_worker_record(std::uint32_t* index) {
   std::lock_guard<std::mutex> guard(worker_slots_lock);
   if (worker_slots_used == worker_slots.size()) {
-    worker_slots.push_back(static_cast<fiberscope_worker*>(allocate_record(worker_chunks, [](void* record, std::uint32_t position) {
-      auto* worker = static_cast<fiberscope_worker*>(record);
-      put(worker->index, position);
-      put(worker->processor, -1);
-    })));
+    worker_slots.push_back(static_cast<fiberscope_worker*>(
+        allocate_record(worker_chunks, [](void* record, std::uint32_t position) {
+          auto* worker = static_cast<fiberscope_worker*>(record);
+          put(worker->index, position);
+          put(worker->processor, -1);
+        })));
   }
   *index = worker_slots_used;
   return worker_slots[worker_slots_used++];

@@ -106,7 +106,9 @@ template <class T>
   return odd;
 #endif
 }
-[[gnu::always_inline]] inline void seq_end(std::uint64_t& seq, std::uint64_t odd) noexcept { __atomic_store_n(&seq, odd + 1, __ATOMIC_RELEASE); }
+[[gnu::always_inline]] inline void seq_end(std::uint64_t& seq, std::uint64_t odd) noexcept {
+  __atomic_store_n(&seq, odd + 1, __ATOMIC_RELEASE);
+}
 // Closes a window opened elsewhere (e.g. before a switch, closed on the other side).
 [[gnu::always_inline]] inline void seq_end(std::uint64_t& seq) noexcept { seq_end(seq, get(seq)); }
 [[gnu::always_inline]] inline void put_context(fiberscope_context& to, const fiberscope_context& from) noexcept {
@@ -196,7 +198,8 @@ struct Processor {
   std::uint64_t sysmon_since_ns = 0;
 
   bool has_work() const noexcept {
-    return runnext.load(std::memory_order_relaxed) != nullptr || yield_slot.load(std::memory_order_relaxed) != nullptr ||
+    return runnext.load(std::memory_order_relaxed) != nullptr ||
+           yield_slot.load(std::memory_order_relaxed) != nullptr ||
            head.load(std::memory_order_acquire) != tail.load(std::memory_order_acquire);
   }
 };
@@ -343,7 +346,8 @@ extern constinit thread_local fiberscope_fiber* t_current_record __attribute__((
 }
 
 // Same, in its own seqlock window.
-[[gnu::always_inline]] inline void set_fiber_state(FiberHandle* g, std::uint32_t state, std::uint32_t wait_reason = FIBERSCOPE_WAIT_NONE,
+[[gnu::always_inline]] inline void set_fiber_state(FiberHandle* g, std::uint32_t state,
+                            std::uint32_t wait_reason = FIBERSCOPE_WAIT_NONE,
                             const void* wait_object = nullptr) noexcept {
   const std::uint64_t g_seq = seq_begin(g->record->seq);
   write_fiber_state(g, state, wait_reason, wait_object);

@@ -103,7 +103,8 @@ bool runq_put_slow(Processor* p, FiberHandle* g, std::uint32_t head, std::uint32
   constexpr std::uint32_t n = Processor::kRingSize / 2;
   if (tail - head != Processor::kRingSize) return false;
   FiberHandle* batch[n + 1];
-  for (std::uint32_t i = 0; i < n; ++i) batch[i] = p->ring[(head + i) % Processor::kRingSize].load(std::memory_order_relaxed);
+  for (std::uint32_t i = 0; i < n; ++i)
+    batch[i] = p->ring[(head + i) % Processor::kRingSize].load(std::memory_order_relaxed);
   if (!p->head.compare_exchange_strong(head, head + n, std::memory_order_release, std::memory_order_relaxed)) {
     return false;
   }
@@ -365,7 +366,8 @@ FiberHandle* find_runnable(Worker* m) {
   const std::uint64_t r_seq = seq_begin(r->seq);
   put(r->state, static_cast<std::uint32_t>(FIBERSCOPE_FIBER_RUNNING));
   put(r->state_since_ns, now);
-  if (get(r->wait_reason) != FIBERSCOPE_WAIT_NONE) put(r->wait_reason, static_cast<std::uint32_t>(FIBERSCOPE_WAIT_NONE));
+  if (get(r->wait_reason) != FIBERSCOPE_WAIT_NONE)
+    put(r->wait_reason, static_cast<std::uint32_t>(FIBERSCOPE_WAIT_NONE));
   put(r->worker, static_cast<std::int32_t>(m->index));
   seq_end(r->seq, r_seq);
   if (!from_fiber) {
@@ -933,7 +935,8 @@ FiberId spawn_commit_with_flags(SpawnSlot slot, void (*entry)(void*), std::strin
   const std::uint64_t r_seq = seq_begin(r->seq);
   put(r->id, g->id);
   char padded[FIBERSCOPE_FIBER_NAME_BYTES] = {};
-  if (!name.empty()) std::memcpy(padded, name.data(), std::min<std::size_t>(name.size(), FIBERSCOPE_FIBER_NAME_BYTES - 1));
+  if (!name.empty())
+    std::memcpy(padded, name.data(), std::min<std::size_t>(name.size(), FIBERSCOPE_FIBER_NAME_BYTES - 1));
   for (std::size_t i = 0; i < FIBERSCOPE_FIBER_NAME_BYTES; ++i) put(r->name[i], padded[i]);
   put(r->stack_lo, static_cast<std::uint64_t>(g->stack.lo));
   put(r->stack_hi, static_cast<std::uint64_t>(g->stack.hi));

@@ -12,7 +12,8 @@
 namespace fiber::detail {
 namespace {
 
-[[noreturn, gnu::noinline, gnu::cold]] void syscall_frame_invalid(const FiberHandle* g, std::uint64_t syscall_sp, std::uint64_t caller_sp) {
+[[noreturn, gnu::noinline, gnu::cold]] void syscall_frame_invalid(const FiberHandle* g, std::uint64_t syscall_sp,
+                                                                  std::uint64_t caller_sp) {
   char message[256];
   std::snprintf(message, sizeof message,
                 "fiber %llu: exitsyscall: syscall frame is no longer valid (syscall_sp=%#llx, caller sp=%#llx, "
@@ -25,7 +26,8 @@ namespace {
 
 [[noreturn, gnu::noinline, gnu::cold]] void syscall_sp_outside_stack(const FiberHandle* g, std::uint64_t syscall_sp) {
   char message[256];
-  std::snprintf(message, sizeof message, "fiber %llu: entersyscall: syscall_sp=%#llx outside the fiber's stack [%#llx, %#llx)",
+  std::snprintf(message, sizeof message,
+                "fiber %llu: entersyscall: syscall_sp=%#llx outside the fiber's stack [%#llx, %#llx)",
                 static_cast<unsigned long long>(g->id), static_cast<unsigned long long>(syscall_sp),
                 static_cast<unsigned long long>(g->stack.lo), static_cast<unsigned long long>(g->stack.hi));
   fatal(message);

@@ -42,7 +42,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const bool debug_frame = flags & 1;
   unwind::CfiSection section = debug_frame
                                    ? unwind::CfiSection::debug_frame(section_bytes)
-                                   : unwind::CfiSection::eh_frame(section_bytes, section_address, hdr_bytes, hdr_address);
+                                   : unwind::CfiSection::eh_frame(section_bytes, section_address, hdr_bytes,
+                                                                  hdr_address);
 
   std::vector<std::uint64_t> pcs;
   if (auto fdes = section.all_fdes()) {
@@ -80,7 +81,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   registers.set(target::Reg::rbp, kStackBase + stack_size / 2);
   registers.set(target::Reg::rbx, kStackBase);
   const unwind::StackRegion stacks[] = {
-      {{target::RemoteAddress(kStackBase), target::RemoteAddress(kStackBase + stack_size)}, unwind::StackKind::fiber, 1}};
+      {{target::RemoteAddress(kStackBase), target::RemoteAddress(kStackBase + stack_size)},
+       unwind::StackKind::fiber, 1}};
   unwind::Unwinder unwinder(modules);
   (void)unwinder.unwind(registers, memory, {.max_depth = 256, .stacks = stacks});
   // The same start without known stacks: CFAs may then go anywhere the memory allows.

@@ -15,9 +15,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size == 0) return 0;
   target::RegionMemory memory;
   const auto* first = reinterpret_cast<const std::byte*>(data);
-  if (!memory.add(target::RemoteAddress(fibers::testing::kImageBase), std::vector<std::byte>(first, first + size))) return 0;
+  if (!memory.add(target::RemoteAddress(fibers::testing::kImageBase), std::vector<std::byte>(first, first + size)))
+    return 0;
   for (bool stopped : {true, false}) {
-    auto table = fibers::read_fiber_table(memory, target::RemoteAddress(fibers::testing::kImageBase), {.target_stopped = stopped});
+    auto table = fibers::read_fiber_table(memory, target::RemoteAddress(fibers::testing::kImageBase),
+                                          {.target_stopped = stopped});
     if (!table) continue;
     std::uint64_t sink = 0;
     for (const auto& fiber : table->fibers) {

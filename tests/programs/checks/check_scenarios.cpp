@@ -140,7 +140,8 @@ void churn() {
             sink = fiber::foreign_call(scenario_c_quick, reinterpret_cast<void*>(round));
             scenario_request request{nest_level_quick, reinterpret_cast<void*>(1L), -1};
             sink = fiber::foreign_call(scenario_c_nest, &request);
-            if (round % 4 == w % 4) fiber::spawn([] { sink = fiber::foreign_call(scenario_c_quick, nullptr); }, "short");
+            if (round % 4 == w % 4)
+              fiber::spawn([] { sink = fiber::foreign_call(scenario_c_quick, nullptr); }, "short");
             fiber::yield();
           }
         },
@@ -207,7 +208,8 @@ int main(int argc, char** argv) {
         } else if (mode == "churn") {
           churn();
         } else {
-          std::fprintf(stderr, "usage: check_scenarios stale-frame|blocked-foreign|dangling|corrupt=...|healthy|churn\n");
+          std::fprintf(stderr,
+                       "usage: check_scenarios stale-frame|blocked-foreign|dangling|corrupt=...|healthy|churn\n");
           std::exit(2);
         }
         ready();

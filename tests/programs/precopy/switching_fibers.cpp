@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
         never_sent = &channel;
         for (int k = 1; k <= parked_count; ++k)
           fiber::spawn([k] { sink = parked_level_one(k); }, "parked-" + std::to_string(k));
-        for (int k = 1; k <= switcher_count; ++k) fiber::spawn([] { switcher_main(); }, "switcher-" + std::to_string(k));
+        for (int k = 1; k <= switcher_count; ++k)
+          fiber::spawn([] { switcher_main(); }, "switcher-" + std::to_string(k));
         while (parked.load(std::memory_order_acquire) < parked_count ||
                switches.load(std::memory_order_relaxed) < 100 * switcher_count)
           fiber::sleep_for(std::chrono::milliseconds(1));

@@ -95,7 +95,8 @@ TEST_CASE("skip and bra branch relative to the end of their operand") {
   CHECK(top_of({DW_OP_lit1, DW_OP_bra, 1, 0, DW_OP_lit9, DW_OP_lit2}) == 2);
   CHECK(top_of({DW_OP_lit0, DW_OP_bra, 1, 0, DW_OP_lit9}) == 9);
   CHECK(top_of({DW_OP_skip, 1, 0, DW_OP_lit9, DW_OP_lit3}) == 3);
-  // A backwards loop that counts 5 down to 0: dup; bra +? ... expressed as: lit5; [dup; lit0; eq; bra end; lit1; minus; skip back]
+  // A backwards loop that counts 5 down to 0: dup; bra +? ... expressed as:
+  // lit5; [dup; lit0; eq; bra end; lit1; minus; skip back]
   CHECK(top_of({DW_OP_lit5, DW_OP_dup, DW_OP_lit0, DW_OP_eq, DW_OP_bra, 5, 0, DW_OP_lit1, DW_OP_minus, DW_OP_skip,
                 0xf5, 0xff, DW_OP_lit7, DW_OP_plus}) == 7);
 }

@@ -44,7 +44,8 @@ struct ToolFrame {
 };
 
 // eu-addr2line -a -i -f -C: per address, "0x..." then (function, file:line:column) pairs, innermost first.
-std::map<std::uint64_t, std::vector<ToolFrame>> addr2line(const std::string& path, const std::vector<std::uint64_t>& pcs) {
+std::map<std::uint64_t, std::vector<ToolFrame>> addr2line(const std::string& path,
+                                                          const std::vector<std::uint64_t>& pcs) {
   std::string command = "eu-addr2line -a -i -f -C -e " + path;
   for (auto pc : pcs) command += " " + fiberscope::hex(pc);
   std::istringstream output(run(command));
@@ -63,7 +64,8 @@ std::map<std::uint64_t, std::vector<ToolFrame>> addr2line(const std::string& pat
     std::getline(output, location);
     auto first_colon = location.find(':');
     frame.file = location.substr(0, first_colon);
-    if (first_colon != std::string::npos) frame.line = static_cast<unsigned>(std::stoul(location.substr(first_colon + 1)));
+    if (first_colon != std::string::npos)
+      frame.line = static_cast<unsigned>(std::stoul(location.substr(first_colon + 1)));
     result[current].push_back(frame);
   }
   return result;
@@ -271,7 +273,8 @@ TEST_CASE("demangle turns Itanium names into C++ and leaves other names alone") 
 TEST_CASE("compressed debug sections (as in Debian's -dbg packages) are inflated and give the same frames") {
   ScratchDirectory scratch;
   const std::string compressed = scratch.file("compressed");
-  REQUIRE(std::system(("objcopy --compress-debug-sections=zlib " + program("dwarf_sample_O2") + " " + compressed).c_str()) == 0);
+  REQUIRE(std::system(("objcopy --compress-debug-sections=zlib " + program("dwarf_sample_O2") + " " +
+                       compressed).c_str()) == 0);
   auto image = ElfImage::open(compressed);
   REQUIRE(image);
   bool any_compressed = false;

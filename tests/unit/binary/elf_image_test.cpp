@@ -186,7 +186,8 @@ TEST_CASE("corrupt ELF files give clear errors, one defect each") {
   auto reference = open_ok(good);
 
   SECTION("truncated in the middle") {
-    auto message = open_error_of_corrupt_copy(good, scratch, [](std::vector<char>& bytes) { bytes.resize(bytes.size() / 2); });
+    auto message = open_error_of_corrupt_copy(good, scratch,
+                                              [](std::vector<char>& bytes) { bytes.resize(bytes.size() / 2); });
     CHECK_THAT(message, Catch::Contains("past the end of the file"));
   }
   SECTION("truncated inside the ELF header") {
@@ -236,5 +237,6 @@ TEST_CASE("corrupt ELF files give clear errors, one defect each") {
 TEST_CASE("a missing file is an error naming the path") {
   auto image = ElfImage::open("/nonexistent/fiberscope/binary");
   REQUIRE_FALSE(image);
-  CHECK_THAT(image.error().message, Catch::Contains("/nonexistent/fiberscope/binary") && Catch::Contains("cannot open"));
+  CHECK_THAT(image.error().message,
+             Catch::Contains("/nonexistent/fiberscope/binary") && Catch::Contains("cannot open"));
 }

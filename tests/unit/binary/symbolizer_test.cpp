@@ -224,7 +224,8 @@ TEST_CASE("a value in unreadable memory or a register the frame lacks is reporte
   auto frames = symbols.variables({pc, &registers, &memory, 0x7ffd'3000, std::nullopt});
   REQUIRE(frames);
   REQUIRE_FALSE(frames->empty());
-  for (const auto& variable : (*frames)[0].variables) CHECK_THAT(variable.status, Catch::StartsWith("unreadable at 0x7ffd2"));
+  for (const auto& variable : (*frames)[0].variables)
+    CHECK_THAT(variable.status, Catch::StartsWith("unreadable at 0x7ffd2"));
   // With the slots present, values come out typed.
   std::vector<std::byte> stack(64);
   const std::uint64_t base = 0x7ffd'3000 - 64;
@@ -272,7 +273,8 @@ TEST_CASE("an entry value is resolved through the caller's call site") {
   Symbolizer symbols(mappings_for(program("dwarf_sample_O2"), kBias));
   const auto at = leaf_add_entry_value_pc(symbols);
   if (!at) {
-    WARN("skipped: this compiler kept leaf_add's integer parameters in registers throughout, no entry value to resolve");
+    WARN("skipped: this compiler kept leaf_add's integer parameters in registers throughout, "
+         "no entry value to resolve");
     return;
   }
   const auto& [pc, parameter] = *at;
@@ -300,7 +302,8 @@ TEST_CASE("a call site of another function, which tail-called the frame's, gives
   Symbolizer symbols(mappings_for(program("dwarf_sample_O2"), kBias));
   const auto at = leaf_add_entry_value_pc(symbols);
   if (!at) {
-    WARN("skipped: this compiler kept leaf_add's integer parameters in registers throughout, no entry value to resolve");
+    WARN("skipped: this compiler kept leaf_add's integer parameters in registers throughout, "
+         "no entry value to resolve");
     return;
   }
   const auto& [pc, parameter] = *at;

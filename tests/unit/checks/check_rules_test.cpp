@@ -241,7 +241,8 @@ TEST_CASE("location expressions are written out as objdump spells them, hostile 
   CHECK(checks::location_text({}) == "none");
   CHECK(checks::location_text(bytes({0x53})) == "DW_OP_reg3 (rbx)");
   CHECK(checks::location_text(bytes({0x91, 0x68})) == "DW_OP_fbreg -24");
-  CHECK(checks::location_text(bytes({0xa3, 0x01, 0x55, 0x9f})) == "DW_OP_entry_value(DW_OP_reg5 (rdi)) DW_OP_stack_value");
+  CHECK(checks::location_text(bytes({0xa3, 0x01, 0x55, 0x9f})) ==
+        "DW_OP_entry_value(DW_OP_reg5 (rdi)) DW_OP_stack_value");
   CHECK(checks::location_text(bytes({0x91})).find("truncated") != std::string::npos);
   CHECK(checks::location_text(bytes({0xa3, 0x7f, 0x55})).find("truncated") != std::string::npos);
 }

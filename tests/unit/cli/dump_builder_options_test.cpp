@@ -106,7 +106,8 @@ TEST_CASE("without fiber arguments, fibers parked at the same place share one fr
   // Arguments back for two sleepers and the channel waiter: what a full build has; the others stay lean.
   std::vector<std::uint64_t> chosen;
   for (const report::Fiber& fiber : lean.fibers)
-    if (fiber.name == "sleeper-2" || fiber.name == "sleeper-4" || fiber.name == "chan-waiter") chosen.push_back(fiber.id);
+    if (fiber.name == "sleeper-2" || fiber.name == "sleeper-4" || fiber.name == "chan-waiter")
+      chosen.push_back(fiber.id);
   REQUIRE(chosen.size() == 3);
   session::FiberArgsReader reader(inspection->snapshot, &*inspection->table, *inspection->modules, lean_options);
   for (report::Fiber& fiber : lean.fibers) {

@@ -236,7 +236,8 @@ TEST_CASE("json, folded, --fiber and --depth work on a live process") {
   CHECK(has(one.out, "...additional frames elided (--depth)..."));
   CHECK_FALSE(has(one.out, "no frame base"));  // the last frame shown still has its CFA, so its arguments
   DumpRun deeper = dump(target.pid(), only(2, 3));  // switch_away (inlined), park, recv
-  CHECK(std::regex_search(deeper.out, std::regex(R"(ChannelCore<int>::recv\(\)\(this=0x[0-9a-f]+\)\n[^\n]*\n\.\.\.additional)")));
+  CHECK(std::regex_search(deeper.out,
+                          std::regex(R"(ChannelCore<int>::recv\(\)\(this=0x[0-9a-f]+\)\n[^\n]*\n\.\.\.additional)")));
 
   DumpRun missing = dump(target.pid(), only(999, 1024));
   CHECK(missing.exit_code == kExitError);

@@ -93,7 +93,8 @@ TEST_CASE("A core written of a stopped live process shows every thread's frames 
     CHECK(count_of(gdb, "worker_main (") == 4);
     CHECK(gdb.find("in main (") != std::string::npos);
     CHECK(gdb.find("LWP " + std::to_string(kSyntheticTid)) != std::string::npos);
-    for (const ThreadState& thread : live.threads) CHECK(gdb.find("LWP " + std::to_string(thread.tid)) != std::string::npos);
+    for (const ThreadState& thread : live.threads)
+      CHECK(gdb.find("LWP " + std::to_string(thread.tid)) != std::string::npos);
     CHECK(gdb.find("Cannot access memory") == std::string::npos);
   }
 

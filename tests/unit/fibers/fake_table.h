@@ -209,7 +209,8 @@ struct TableImage {
 inline std::vector<std::byte> valid_fiber_table_image() {
   static_assert(kWorkerChunkOffset + sizeof(fiberscope_chunk) + 2 * sizeof(fiberscope_worker) <= kFiberChunkOffset);
   static_assert(fiber_record_offset(4) <= kSecondFiberChunkOffset);
-  static_assert(kSecondFiberChunkOffset + sizeof(fiberscope_chunk) + 2 * sizeof(fiberscope_fiber) <= kForeignStackOffset);
+  static_assert(kSecondFiberChunkOffset + sizeof(fiberscope_chunk) + 2 * sizeof(fiberscope_fiber) <=
+                kForeignStackOffset);
   TableImage image;
 
   fiberscope_debug_root root = table_root(kImageBase + kWorkerChunkOffset, kImageBase + kFiberChunkOffset, 2, 4);

@@ -149,7 +149,8 @@ TEST_CASE("the valid inputs the corrupt ones are made from decode without errors
   CHECK(cfi_errors(kCorruptDir + "/cfi/eh_frame-valid.bin").empty());
   CHECK(fiber_table_errors(kCorruptDir + "/fiber_tables/valid.bin").empty());
   target::RegionMemory memory;
-  REQUIRE(memory.add(target::RemoteAddress(fibers::testing::kImageBase), read_bytes(kCorruptDir + "/fiber_tables/valid.bin")));
+  REQUIRE(memory.add(target::RemoteAddress(fibers::testing::kImageBase),
+                     read_bytes(kCorruptDir + "/fiber_tables/valid.bin")));
   auto table = fibers::read_fiber_table(memory, target::RemoteAddress(fibers::testing::kImageBase));
   REQUIRE(table);
   CHECK(table->fibers.size() == 4);

@@ -47,7 +47,8 @@ int main(int argc, char** argv) {
   const std::vector<std::pair<std::string, std::vector<std::byte>>> images = {
       {"valid.bin", valid_fiber_table_image()},
       {"bad-magic.bin", with_field<std::uint64_t>(offsetof(fiberscope_debug_root, magic), 0x0123456789abcdefull)},
-      {"root-fiber-record-size-zero.bin", with_field<std::uint32_t>(offsetof(fiberscope_debug_root, fiber_record_size), 0)},
+      {"root-fiber-record-size-zero.bin",
+       with_field<std::uint32_t>(offsetof(fiberscope_debug_root, fiber_record_size), 0)},
       {"chunk-record-size-zero.bin",
        with_field<std::uint32_t>(kFiberChunkOffset + offsetof(fiberscope_chunk, record_size), 0)},
       {"chunk-next-cycle.bin", with_field<std::uint64_t>(second_chunk_next, kImageBase + kFiberChunkOffset)},
@@ -58,7 +59,8 @@ int main(int argc, char** argv) {
       {"used-huge-unmapped.bin", huge_chunk_over_unmapped_memory()},
       {"chunk-next-unmapped.bin", with_field<std::uint64_t>(second_chunk_next, 0xdead0000)},
       {"transition-cycle.bin",
-       with_field<std::uint64_t>(kTransitionOffset + sizeof(fiberscope_transition) + offsetof(fiberscope_transition, prev),
+       with_field<std::uint64_t>(kTransitionOffset + sizeof(fiberscope_transition) +
+                                     offsetof(fiberscope_transition, prev),
                                  kImageBase + kTransitionOffset)},
       {"stack-inverted.bin", with_field<std::uint64_t>(fiber_record_offset(1) + offsetof(fiberscope_fiber, stack_lo),
                                                        0xffffffff00000000ull)},

@@ -58,7 +58,8 @@ Run check(std::optional<int> pid, std::optional<std::string> core) {
 
 Run gcore(int pid, const std::string& path, bool fibers_as_threads = false) {
   Run run;
-  run.exit_code = run_gcore({.pid = pid, .output_path = path, .fibers_as_threads = fibers_as_threads}, run.out, run.err);
+  run.exit_code =
+      run_gcore({.pid = pid, .output_path = path, .fibers_as_threads = fibers_as_threads}, run.out, run.err);
   return run;
 }
 
@@ -91,7 +92,8 @@ Run shell(const std::string& command) {
 bool gdb_available() { return shell("gdb --version").exit_code == 0; }
 
 // The JSON of a dump or check minus what differs between a live snapshot and a core of it by design: the source
-// (live, or core with its path) and the pause (none for a core), time in state (a core is measured against the runtime's clock_ns, a
+// (live, or core with its path) and the pause (none for a core),
+// time in state (a core is measured against the runtime's clock_ns, a
 // live process against CLOCK_MONOTONIC at capture), thread names (a core records only the process's name) and
 // warnings (a core's mention the files it relies on).
 std::string without_volatile_fields(std::string json_text) {
@@ -176,7 +178,8 @@ test::KernelCore crash_fiber(const std::string& mode, const std::string& dir, co
 
 }  // namespace
 
-TEST_CASE("a core of a stopped process dumps the same fibers and frames as the live process, from gdb's gcore and fiberscope gcore") {
+TEST_CASE("a core of a stopped process dumps the same fibers and frames as the live process, from gdb's gcore and "
+          "fiberscope gcore") {
   SKIP_IF_SANITIZED_TARGETS()
   const bool with_gdb = gdb_available();
   for (const char* program : {"fiber_states_O0", "fiber_states_O2"}) {
@@ -358,7 +361,8 @@ TEST_CASE("the callback's crash is unwound through the C frames back to the fibe
 // At the abort the fiber's thread is inside the runtime's exit check (FIBERSCOPE_EXITSYSCALL_SYMBOL), below the
 // stale syscall_sp: the fiber's own deepest live frame is that check's caller, so the core's check reports rule 2
 // with the popped region, the same finding as the live check of the blocked scenario.
-TEST_CASE("the runtime's 'syscall frame is no longer valid' abort leaves a core whose check reports the invalid frame") {
+TEST_CASE("the runtime's 'syscall frame is no longer valid' abort leaves a core whose check reports "
+          "the invalid frame") {
   TempDir dir;
   test::KernelCore core = crash_fiber("stale-frame", dir.path(), "stale-syscall-frame");
   if (!core.unavailable.empty()) {

@@ -50,7 +50,8 @@ Dump sample_dump() {
   reader.wait_object = 0x7f0000001000;
   reader.state_since_ns = 1'000'000'000;
   reader.time_in_state_ns = 192'000'000'000;
-  reader.created_by = std::make_shared<const CodeLocation>(CodeLocation{0x401234, "accept_loop(int)", "/src/server.cpp", 88});
+  reader.created_by =
+      std::make_shared<const CodeLocation>(CodeLocation{0x401234, "accept_loop(int)", "/src/server.cpp", 88});
   reader.stack.frames = {
       with_args(frame(0x402000, "fiber::Channel<int>::recv", "/src/channel.h", 40, StackKind::fiber), {}),
       with_args(frame(0x402100, "handle_conn", "/src/server.cpp", 42, StackKind::fiber),

@@ -30,7 +30,8 @@ ChildResult run_child(const std::vector<std::string>& argv, const std::vector<st
     const std::string_view inherited = *entry;
     const auto overridden = [&](const std::string& extra) {
       const auto name_end = extra.find('=');
-      return name_end != std::string::npos && inherited.substr(0, name_end + 1) == std::string_view(extra).substr(0, name_end + 1);
+      return name_end != std::string::npos &&
+             inherited.substr(0, name_end + 1) == std::string_view(extra).substr(0, name_end + 1);
     };
     if (std::none_of(extra_environment.begin(), extra_environment.end(), overridden)) child_env.push_back(*entry);
   }
@@ -70,7 +71,8 @@ ChildResult run_child(const std::vector<std::string>& argv, const std::vector<st
   std::string* sinks[2] = {&result.stdout_text, &result.stderr_text};
   int open_streams = 2;
   while (open_streams > 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       result.timed_out = true;
       ::kill(pid, SIGKILL);

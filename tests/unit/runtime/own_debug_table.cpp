@@ -218,7 +218,8 @@ std::vector<std::string> implausibilities(const FiberSnapshot& snapshot, const f
   }
   if (fiber.state == FIBERSCOPE_FIBER_DEAD) return problems;  // the rest describes a live fiber
 
-  if (!(fiber.stack_lo < fiber.stack_hi)) problem("stack [" + hex(fiber.stack_lo) + ", " + hex(fiber.stack_hi) + ") empty");
+  if (!(fiber.stack_lo < fiber.stack_hi))
+    problem("stack [" + hex(fiber.stack_lo) + ", " + hex(fiber.stack_hi) + ") empty");
   if (fiber.stack_lo - fiber.guard_lo != root.guard_bytes)
     problem("guard [" + hex(fiber.guard_lo) + ", " + hex(fiber.stack_lo) + ") is not guard_bytes " +
             std::to_string(root.guard_bytes));
@@ -267,7 +268,8 @@ std::vector<std::string> implausibilities(const FiberSnapshot& snapshot, const f
     }
     const std::uint64_t fiber_side_sp =
         expected_kind == FIBERSCOPE_TRANSITION_FOREIGN_CALL ? transition.from_sp : transition.to_sp;
-    if (!sp_in_stack(fiber_side_sp, fiber)) problem(where + "fiber-side sp " + hex(fiber_side_sp) + " off the fiber stack");
+    if (!sp_in_stack(fiber_side_sp, fiber))
+      problem(where + "fiber-side sp " + hex(fiber_side_sp) + " off the fiber stack");
     if (inner_fiber_sp != 0 && fiber_side_sp < inner_fiber_sp)
       problem(where + "fiber-side sp " + hex(fiber_side_sp) + " below the inner switch's " + hex(inner_fiber_sp));
     inner_fiber_sp = fiber_side_sp;
@@ -297,7 +299,8 @@ std::vector<std::string> implausibilities(const fiberscope_worker& worker, std::
   if (worker.index != position) problem("index " + std::to_string(worker.index));
   if (worker.state >= FIBERSCOPE_WORKER_STATE_COUNT) problem("state " + std::to_string(worker.state));
   if (worker.state == FIBERSCOPE_WORKER_UNUSED) return problems;
-  if (worker.tid <= 0 && worker.state != FIBERSCOPE_WORKER_EXITED) problem("started with tid " + std::to_string(worker.tid));
+  if (worker.tid <= 0 && worker.state != FIBERSCOPE_WORKER_EXITED)
+    problem("started with tid " + std::to_string(worker.tid));
   if (worker.tid > 0 && !(worker.sysstack_lo < worker.sysstack_hi)) problem("empty system stack");
   if (worker.processor < -1 || worker.processor >= static_cast<std::int64_t>(root.processors))
     problem("processor " + std::to_string(worker.processor) + " of " + std::to_string(root.processors));

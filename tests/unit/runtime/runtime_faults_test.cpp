@@ -61,7 +61,8 @@ TEST_CASE("a foreign call with a callback exits cleanly when no fault is injecte
   CHECK(runtime_test::describe_wait_status(child.wait_status) == "exited 0");
 }
 
-TEST_CASE("with FIBERSCOPE_FAULTS=stale-syscall-frame the runtime aborts naming the invalid syscall frame and the fiber",
+TEST_CASE("with FIBERSCOPE_FAULTS=stale-syscall-frame the runtime aborts naming the invalid syscall frame "
+          "and the fiber",
           "[runtime][faults]") {
   const auto child =
       runtime_test::run_child({kFaultsProgram, "callback"}, {"FIBERSCOPE_FAULTS=stale-syscall-frame"}, 20s);

@@ -159,7 +159,8 @@ TEST_CASE("planned regions are copied and read back equal to what the program wr
       ranges.push_back({program.buffer + 2048, program.buffer + program.buffer_bytes});  // overlaps the first
     }
     for (const ThreadState& thread : threads)
-      if (thread.registers) ranges.push_back({RemoteAddress(thread.registers->sp()), RemoteAddress(thread.registers->sp() + 256)});
+      if (thread.registers)
+        ranges.push_back({RemoteAddress(thread.registers->sp()), RemoteAddress(thread.registers->sp() + 256)});
     ranges.push_back({RemoteAddress(0x10), RemoteAddress(0x20)});  // unmapped: a warning, not a failure
     return ranges;
   };
@@ -186,7 +187,8 @@ TEST_CASE("thousands of small ranges are copied exactly, with or without a pre-f
   // Every other byte of the buffer: 4096 ranges that cannot merge, enough to be split over threads.
   auto snapshot = capture_live(target.pid(), options, [&](const Memory&, const std::vector<ThreadState>&) {
     std::vector<AddressRange> ranges;
-    for (std::uint64_t i = 0; i < program.buffer_bytes; i += 2) ranges.push_back({program.buffer + i, program.buffer + i + 1});
+    for (std::uint64_t i = 0; i < program.buffer_bytes; i += 2)
+      ranges.push_back({program.buffer + i, program.buffer + i + 1});
     return ranges;
   });
   REQUIRE(snapshot);

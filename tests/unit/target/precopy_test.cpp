@@ -148,7 +148,9 @@ TEST_CASE("ranges copied first are read by the planner from their copy and not c
 }
 
 TEST_CASE("subtracting copied ranges leaves the parts around them") {
-  auto r = [](std::uint64_t start, std::uint64_t end) { return AddressRange{RemoteAddress(start), RemoteAddress(end)}; };
+  auto r = [](std::uint64_t start, std::uint64_t end) {
+    return AddressRange{RemoteAddress(start), RemoteAddress(end)};
+  };
   const std::vector<AddressRange> ranges{r(0x1000, 0x5000), r(0x6000, 0x7000), r(0x8000, 0x9000)};
   const std::vector<AddressRange> copied{r(0x0, 0x1800), r(0x2000, 0x3000), r(0x4800, 0x6800)};
   const std::vector<AddressRange> left = subtract_ranges(ranges, copied);

@@ -38,7 +38,8 @@ inline report::Fiber fiber(std::uint64_t id, std::string name, std::string state
   f.wait_reason = std::move(wait_reason);
   f.time_in_state_ns = ms_in_state * 1'000'000;
   f.stack.frames = std::move(frames);
-  f.created_by = std::make_shared<const report::CodeLocation>(report::CodeLocation{0x401234, "main", "/src/demo_server.cpp", 300});
+  f.created_by =
+      std::make_shared<const report::CodeLocation>(report::CodeLocation{0x401234, "main", "/src/demo_server.cpp", 300});
   return f;
 }
 
@@ -59,7 +60,8 @@ inline report::Dump small_server() {
                                frame(0x402200, "fiberscope_fiber_start", "", 0)}));
   dump.fibers.back().created_by.reset();
   auto reader = fiber(17, "conn-reader-3", "syscall", "", 192'000,
-                      {frame(0x7f0000001000, "read", "", 0), frame(0x402300, "fiber::syscall<long>", "/src/runtime/syscall.h", 40),
+                      {frame(0x7f0000001000, "read", "", 0),
+                       frame(0x402300, "fiber::syscall<long>", "/src/runtime/syscall.h", 40),
                        with_args(frame(0x402400, "read_request(int, char*)", "/src/conn.cpp", 57),
                                  {{"fd", "7", Argument::Status::ok, ""},
                                   {"buf", "0x7f0012345000", Argument::Status::ok, ""}}),

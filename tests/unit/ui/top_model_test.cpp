@@ -73,15 +73,18 @@ TEST_CASE("select filters by state, text in names or functions, group and findin
   };
   CHECK(ids(model.select(filter([](FiberFilter& f) { f.state = StateCategory::sleeping; }), SortColumn::id, false)) ==
         std::vector<std::uint64_t>{21, 100, 103, 106});
-  CHECK(ids(model.select(filter([](FiberFilter& f) { f.text = "resolve"; }), SortColumn::id, false)) == std::vector<std::uint64_t>{22});
+  CHECK(ids(model.select(filter([](FiberFilter& f) { f.text = "resolve"; }), SortColumn::id, false)) ==
+        std::vector<std::uint64_t>{22});
   CHECK(ids(model.select(filter([](FiberFilter& f) { f.text = "keep_alive"; }), SortColumn::id, true)) ==
         std::vector<std::uint64_t>{106, 103, 100, 21});
-  CHECK(ids(model.select(filter([](FiberFilter& f) { f.with_findings = true; }), SortColumn::id, false)) == std::vector<std::uint64_t>{22});
+  CHECK(ids(model.select(filter([](FiberFilter& f) { f.with_findings = true; }), SortColumn::id, false)) ==
+        std::vector<std::uint64_t>{22});
   const auto by_time = ids(model.select({}, SortColumn::time, true));
   CHECK(by_time.front() == 1);  // 754 s in waitgroup
   REQUIRE(!model.groups().empty());
   CHECK(model.groups().front().members.size() == 8);  // 6 handlers + 2 from the small server
-  CHECK(model.select(filter([&](FiberFilter& f) { f.group_key = model.group_key(0); }), SortColumn::id, false).size() == 8);
+  CHECK(model.select(filter([&](FiberFilter& f) { f.group_key = model.group_key(0); }), SortColumn::id, false)
+            .size() == 8);
   CHECK(model.select(filter([](FiberFilter& f) { f.group_key = "no such group"; }), SortColumn::id, false).empty());
 }
 
