@@ -168,13 +168,13 @@ fiberscope_exitsyscall:
         .size   fiberscope_exitsyscall, .-fiberscope_exitsyscall
 
 /* long fiberscope_foreign_trampoline(long (*fn)(void*), void* arg, const ForeignTarget* target)
- * Runs fn(arg) on the worker's system stack at target->system_sp (or simply calls it when target is null).
- * The fiber-side stack pointer stays in rbx (callee-saved, so C code preserves it) and the CFA is defined on it:
- * unwinding from the C frames comes back here and then to the caller on the fiber stack. The FOREIGN_CALL
- * transition lives at the top of the system-side frame and is linked from the fiber record's transition_top under
- * its seqlock (x86 keeps stores in order, so the plain stores below are seen in order by a reader). With a target, the record's window is
- * already open (fiberscope_entersyscall in foreign_call mode left it so): the link closes it, and the unlink
- * opens the one fiberscope_exitsyscall closes, so each side of the call publishes in one window. */
+ * Runs fn(arg) on the worker's system stack at target->system_sp (or simply calls it when target is null). The
+ * fiber-side stack pointer stays in rbx (callee-saved, so C code preserves it) and the CFA is defined on it: unwinding
+ * from the C frames comes back here and then to the caller on the fiber stack. The FOREIGN_CALL transition lives at the
+ * top of the system-side frame and is linked from the fiber record's transition_top under its seqlock (x86 keeps stores
+ * in order, so the plain stores below are seen in order by a reader). With a target, the record's window is already
+ * open (fiberscope_entersyscall in foreign_call mode left it so): the link closes it, and the unlink opens the one
+ * fiberscope_exitsyscall closes, so each side of the call publishes in one window. */
         .globl  fiberscope_foreign_trampoline
         .hidden fiberscope_foreign_trampoline
         .type   fiberscope_foreign_trampoline, @function
