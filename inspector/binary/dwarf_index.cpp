@@ -308,6 +308,7 @@ struct CompileUnit {
   unsigned version = 0;
   std::uint64_t base_address = 0;  // DW_AT_low_pc of the CU: base for location and range lists
   std::uint64_t addr_base = 0;     // DW_AT_addr_base (DWARF 5 .debug_addr)
+  bool plain_c = false;            // DW_AT_language is C: no lambdas, no names to qualify
   std::vector<AddressRange> ranges;
   bool parsed = false;
   std::string parse_error;
@@ -379,6 +380,8 @@ struct DwarfIndex::Impl {
   std::string type_name_of(Dwarf_Die die, std::uint64_t& size_bytes, bool& is_scalar);
   Result<void> walk_top(Dwarf_Die die, CompileUnit& unit, unsigned depth, std::size_t& budget);
   Result<void> walk_definition(Dwarf_Die die, Dwarf_Half tag, CompileUnit& unit, unsigned depth, std::size_t& budget);
+  Result<void> collect_local_types(Dwarf_Die die, unsigned depth, std::size_t& budget,
+                                   std::vector<std::uint64_t>& types);
   Result<void> walk_nested(std::vector<std::uint64_t>& offsets, CompileUnit& unit, unsigned depth,
                            std::size_t& budget);
   Result<void> walk_scope(Dwarf_Die die, Scope& scope, std::size_t function_index, CompileUnit& unit, unsigned depth,
@@ -1113,7 +1116,19 @@ Result<void> DwarfIndex::Impl::walk_definition(Dwarf_Die die, Dwarf_Half tag, Co
                                                std::size_t& budget) {
   if (tag == DW_TAG_subprogram) {
     FS_TRY(ranges, pc_ranges(die, unit));
-    if (ranges->empty()) return {};
+    if (ranges->empty()) {
+      // An abstract instance (code only in its inlined and out-of-line copies) holds the definitions of the lambdas
+      // and local classes those copies use: kept as parents, they name the lambdas' operator().
+      // (C has no lambdas, and libc's debug info is full of abstract instances: skipping them there saves 15%.)
+      if (unit.plain_c) return {};
+      FS_TRY(inline_kind, unsigned_attribute(die, DW_AT_inline));
+      if (!*inline_kind) return {};
+      std::vector<std::uint64_t> local_types;
+      FS_TRY(collected, collect_local_types(die, depth + 1, budget, local_types));
+      FS_TRY(function_offset, offset_of(die));
+      for (std::uint64_t offset : local_types) unit.parents.emplace_back(offset, *function_offset);
+      return walk_nested(local_types, unit, depth + 1, budget);
+    }
     FS_TRY(function, make_scope(die, tag, unit, std::move(*ranges)));
     unit.functions.push_back(std::move(*function));
     const std::size_t index = unit.functions.size() - 1;
@@ -1129,6 +1144,33 @@ Result<void> DwarfIndex::Impl::walk_definition(Dwarf_Die die, Dwarf_Half tag, Co
       tag == DW_TAG_union_type) {
     // Clang (and gcc for some members) puts function definitions inside their namespace or class.
     return walk_top(die, unit, depth + 1, budget);
+  }
+  return {};
+}
+
+Result<void> DwarfIndex::Impl::collect_local_types(Dwarf_Die die, unsigned depth, std::size_t& budget,
+                                                   std::vector<std::uint64_t>& types) {
+  if (depth > kMaxDieDepth) return fail(where("DIE tree deeper than "), std::to_string(kMaxDieDepth));
+  Dwarf_Die raw_child = nullptr;
+  Dwarf_Error error = nullptr;
+  FS_TRY(has_child, dwarf_status(dwarf_child(die, &raw_child, &error), debug(), error, "reading DIE children"));
+  Die child(debug(), *has_child ? raw_child : nullptr);
+  while (child) {
+    if (budget-- == 0) return fail(where("more than "), std::to_string(kMaxDiesPerUnit), " DIEs in one unit");
+    Dwarf_Half tag = 0;
+    error = nullptr;
+    FS_TRY(tag_ok, dwarf_status(dwarf_tag(child.get(), &tag, &error), debug(), error, "reading a tag"));
+    if (tag == DW_TAG_lexical_block) {
+      FS_TRY(inner, collect_local_types(child.get(), depth + 1, budget, types));
+    } else if (tag == DW_TAG_class_type || tag == DW_TAG_structure_type || tag == DW_TAG_union_type) {
+      FS_TRY(offset, offset_of(child.get()));
+      types.push_back(*offset);
+    }
+    Dwarf_Die raw_next = nullptr;
+    error = nullptr;
+    FS_TRY(has_next, dwarf_status(dwarf_siblingof_b(debug(), child.get(), true, &raw_next, &error), debug(), error,
+                                  "reading DIE siblings"));
+    child = Die(debug(), *has_next ? raw_next : nullptr);
   }
   return {};
 }
@@ -1253,6 +1295,11 @@ Result<void> DwarfIndex::Impl::read_unit_attributes(CompileUnit& unit, Dwarf_Die
   unit.base_address = *has_low ? low : 0;
   FS_TRY(addr_base, unsigned_attribute(cu_die, DW_AT_addr_base));
   unit.addr_base = addr_base->value_or(0);
+  FS_TRY(language, unsigned_attribute(cu_die, DW_AT_language));
+  const std::uint64_t lang = language->value_or(0);
+  constexpr std::uint64_t kLangC17 = 0x2c;  // DWARF 6's DW_LANG_C17, newer than this libdwarf
+  unit.plain_c = lang == DW_LANG_C89 || lang == DW_LANG_C || lang == DW_LANG_C99 || lang == DW_LANG_C11 ||
+                 lang == kLangC17;
   return {};
 }
 

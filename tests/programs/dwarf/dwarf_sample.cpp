@@ -36,6 +36,17 @@ __attribute__((noinline)) long with_lambda(long base) {
   return scaled(3) + scaled(5);
 }
 
+// The same in a function that is itself always inlined: the closure is defined in its abstract instance only.
+inline __attribute__((always_inline)) long inlined_with_lambda(long base) {
+  auto offset = [base](long value) {
+    sink = value;
+    return base + value;
+  };
+  return offset(7);
+}
+
+__attribute__((noinline)) long calls_inlined_with_lambda(long x) { return inlined_with_lambda(x) * 3; }
+
 __attribute__((noinline)) long uses_inlines(long start) {
   long total = inlined_twice(start);  // USES_INLINES_CALLS_TWICE
   sink = total;
@@ -63,6 +74,7 @@ int main(int argc, char** argv) {
   result += uses_inlines(argc + 6);
   result += tail_caller(argc + 20);
   result += with_lambda(argc + 2);
+  result += calls_inlined_with_lambda(argc + 4);
   result += takes_struct(&point, static_cast<unsigned>(argc) + 1);
   if (argc > 1 && std::strcmp(argv[1], "--print") == 0) {
     std::printf("%ld\n", result);

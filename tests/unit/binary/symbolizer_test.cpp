@@ -118,22 +118,29 @@ TEST_CASE("a C++ function written in assembly is named demangled, as the assembl
 
 TEST_CASE("a function DWARF names without a linkage name is qualified by the scopes around it") {
   // with_lambda's lambda is inlined at -O2: its body is an inlined "operator()" of an unnamed class declared inside
-  // dwarf_sample::with_lambda(long).
+  // dwarf_sample::with_lambda(long). inlined_with_lambda is itself inlined into calls_inlined_with_lambda, so its
+  // closure is declared only inside its abstract instance.
   const std::string path = program("dwarf_sample_O2");
   Symbolizer symbols(mappings_for(path, kBias));
   auto image = ElfImage::open(path);
   REQUIRE(image);
-  auto function = (*image)->find_symbol("_ZN12dwarf_sample11with_lambdaEl");
-  REQUIRE(function);
-  std::optional<std::string> lambda;
-  for (std::uint64_t at = function->address; at < function->address + function->size_bytes && !lambda; ++at) {
-    auto frames = symbols.dwarf_frames(at + kBias);
-    REQUIRE(frames);
-    for (const auto& frame : *frames)
-      if (frame.inlined && frame.function.ends_with("operator()")) lambda = frame.function;
-  }
-  REQUIRE(lambda);
-  CHECK(*lambda == "dwarf_sample::with_lambda(long)::{lambda}::operator()");
+  auto inlined_lambda_in = [&](const std::string& symbol) -> std::optional<std::string> {
+    auto function = (*image)->find_symbol(symbol);
+    REQUIRE(function);
+    for (std::uint64_t at = function->address; at < function->address + function->size_bytes; ++at) {
+      auto frames = symbols.dwarf_frames(at + kBias);
+      REQUIRE(frames);
+      for (const auto& frame : *frames)
+        if (frame.inlined && frame.function.find("operator()") != std::string::npos) return frame.function;
+    }
+    return std::nullopt;
+  };
+  CHECK(inlined_lambda_in("_ZN12dwarf_sample11with_lambdaEl") ==
+        "dwarf_sample::with_lambda(long)::{lambda}::operator()");
+  // gcc may give this one a linkage name ("...::{lambda(long)#1}::operator()(long) const"): qualified either way.
+  const auto in_inlined = inlined_lambda_in("_ZN12dwarf_sample25calls_inlined_with_lambdaEl");
+  REQUIRE(in_inlined);
+  CHECK_THAT(*in_inlined, Catch::StartsWith("dwarf_sample::inlined_with_lambda(long)::{lambda"));
 }
 
 TEST_CASE("repeated pcs are served from the cache") {
