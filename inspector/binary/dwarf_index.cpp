@@ -378,6 +378,10 @@ struct DwarfIndex::Impl {
   Result<std::uint64_t> offset_of(Dwarf_Die die);
   Result<Die> origin_of(Dwarf_Die die);
   std::string type_name_of(Dwarf_Die die, std::uint64_t& size_bytes, bool& is_scalar);
+  // Calls visit(child, tag) -> Result<void> for each child of `die` in order, each one counted against `budget`,
+  // until a visit fails. `depth`, that of `die`, is checked against kMaxDieDepth.
+  template <class Visit>
+  Result<void> for_each_child(Dwarf_Die die, unsigned depth, std::size_t& budget, Visit visit);
   Result<void> walk_top(Dwarf_Die die, CompileUnit& unit, unsigned depth, std::size_t& budget);
   Result<void> walk_definition(Dwarf_Die die, Dwarf_Half tag, CompileUnit& unit, unsigned depth, std::size_t& budget);
   Result<void> collect_local_types(Dwarf_Die die, unsigned depth, std::size_t& budget,
@@ -1019,9 +1023,8 @@ Result<Scope> DwarfIndex::Impl::make_scope(Dwarf_Die die, Dwarf_Half tag, Compil
   return scope;
 }
 
-Result<void> DwarfIndex::Impl::walk_scope(Dwarf_Die die, Scope& scope, std::size_t function_index, CompileUnit& unit,
-                                          unsigned depth, std::size_t& budget,
-                                          std::vector<std::uint64_t>& nested_definitions) {
+template <class Visit>
+Result<void> DwarfIndex::Impl::for_each_child(Dwarf_Die die, unsigned depth, std::size_t& budget, Visit visit) {
   if (depth > kMaxDieDepth) return fail(where("DIE tree deeper than "), std::to_string(kMaxDieDepth));
   Dwarf_Die raw_child = nullptr;
   Dwarf_Error error = nullptr;
@@ -1032,49 +1035,7 @@ Result<void> DwarfIndex::Impl::walk_scope(Dwarf_Die die, Scope& scope, std::size
     Dwarf_Half tag = 0;
     error = nullptr;
     FS_TRY(tag_ok, dwarf_status(dwarf_tag(child.get(), &tag, &error), debug(), error, "reading a tag"));
-    switch (tag) {
-      case DW_TAG_formal_parameter:
-      case DW_TAG_variable: {
-        FS_TRY(variable, make_variable(child.get(), tag, unit));
-        if (*variable) scope.variables.push_back(std::move(**variable));
-        break;
-      }
-      case DW_TAG_lexical_block:
-      case DW_TAG_inlined_subroutine: {
-        FS_TRY(ranges, pc_ranges(child.get(), unit));
-        if (ranges->empty() && tag == DW_TAG_lexical_block) {
-          // A block without its own ranges covers its parent's: its contents belong to the parent scope.
-          FS_TRY(ok, walk_scope(child.get(), scope, function_index, unit, depth + 1, budget, nested_definitions));
-          break;
-        }
-        if (ranges->empty()) break;  // an inlined copy with no code
-        FS_TRY(nested, make_scope(child.get(), tag, unit, std::move(*ranges)));
-        scope.children.push_back(std::move(*nested));
-        FS_TRY(ok, walk_scope(child.get(), scope.children.back(), function_index, unit, depth + 1, budget,
-                              nested_definitions));
-        break;
-      }
-      case DW_TAG_call_site:
-      case DW_TAG_GNU_call_site: {
-        FS_TRY(ok, add_call_site(child.get(), function_index, unit));
-        break;
-      }
-      case DW_TAG_subprogram:
-      case DW_TAG_class_type:
-      case DW_TAG_structure_type:
-      case DW_TAG_union_type: {
-        // A lambda's closure type and its operator() are defined inside the function that writes the lambda
-        // (gcc), as are local classes' members: functions of their own, indexed once this one is done.
-        Dwarf_Off offset = 0;
-        error = nullptr;
-        FS_TRY(has_offset, dwarf_status(dwarf_dieoffset(child.get(), &offset, &error), debug(), error,
-                                        "reading a DIE offset"));
-        if (*has_offset) nested_definitions.push_back(offset);
-        break;
-      }
-      default:
-        break;  // imported modules, labels, nested types without code: not needed for frames
-    }
+    FS_TRY(visited, visit(child.get(), tag));
     Dwarf_Die raw_next = nullptr;
     error = nullptr;
     FS_TRY(has_next, dwarf_status(dwarf_siblingof_b(debug(), child.get(), true, &raw_next, &error), debug(), error,
@@ -1084,31 +1045,67 @@ Result<void> DwarfIndex::Impl::walk_scope(Dwarf_Die die, Scope& scope, std::size
   return {};
 }
 
+Result<void> DwarfIndex::Impl::walk_scope(Dwarf_Die die, Scope& scope, std::size_t function_index, CompileUnit& unit,
+                                          unsigned depth, std::size_t& budget,
+                                          std::vector<std::uint64_t>& nested_definitions) {
+  return for_each_child(die, depth, budget, [&](Dwarf_Die child, Dwarf_Half tag) -> Result<void> {
+    switch (tag) {
+      case DW_TAG_formal_parameter:
+      case DW_TAG_variable: {
+        FS_TRY(variable, make_variable(child, tag, unit));
+        if (*variable) scope.variables.push_back(std::move(**variable));
+        break;
+      }
+      case DW_TAG_lexical_block:
+      case DW_TAG_inlined_subroutine: {
+        FS_TRY(ranges, pc_ranges(child, unit));
+        if (ranges->empty() && tag == DW_TAG_lexical_block) {
+          // A block without its own ranges covers its parent's: its contents belong to the parent scope.
+          FS_TRY(ok, walk_scope(child, scope, function_index, unit, depth + 1, budget, nested_definitions));
+          break;
+        }
+        if (ranges->empty()) break;  // an inlined copy with no code
+        FS_TRY(nested, make_scope(child, tag, unit, std::move(*ranges)));
+        scope.children.push_back(std::move(*nested));
+        FS_TRY(ok, walk_scope(child, scope.children.back(), function_index, unit, depth + 1, budget,
+                              nested_definitions));
+        break;
+      }
+      case DW_TAG_call_site:
+      case DW_TAG_GNU_call_site: {
+        FS_TRY(ok, add_call_site(child, function_index, unit));
+        break;
+      }
+      case DW_TAG_subprogram:
+      case DW_TAG_class_type:
+      case DW_TAG_structure_type:
+      case DW_TAG_union_type: {
+        // A lambda's closure type and its operator() are defined inside the function that writes the lambda
+        // (gcc), as are local classes' members: functions of their own, indexed once this one is done.
+        Dwarf_Off offset = 0;
+        Dwarf_Error error = nullptr;
+        FS_TRY(has_offset, dwarf_status(dwarf_dieoffset(child, &offset, &error), debug(), error,
+                                        "reading a DIE offset"));
+        if (*has_offset) nested_definitions.push_back(offset);
+        break;
+      }
+      default:
+        break;  // imported modules, labels, nested types without code: not needed for frames
+    }
+    return {};
+  });
+}
+
 Result<void> DwarfIndex::Impl::walk_top(Dwarf_Die die, CompileUnit& unit, unsigned depth, std::size_t& budget) {
-  if (depth > kMaxDieDepth) return fail(where("DIE tree deeper than "), std::to_string(kMaxDieDepth));
   FS_TRY(parent, offset_of(die));
-  Dwarf_Die raw_child = nullptr;
-  Dwarf_Error error = nullptr;
-  FS_TRY(has_child, dwarf_status(dwarf_child(die, &raw_child, &error), debug(), error, "reading DIE children"));
-  Die child(debug(), *has_child ? raw_child : nullptr);
-  while (child) {
-    if (budget-- == 0) return fail(where("more than "), std::to_string(kMaxDiesPerUnit), " DIEs in one unit");
-    Dwarf_Half tag = 0;
-    error = nullptr;
-    FS_TRY(tag_ok, dwarf_status(dwarf_tag(child.get(), &tag, &error), debug(), error, "reading a tag"));
+  return for_each_child(die, depth, budget, [&](Dwarf_Die child, Dwarf_Half tag) -> Result<void> {
     if (tag == DW_TAG_subprogram || tag == DW_TAG_namespace || tag == DW_TAG_class_type ||
         tag == DW_TAG_structure_type || tag == DW_TAG_union_type) {
-      FS_TRY(offset, offset_of(child.get()));
+      FS_TRY(offset, offset_of(child));
       unit.parents.emplace_back(*offset, *parent);
     }
-    FS_TRY(ok, walk_definition(child.get(), tag, unit, depth, budget));
-    Dwarf_Die raw_next = nullptr;
-    error = nullptr;
-    FS_TRY(has_next, dwarf_status(dwarf_siblingof_b(debug(), child.get(), true, &raw_next, &error), debug(), error,
-                                  "reading DIE siblings"));
-    child = Die(debug(), *has_next ? raw_next : nullptr);
-  }
-  return {};
+    return walk_definition(child, tag, unit, depth, budget);
+  });
 }
 
 // A function with code becomes one of the unit's functions; namespaces and classes are searched for more.
@@ -1150,29 +1147,14 @@ Result<void> DwarfIndex::Impl::walk_definition(Dwarf_Die die, Dwarf_Half tag, Co
 
 Result<void> DwarfIndex::Impl::collect_local_types(Dwarf_Die die, unsigned depth, std::size_t& budget,
                                                    std::vector<std::uint64_t>& types) {
-  if (depth > kMaxDieDepth) return fail(where("DIE tree deeper than "), std::to_string(kMaxDieDepth));
-  Dwarf_Die raw_child = nullptr;
-  Dwarf_Error error = nullptr;
-  FS_TRY(has_child, dwarf_status(dwarf_child(die, &raw_child, &error), debug(), error, "reading DIE children"));
-  Die child(debug(), *has_child ? raw_child : nullptr);
-  while (child) {
-    if (budget-- == 0) return fail(where("more than "), std::to_string(kMaxDiesPerUnit), " DIEs in one unit");
-    Dwarf_Half tag = 0;
-    error = nullptr;
-    FS_TRY(tag_ok, dwarf_status(dwarf_tag(child.get(), &tag, &error), debug(), error, "reading a tag"));
-    if (tag == DW_TAG_lexical_block) {
-      FS_TRY(inner, collect_local_types(child.get(), depth + 1, budget, types));
-    } else if (tag == DW_TAG_class_type || tag == DW_TAG_structure_type || tag == DW_TAG_union_type) {
-      FS_TRY(offset, offset_of(child.get()));
+  return for_each_child(die, depth, budget, [&](Dwarf_Die child, Dwarf_Half tag) -> Result<void> {
+    if (tag == DW_TAG_lexical_block) return collect_local_types(child, depth + 1, budget, types);
+    if (tag == DW_TAG_class_type || tag == DW_TAG_structure_type || tag == DW_TAG_union_type) {
+      FS_TRY(offset, offset_of(child));
       types.push_back(*offset);
     }
-    Dwarf_Die raw_next = nullptr;
-    error = nullptr;
-    FS_TRY(has_next, dwarf_status(dwarf_siblingof_b(debug(), child.get(), true, &raw_next, &error), debug(), error,
-                                  "reading DIE siblings"));
-    child = Die(debug(), *has_next ? raw_next : nullptr);
-  }
-  return {};
+    return {};
+  });
 }
 
 Result<void> DwarfIndex::Impl::walk_nested(std::vector<std::uint64_t>& offsets, CompileUnit& unit, unsigned depth,
