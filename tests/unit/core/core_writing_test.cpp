@@ -241,27 +241,39 @@ TEST_CASE("A core with more than 65535 segments uses extended numbering and read
   CHECK_THAT(capped_written->warnings[0], Catch::Contains("max_memory_bytes"));
 }
 
-TEST_CASE("Pages of zeros are left as holes in the core, and read back as zeros") {
-  // A fiber stack is mostly untouched pages below a few live ones: only the live ones take room in the file.
-  TempDir dir;
+namespace {
+
+// Writes at `path` the core of a process 42 with one thread and one anonymous read-write mapping holding `bytes`
+// at `start`.
+Result<CoreWriteSummary> write_one_mapping_core(RemoteAddress start, std::vector<std::byte> bytes,
+                                                const std::string& path) {
   Snapshot snapshot;
   snapshot.pid = 42;
   ThreadState thread;
   thread.tid = 42;
   thread.registers = Registers{};
   snapshot.threads.push_back(thread);
+  Mapping mapping;
+  mapping.range = {start, start + bytes.size()};
+  mapping.readable = mapping.writable = true;
+  snapshot.mappings.push_back(mapping);
+  RegionMemory memory;
+  if (auto added = memory.add(start, std::move(bytes)); !added) return std::unexpected(added.error());
+  return write_core(snapshot, memory, {}, path);
+}
+
+}  // namespace
+
+TEST_CASE("Pages of zeros are left as holes in the core, and read back as zeros") {
+  // A fiber stack is mostly untouched pages below a few live ones: only the live ones take room in the file.
+  TempDir dir;
   constexpr std::uint64_t kPages = 64;
-  Mapping stack;
-  stack.range = {RemoteAddress(0x20000000), RemoteAddress(0x20000000 + kPages * 4096)};
-  stack.readable = stack.writable = true;
-  snapshot.mappings.push_back(stack);
+  const RemoteAddress start(0x20000000);
   std::vector<std::byte> bytes(kPages * 4096);
   for (std::uint64_t page : {std::uint64_t{3}, std::uint64_t{62}, std::uint64_t{63}})
     for (std::size_t i = 0; i < 4096; i += 512) bytes[page * 4096 + i] = std::byte(page + i / 512 + 1);
-  RegionMemory memory;
-  REQUIRE(memory.add(stack.range.start, bytes));
   const std::string path = dir.path() + "/holes.core";
-  auto written = write_core(snapshot, memory, {}, path);
+  auto written = write_one_mapping_core(start, bytes, path);
   REQUIRE(written);
   CHECK(written->memory_bytes == kPages * 4096);
   CHECK(written->written_bytes == 3 * 4096);
@@ -273,7 +285,7 @@ TEST_CASE("Pages of zeros are left as holes in the core, and read back as zeros"
   auto opened = open_core(path, {});
   REQUIRE(opened);
   std::vector<std::byte> back(bytes.size());
-  REQUIRE(opened->memory->read(stack.range.start, back));
+  REQUIRE(opened->memory->read(start, back));
   CHECK(back == bytes);
 }
 
@@ -299,25 +311,13 @@ TEST_CASE("Reading every page of a large core keeps few of its pages resident, a
   // Each page fault on the mapped core maps its neighbours too, and mapped pages count in the inspector's resident
   // set: reading one stack per fiber of a 100k-fiber core held 1.7 GB. The reader lets the pages go as it goes.
   TempDir dir;
-  Snapshot snapshot;
-  snapshot.pid = 42;
-  ThreadState thread;
-  thread.tid = 42;
-  thread.registers = Registers{};
-  snapshot.threads.push_back(thread);
   constexpr std::uint64_t kBytes = std::uint64_t{64} << 20;
-  Mapping data;
-  data.range = {RemoteAddress(0x10000000), RemoteAddress(0x10000000 + kBytes)};
-  data.readable = data.writable = true;
-  snapshot.mappings.push_back(data);
+  const RemoteAddress start(0x10000000);
   std::string path = dir.path() + "/large.core";
   {
-    RegionMemory memory;
     std::vector<std::byte> bytes(kBytes);
     for (std::size_t page = 0; page < kBytes / 4096; ++page) bytes[page * 4096] = std::byte((page % 255) + 1);
-    REQUIRE(memory.add(data.range.start, bytes));
-    auto written = write_core(snapshot, memory, {}, path);
-    REQUIRE(written);
+    REQUIRE(write_one_mapping_core(start, std::move(bytes), path));
   }
   auto opened = open_core(path, {});
   REQUIRE(opened);
@@ -326,7 +326,7 @@ TEST_CASE("Reading every page of a large core keeps few of its pages resident, a
   const std::uint64_t pages_read = kBytes / 4096 - 1000;
   for (std::uint64_t page = 0; page < pages_read; ++page) {
     std::byte byte{};
-    REQUIRE(opened->memory->read(data.range.start + page * 4096, std::span(&byte, 1)));
+    REQUIRE(opened->memory->read(start + page * 4096, std::span(&byte, 1)));
     all_right = all_right && byte == std::byte((page % 255) + 1);
   }
   CHECK(all_right);

@@ -124,6 +124,14 @@ int tracer_pid(int pid) {
   return -1;
 }
 
+// After top quit: the target is alive, neither ptrace-stopped ('t') nor job-stopped ('T'), and not traced.
+void check_left_running(int pid) {
+  CHECK(::kill(pid, 0) == 0);
+  CHECK(process_state(pid) != 't');
+  CHECK(process_state(pid) != 'T');
+  CHECK(tracer_pid(pid) == 0);
+}
+
 std::uint64_t snapshot_number(const std::string& screen) {
   std::smatch match;
   static const std::regex number("snapshot ([0-9]+),");
@@ -178,10 +186,7 @@ TEST_CASE("top shows a known fiber, its backtrace, a sorted list, and leaves the
 
   tmux.send("q");
   REQUIRE(tmux.wait_for("top exited with 0", &screen));
-  CHECK(::kill(target.pid(), 0) == 0);
-  CHECK(process_state(target.pid()) != 't');
-  CHECK(process_state(target.pid()) != 'T');
-  CHECK(tracer_pid(target.pid()) == 0);
+  check_left_running(target.pid());
 }
 
 TEST_CASE("the details keep their arguments while snapshots without arguments refresh underneath", "[ui][tmux]") {
@@ -371,10 +376,7 @@ TEST_CASE("a crash of top itself gives the terminal back: normal screen, cursor,
   tmux.send("[ \"$(stty -g)\" = \"$saved\" ] && echo modes-restored-$((6*7))", true);
   tmux.send("Enter");
   CHECK(tmux.wait_for("modes-restored-42", &screen, 5s));
-  CHECK(::kill(target.pid(), 0) == 0);
-  CHECK(process_state(target.pid()) != 't');
-  CHECK(process_state(target.pid()) != 'T');
-  CHECK(tracer_pid(target.pid()) == 0);
+  check_left_running(target.pid());
 }
 
 TEST_CASE("top --core reads a core with --exe naming the executable, and its details show arguments", "[ui][tmux]") {
