@@ -61,3 +61,16 @@ Result<T> with_context(Result<T> result, std::string_view context) {
 }
 
 }  // namespace fiberscope
+
+// Propagation: the one way a failed Result (or any std::expected) leaves the enclosing function unchanged.
+//   FS_TRY(header, read_header(bytes));  // a failure returns std::unexpected(header.error()); else use *header
+//   FS_TRY_DISCARD(reader.skip(4));      // the same, for a result whose value is not needed
+// The enclosing function returns a std::expected with the same error type. A macro because C++ has no `?`.
+#define FS_TRY(var, expr) \
+  auto var = (expr);      \
+  if (!var) return std::unexpected(std::move(var).error())
+#define FS_TRY_DISCARD(expr)                                   \
+  do {                                                         \
+    if (auto fs_try_result_ = (expr); !fs_try_result_)         \
+      return std::unexpected(std::move(fs_try_result_).error()); \
+  } while (false)

@@ -178,10 +178,6 @@ Result<void> Evaluator::step(unsigned op) {
     return push(*result);
   };
   auto ok = [](std::uint64_t v) -> Result<std::uint64_t> { return v; };
-#define FS_TRY(var, expr)                                   \
-  auto var = (expr);                                        \
-  if (!var) return std::unexpected(var.error())
-
   if (op >= DW_OP_lit0 && op <= DW_OP_lit31) return push(op - DW_OP_lit0);
   if (op >= DW_OP_breg0 && op <= DW_OP_breg31) {
     FS_TRY(offset, r.sleb128());

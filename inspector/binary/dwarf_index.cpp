@@ -16,10 +16,6 @@
 #include "base/hex.h"
 
 // Propagates the error of a Result-returning call; `var` holds the success value.
-#define FS_TRY(var, expr) \
-  auto var = (expr);      \
-  if (!var) return std::unexpected(var.error())
-
 namespace fiberscope::binary {
 namespace {
 
