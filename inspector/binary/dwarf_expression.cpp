@@ -442,7 +442,6 @@ Result<void> Evaluator::step(unsigned op) {
     case DW_OP_GNU_const_index: return here("indexed addresses (.debug_addr, split DWARF) are not supported");
     default: return here("unknown operation " + hex(op));
   }
-#undef FS_TRY
 }
 
 }  // namespace
