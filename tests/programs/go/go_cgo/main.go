@@ -5,6 +5,10 @@
 //	callback_parked: main.callIntoC -> C.c_call_back -> goCallback -> <-neverSent (parked inside a callback)
 //	nested:          Go -> C -> Go -> C -> Go, parked at the innermost Go frame
 //	after_callback:  Go -> C, which calls back into Go (returns) and then blocks in C
+//
+// With -wait-stdin, after_callback's C code blocks in read(0) instead of pause(): a test releases it by writing a
+// byte to the program's stdin, and the C function returns into cgocall (where Go 7978's runtime throws
+// "exitsyscall: syscall frame is no longer valid").
 package main
 
 /*
@@ -23,8 +27,14 @@ __attribute__((noinline)) static void c_call_back(int depth) {
 	__asm__ volatile("" ::: "memory");  // keeps the call from being a tail call
 }
 
-__attribute__((noinline)) static void c_back_then_block(void) {
+__attribute__((noinline)) static void c_back_then_block(int wait_stdin) {
 	goReturns();
+	if (wait_stdin) {
+		char byte;
+		while (read(0, &byte, 1) < 0) {
+		}
+		return;
+	}
 	for (;;) pause();
 }
 */
@@ -32,6 +42,7 @@ import "C"
 
 import (
 	"bufio"
+	"flag"
 	"fmt"
 	"os"
 	"runtime"
@@ -82,13 +93,23 @@ func blockInC() { announce("in_c"); C.c_block() }
 func callIntoC(role string, depth int) { announce(role); C.c_call_back(C.int(depth)) }
 
 //go:noinline
-func callBackThenBlock() { C.c_back_then_block() }
+func callBackThenBlock(waitStdin bool) {
+	wait := C.int(0)
+	if waitStdin {
+		wait = 1
+	}
+	C.c_back_then_block(wait)
+	fmt.Println("RETURNED") // the C call came back (stock runtime; Go 7978's runtime throws before this)
+	<-neverSent
+}
 
 func main() {
+	waitStdin := flag.Bool("wait-stdin", false, "after_callback's C code returns once a byte arrives on stdin")
+	flag.Parse()
 	go blockInC()
 	go callIntoC("callback_parked", 1)
 	go callIntoC("nested", 2)
-	go callBackThenBlock()
+	go callBackThenBlock(*waitStdin)
 	for atomic.LoadInt64(&parked) < 4 {
 		time.Sleep(time.Millisecond)
 	}
