@@ -1,10 +1,6 @@
 #include "binary/dwarf_index.h"
 
 #include <cxxabi.h>
-#include <fcntl.h>
-#include <libdwarf/dwarf.h>
-#include <libdwarf/libdwarf.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -14,8 +10,8 @@
 
 #include "base/byte_reader.h"
 #include "base/hex.h"
+#include "binary/libdwarf.h"
 
-// Propagates the error of a Result-returning call; `var` holds the success value.
 namespace fiberscope::binary {
 namespace {
 
@@ -27,18 +23,6 @@ constexpr unsigned kMaxReferenceHops = 8;  // DW_AT_abstract_origin / DW_AT_spec
 constexpr unsigned kMaxScopeDepth = 32;     // namespaces, classes and functions qualifying one name
 constexpr std::size_t kMaxListEntries = 100'000;
 constexpr std::size_t kMaxLineRows = 20'000'000;
-
-// ---- libdwarf confinement: status codes become Result, handles become move-only owners. ----
-
-// Turns a libdwarf status into: true (DW_DLV_OK), false (DW_DLV_NO_ENTRY) or our Error (DW_DLV_ERROR).
-// The Dwarf_Error is allocated by libdwarf per failure and must be freed, or it leaks until dwarf_finish.
-Result<bool> dwarf_status(int status, Dwarf_Debug debug, Dwarf_Error error, std::string_view what) {
-  if (status == DW_DLV_OK) return true;
-  if (status == DW_DLV_NO_ENTRY) return false;
-  std::string message = error ? dwarf_errmsg(error) : "unknown libdwarf error";
-  if (error) dwarf_dealloc_error(debug, error);
-  return fail(what, ": ", message);
-}
 
 // libdwarf 20210528 loads every .debug_rnglists / .debug_loclists table header as soon as the first compile unit
 // is read, and when a header is malformed its loader frees the table contexts and then keeps looping over them: a
@@ -78,24 +62,18 @@ Result<void> check_list_table_headers(std::span<const std::byte> section, std::s
 // and number the listed directories from 1 (DWARF 5 section 6.2.4, DWARF 4 section 6.2.4).
 Result<void> check_file_directories(Dwarf_Debug debug, Dwarf_Line_Context context, Dwarf_Unsigned version) {
   Dwarf_Signed directories = 0, first = 0, count = 0, end = 0;
-  Dwarf_Error error = nullptr;
-  auto ok = dwarf_status(dwarf_srclines_include_dir_count(context, &directories, &error), debug, error,
-                         "reading the line table's directories");
-  if (!ok) return std::unexpected(ok.error());
-  error = nullptr;
-  ok = dwarf_status(dwarf_srclines_files_indexes(context, &first, &count, &end, &error), debug, error,
-                    "reading the line table's files");
-  if (!ok) return std::unexpected(ok.error());
+  FS_TRY_DISCARD(dwarf_call(debug, "reading the line table's directories", dwarf_srclines_include_dir_count, context,
+                            &directories));
+  FS_TRY_DISCARD(dwarf_call(debug, "reading the line table's files", dwarf_srclines_files_indexes, context, &first,
+                            &count, &end));
   const Dwarf_Unsigned highest = version >= 5 ? static_cast<Dwarf_Unsigned>(directories) - 1
                                               : static_cast<Dwarf_Unsigned>(directories);
   for (Dwarf_Signed index = first; index < end && index - first < static_cast<Dwarf_Signed>(kMaxListEntries); ++index) {
     const char* name = nullptr;
     Dwarf_Unsigned directory = 0, modified = 0, length = 0;
     Dwarf_Form_Data16* md5 = nullptr;
-    error = nullptr;
-    ok = dwarf_status(dwarf_srclines_files_data_b(context, index, &name, &directory, &modified, &length, &md5, &error),
-                      debug, error, "reading the line table's files");
-    if (!ok) return std::unexpected(ok.error());
+    FS_TRY_DISCARD(dwarf_call(debug, "reading the line table's files", dwarf_srclines_files_data_b, context, index,
+                              &name, &directory, &modified, &length, &md5));
     if (directories <= 0 ? directory != 0 : directory > highest)
       return fail("line table: file ", std::to_string(index), " names directory ", std::to_string(directory), " of ",
                   std::to_string(directories < 0 ? 0 : directories));
@@ -167,68 +145,6 @@ Result<void> check_line_table_counts(std::span<const std::byte> debug_line, std:
   }
   return {};
 }
-
-// A DIE. dwarf_child / dwarf_siblingof_b / dwarf_offdie_b each return a new allocation that the caller owns.
-class Die {
- public:
-  Die() = default;
-  Die(Dwarf_Debug debug, Dwarf_Die die) : debug_(debug), die_(die) {}
-  Die(Die&& other) noexcept : debug_(other.debug_), die_(std::exchange(other.die_, nullptr)) {}
-  Die& operator=(Die&& other) noexcept {
-    if (this != &other) {
-      reset();
-      debug_ = other.debug_;
-      die_ = std::exchange(other.die_, nullptr);
-    }
-    return *this;
-  }
-  Die(const Die&) = delete;
-  Die& operator=(const Die&) = delete;
-  ~Die() { reset(); }
-
-  Dwarf_Die get() const { return die_; }
-  explicit operator bool() const { return die_ != nullptr; }
-
- private:
-  void reset() {
-    if (die_) dwarf_dealloc_die(die_);
-    die_ = nullptr;
-  }
-  Dwarf_Debug debug_ = nullptr;
-  Dwarf_Die die_ = nullptr;
-};
-
-// An attribute from dwarf_attr: owned by the caller, freed with dwarf_dealloc_attribute. Strings and blocks read
-// from it point into libdwarf's section copies and stay valid until dwarf_finish, so they need no freeing.
-class Attribute {
- public:
-  explicit Attribute(Dwarf_Attribute attribute) : attribute_(attribute) {}
-  Attribute(Attribute&& other) noexcept : attribute_(std::exchange(other.attribute_, nullptr)) {}
-  Attribute(const Attribute&) = delete;
-  Attribute& operator=(const Attribute&) = delete;
-  Attribute& operator=(Attribute&&) = delete;
-  ~Attribute() {
-    if (attribute_) dwarf_dealloc_attribute(attribute_);
-  }
-  Dwarf_Attribute get() const { return attribute_; }
-
- private:
-  Dwarf_Attribute attribute_ = nullptr;
-};
-
-// The session: dwarf_finish frees every allocation libdwarf still holds, so it must run last.
-class Session {
- public:
-  Session() = default;
-  Session(const Session&) = delete;
-  Session& operator=(const Session&) = delete;
-  ~Session() {
-    if (debug_) dwarf_finish(debug_, nullptr);
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Dwarf_Debug debug_ = nullptr;
-  int fd_ = -1;
-};
 
 struct AddressRange {
   std::uint64_t low = 0;
@@ -341,7 +257,7 @@ struct DwarfIndex::Impl {
   std::span<const std::byte> debug_loc, debug_loclists, debug_ranges, debug_rnglists, debug_addr, debug_aranges,
       debug_info, debug_line;
 
-  Dwarf_Debug debug() const { return session.debug_; }
+  Dwarf_Debug debug() const { return session.debug(); }
   std::string where(std::string_view what) const { return image->path() + ": " + std::string(what); }
 
   Result<void> index_units();
@@ -350,12 +266,6 @@ struct DwarfIndex::Impl {
   CompileUnit* unit_for(std::uint64_t pc);
   Result<void> parse_unit(CompileUnit& unit);
 
-  // Attribute helpers. All return "absent" as nullopt and a libdwarf failure as an Error.
-  Result<std::optional<Attribute>> attribute(Dwarf_Die die, Dwarf_Half name);
-  Result<std::optional<std::uint64_t>> unsigned_attribute(Dwarf_Die die, Dwarf_Half name);
-  Result<std::optional<std::uint64_t>> reference_attribute(Dwarf_Die die, Dwarf_Half name);
-  Result<std::optional<std::string>> string_attribute(Dwarf_Die die, Dwarf_Half name);
-  Result<Die> die_at(std::uint64_t offset);
   Result<std::vector<AddressRange>> pc_ranges(Dwarf_Die die, const CompileUnit& unit);
   Result<LocationAttribute> location_attribute(Dwarf_Die die, Dwarf_Half name, const CompileUnit& unit);
   Result<std::vector<AddressRange>> range_list(std::uint64_t offset, const CompileUnit& unit);
@@ -371,7 +281,6 @@ struct DwarfIndex::Impl {
   std::string scope_prefix(std::uint64_t die, unsigned depth);  // "ns::Class::" for the scope `die`, cached
   std::unordered_map<std::uint64_t, std::string> scope_prefixes;
   std::optional<std::uint64_t> parent_of(std::uint64_t die) const;
-  Result<std::uint64_t> offset_of(Dwarf_Die die);
   Result<Die> origin_of(Dwarf_Die die);
   std::string type_name_of(Dwarf_Die die, std::uint64_t& size_bytes, bool& is_scalar);
   // Calls visit(child, tag) -> Result<void> for each child of `die` in order, each one counted against `budget`,
@@ -391,82 +300,10 @@ struct DwarfIndex::Impl {
   Result<std::optional<VariableInfo>> make_variable(Dwarf_Die die, Dwarf_Half tag, const CompileUnit& unit);
   Result<void> add_call_site(Dwarf_Die die, std::size_t function_index, CompileUnit& unit);
   Result<void> load_lines(Dwarf_Die cu_die, CompileUnit& unit);
+  // One row of a line table, but for `file`: libdwarf's number for it is left in `file_number`.
+  Result<LineRow> line_row(Dwarf_Line line, Dwarf_Unsigned& file_number);
   std::optional<DwarfLine> line_in(const CompileUnit& unit, std::uint64_t pc) const;
 };
-
-Result<std::optional<Attribute>> DwarfIndex::Impl::attribute(Dwarf_Die die, Dwarf_Half name) {
-  Dwarf_Attribute raw = nullptr;
-  Dwarf_Error error = nullptr;
-  auto found = dwarf_status(dwarf_attr(die, name, &raw, &error), debug(), error, "reading an attribute");
-  if (!found) return std::unexpected(found.error());
-  if (!*found) return std::optional<Attribute>();
-  return std::optional<Attribute>(Attribute(raw));
-}
-
-Result<std::optional<std::uint64_t>> DwarfIndex::Impl::unsigned_attribute(Dwarf_Die die, Dwarf_Half name) {
-  auto attr = attribute(die, name);
-  if (!attr) return std::unexpected(attr.error());
-  if (!*attr) return std::optional<std::uint64_t>();
-  Dwarf_Half form = 0;
-  Dwarf_Error error = nullptr;
-  if (auto ok = dwarf_status(dwarf_whatform((*attr)->get(), &form, &error), debug(), error, "reading a form"); !ok)
-    return std::unexpected(ok.error());
-  if (form == DW_FORM_sec_offset) {
-    Dwarf_Off offset = 0;
-    error = nullptr;
-    auto ok = dwarf_status(dwarf_global_formref((*attr)->get(), &offset, &error), debug(), error,
-                           "reading a section offset");
-    if (!ok) return std::unexpected(ok.error());
-    return std::optional<std::uint64_t>(offset);
-  }
-  Dwarf_Unsigned value = 0;
-  error = nullptr;
-  int status = dwarf_formudata((*attr)->get(), &value, &error);
-  if (status == DW_DLV_ERROR) {
-    // libdwarf 20210528 refuses DW_FORM_implicit_const in dwarf_formudata; dwarf_formsdata reads it.
-    dwarf_dealloc_error(debug(), error);
-    Dwarf_Signed signed_value = 0;
-    error = nullptr;
-    auto ok = dwarf_status(dwarf_formsdata((*attr)->get(), &signed_value, &error), debug(), error,
-                           "reading a constant attribute");
-    if (!ok) return std::unexpected(ok.error());
-    value = static_cast<Dwarf_Unsigned>(signed_value);
-  }
-  return std::optional<std::uint64_t>(value);
-}
-
-Result<std::optional<std::uint64_t>> DwarfIndex::Impl::reference_attribute(Dwarf_Die die, Dwarf_Half name) {
-  auto attr = attribute(die, name);
-  if (!attr) return std::unexpected(attr.error());
-  if (!*attr) return std::optional<std::uint64_t>();
-  Dwarf_Off offset = 0;
-  Dwarf_Error error = nullptr;
-  auto ok = dwarf_status(dwarf_global_formref((*attr)->get(), &offset, &error), debug(), error, "reading a reference");
-  if (!ok) return std::unexpected(ok.error());
-  return std::optional<std::uint64_t>(offset);
-}
-
-Result<std::optional<std::string>> DwarfIndex::Impl::string_attribute(Dwarf_Die die, Dwarf_Half name) {
-  auto attr = attribute(die, name);
-  if (!attr) return std::unexpected(attr.error());
-  if (!*attr) return std::optional<std::string>();
-  char* text = nullptr;
-  Dwarf_Error error = nullptr;
-  auto ok = dwarf_status(dwarf_formstring((*attr)->get(), &text, &error), debug(), error, "reading a string");
-  if (!ok) return std::unexpected(ok.error());
-  if (!*ok || !text) return std::optional<std::string>();
-  return std::optional<std::string>(text);
-}
-
-Result<Die> DwarfIndex::Impl::die_at(std::uint64_t offset) {
-  Dwarf_Die raw = nullptr;
-  Dwarf_Error error = nullptr;
-  auto ok = dwarf_status(dwarf_offdie_b(debug(), offset, true, &raw, &error), debug(), error,
-                         "reading the DIE at .debug_info offset " + hex(offset));
-  if (!ok) return std::unexpected(ok.error());
-  if (!*ok) return fail("no DIE at .debug_info offset ", hex(offset));
-  return Die(debug(), raw);
-}
 
 Result<std::uint64_t> DwarfIndex::Impl::indexed_address(std::uint64_t index, const CompileUnit& unit) {
   ByteReader reader(debug_addr, where(".debug_addr"));
@@ -648,15 +485,12 @@ Result<std::vector<LocationListEntry>> DwarfIndex::Impl::location_list(std::uint
 Result<std::vector<AddressRange>> DwarfIndex::Impl::pc_ranges(Dwarf_Die die, const CompileUnit& unit) {
   std::vector<AddressRange> ranges;
   Dwarf_Addr low = 0;
-  Dwarf_Error error = nullptr;
-  FS_TRY(has_low, dwarf_status(dwarf_lowpc(die, &low, &error), debug(), error, "reading DW_AT_low_pc"));
+  FS_TRY(has_low, dwarf_call(debug(), "reading DW_AT_low_pc", dwarf_lowpc, die, &low));
   if (*has_low) {
     Dwarf_Addr high = 0;
     Dwarf_Half form = 0;
     Dwarf_Form_Class form_class = DW_FORM_CLASS_UNKNOWN;
-    error = nullptr;
-    FS_TRY(has_high, dwarf_status(dwarf_highpc_b(die, &high, &form, &form_class, &error), debug(), error,
-                                  "reading DW_AT_high_pc"));
+    FS_TRY(has_high, dwarf_call(debug(), "reading DW_AT_high_pc", dwarf_highpc_b, die, &high, &form, &form_class));
     if (*has_high) {
       // DWARF 4+: a constant-class high_pc is the size, not an address (2.17.2).
       if (form_class == DW_FORM_CLASS_CONSTANT) high += low;
@@ -665,66 +499,42 @@ Result<std::vector<AddressRange>> DwarfIndex::Impl::pc_ranges(Dwarf_Die die, con
     }
     // A CU may carry DW_AT_low_pc 0 as the base for its DW_AT_ranges (2.17.3).
   }
-  auto attr = attribute(die, DW_AT_ranges);
-  if (!attr) return std::unexpected(attr.error());
+  FS_TRY(attr, attribute(debug(), die, DW_AT_ranges));
   if (!*attr) return ranges;
-  Dwarf_Half form = 0;
-  error = nullptr;
-  FS_TRY(has_form, dwarf_status(dwarf_whatform((*attr)->get(), &form, &error), debug(), error, "reading a form"));
-  if (form != DW_FORM_sec_offset && form != DW_FORM_data4 && form != DW_FORM_data8)
-    return fail(where("DW_AT_ranges form "), hex(form), " is not supported");
-  FS_TRY(offset, unsigned_attribute(die, DW_AT_ranges));
+  FS_TRY(form, form_of(debug(), (*attr)->get()));
+  if (*form != DW_FORM_sec_offset && *form != DW_FORM_data4 && *form != DW_FORM_data8)
+    return fail(where("DW_AT_ranges form "), hex(*form), " is not supported");
+  FS_TRY(offset, unsigned_attribute(debug(), die, DW_AT_ranges));
   return range_list(offset->value_or(0), unit);
 }
 
 Result<LocationAttribute> DwarfIndex::Impl::location_attribute(Dwarf_Die die, Dwarf_Half name,
                                                                const CompileUnit& unit) {
   LocationAttribute location;
-  auto attr = attribute(die, name);
-  if (!attr) return std::unexpected(attr.error());
+  FS_TRY(attr, attribute(debug(), die, name));
   if (!*attr) return location;
-  Dwarf_Half form = 0;
-  Dwarf_Error error = nullptr;
-  FS_TRY(has_form, dwarf_status(dwarf_whatform((*attr)->get(), &form, &error), debug(), error, "reading a form"));
+  FS_TRY(form, form_of(debug(), (*attr)->get()));
   location.present = true;
-  if (form == DW_FORM_exprloc || form == DW_FORM_block1 || form == DW_FORM_block2 || form == DW_FORM_block4 ||
-      form == DW_FORM_block) {
-    Dwarf_Unsigned length = 0;
-    Dwarf_Ptr bytes = nullptr;
-    error = nullptr;
-    if (form == DW_FORM_exprloc) {
-      FS_TRY(ok, dwarf_status(dwarf_formexprloc((*attr)->get(), &length, &bytes, &error), debug(), error,
-                              "reading an expression"));
-    } else {
-      Dwarf_Block* block = nullptr;
-      FS_TRY(ok, dwarf_status(dwarf_formblock((*attr)->get(), &block, &error), debug(), error, "reading a block"));
-      if (!block) return location;
-      length = block->bl_len;
-      bytes = block->bl_data;
-      // The Dwarf_Block descriptor is allocated per call; its data points into the section.
-      std::vector<std::byte> copy(static_cast<const std::byte*>(bytes), static_cast<const std::byte*>(bytes) + length);
-      dwarf_dealloc(debug(), block, DW_DLA_BLOCK);
-      location.expression = std::move(copy);
-      return location;
-    }
-    const auto* begin = static_cast<const std::byte*>(bytes);
-    location.expression.assign(begin, begin + length);
+  if (*form == DW_FORM_exprloc || *form == DW_FORM_block1 || *form == DW_FORM_block2 || *form == DW_FORM_block4 ||
+      *form == DW_FORM_block) {
+    FS_TRY(expression, block_attribute(debug(), (*attr)->get(), *form));
+    location.expression = std::move(*expression);
     return location;
   }
-  if (form == DW_FORM_sec_offset || form == DW_FORM_data4 || form == DW_FORM_data8) {
-    FS_TRY(offset, unsigned_attribute(die, name));
+  if (*form == DW_FORM_sec_offset || *form == DW_FORM_data4 || *form == DW_FORM_data8) {
+    FS_TRY(offset, unsigned_attribute(debug(), die, name));
     FS_TRY(list, location_list(offset->value_or(0), unit));
     location.is_list = true;
     location.list = std::move(*list);
     return location;
   }
-  return fail(where("location form "), hex(form), " is not supported");
+  return fail(where("location form "), hex(*form), " is not supported");
 }
 
 Result<Die> DwarfIndex::Impl::origin_of(Dwarf_Die die) {
   for (Dwarf_Half name : {Dwarf_Half{DW_AT_abstract_origin}, Dwarf_Half{DW_AT_specification}}) {
-    FS_TRY(offset, reference_attribute(die, name));
-    if (*offset) return die_at(**offset);
+    FS_TRY(offset, reference_attribute(debug(), die, name));
+    if (*offset) return die_at(debug(), **offset);
   }
   return Die();
 }
@@ -735,19 +545,19 @@ Result<void> DwarfIndex::Impl::names_through_origins(Dwarf_Die die, std::string&
   Dwarf_Die current = die;
   for (unsigned hop = 0; hop <= kMaxReferenceHops && current; ++hop) {
     if (name.empty()) {
-      FS_TRY(found, string_attribute(current, DW_AT_name));
+      FS_TRY(found, string_attribute(debug(), current, DW_AT_name));
       if (*found) {
         name = **found;
         if (name_die) {
-          FS_TRY(offset, offset_of(current));
+          FS_TRY(offset, offset_of(debug(), current));
           *name_die = *offset;
         }
       }
     }
     if (linkage_name.empty()) {
-      FS_TRY(found, string_attribute(current, DW_AT_linkage_name));
+      FS_TRY(found, string_attribute(debug(), current, DW_AT_linkage_name));
       if (!*found) {
-        FS_TRY(old, string_attribute(current, DW_AT_MIPS_linkage_name));
+        FS_TRY(old, string_attribute(debug(), current, DW_AT_MIPS_linkage_name));
         found = std::move(old);
       }
       if (*found) linkage_name = **found;
@@ -758,13 +568,6 @@ Result<void> DwarfIndex::Impl::names_through_origins(Dwarf_Die die, std::string&
     current = holder.get();
   }
   return {};
-}
-
-Result<std::uint64_t> DwarfIndex::Impl::offset_of(Dwarf_Die die) {
-  Dwarf_Off offset = 0;
-  Dwarf_Error error = nullptr;
-  FS_TRY(ok, dwarf_status(dwarf_dieoffset(die, &offset, &error), debug(), error, "reading a DIE offset"));
-  return std::uint64_t{offset};
 }
 
 std::optional<std::uint64_t> DwarfIndex::Impl::parent_of(std::uint64_t die) const {
@@ -795,10 +598,9 @@ std::string DwarfIndex::Impl::scope_prefix(std::uint64_t die, unsigned depth) {
   // Hostile DWARF could make a function's name lead back inside itself: a bounded depth ends any loop.
   if (depth > kMaxScopeDepth) return {};
   std::string prefix;
-  auto scope = die_at(die);
+  auto scope = die_at(debug(), die);
   Dwarf_Half tag = 0;
-  Dwarf_Error error = nullptr;
-  if (scope && dwarf_tag(scope->get(), &tag, &error) == DW_DLV_OK) {
+  if (scope && dwarf_call_status(debug(), dwarf_tag, scope->get(), &tag) == DW_DLV_OK) {
     const auto parent = parent_of(die);
     std::string name, linkage_name;
     std::uint64_t name_die = 0;
@@ -812,14 +614,13 @@ std::string DwarfIndex::Impl::scope_prefix(std::uint64_t die, unsigned depth) {
       }
     } else if (tag == DW_TAG_namespace || tag == DW_TAG_class_type || tag == DW_TAG_structure_type ||
                tag == DW_TAG_union_type) {
-      auto own = string_attribute(scope->get(), DW_AT_name);
+      auto own = string_attribute(debug(), scope->get(), DW_AT_name);
       if (own && *own) name = **own;
       // gcc's lambda closures are unnamed classes inside the function that writes them.
       const bool in_function = parent && [&] {
-        auto parent_die = die_at(*parent);
+        auto parent_die = die_at(debug(), *parent);
         Dwarf_Half parent_tag = 0;
-        Dwarf_Error parent_error = nullptr;
-        return parent_die && dwarf_tag(parent_die->get(), &parent_tag, &parent_error) == DW_DLV_OK &&
+        return parent_die && dwarf_call_status(debug(), dwarf_tag, parent_die->get(), &parent_tag) == DW_DLV_OK &&
                parent_tag == DW_TAG_subprogram;
       }();
       if (name.empty())
@@ -838,22 +639,18 @@ std::string DwarfIndex::Impl::type_name_of(Dwarf_Die die, std::uint64_t& size_by
   is_scalar = false;
   std::string prefix, suffix;
   Die holder;
-  auto type_offset = reference_attribute(die, DW_AT_type);
+  auto type_offset = reference_attribute(debug(), die, DW_AT_type);
   if (!type_offset || !*type_offset) return "void";
-  auto next = die_at(**type_offset);
+  auto next = die_at(debug(), **type_offset);
   if (!next) return "?";
   holder = std::move(*next);
   bool size_known = false;
   std::optional<std::string> typedef_name;  // shown instead of what it names; the chain is still followed for size
   for (unsigned hop = 0; hop <= kMaxReferenceHops && holder; ++hop) {
     Dwarf_Half tag = 0;
-    Dwarf_Error error = nullptr;
-    if (dwarf_tag(holder.get(), &tag, &error) != DW_DLV_OK) {
-      if (error) dwarf_dealloc_error(debug(), error);
-      return "?";
-    }
+    if (dwarf_call_status(debug(), dwarf_tag, holder.get(), &tag) != DW_DLV_OK) return "?";
     if (!size_known) {
-      if (auto size = unsigned_attribute(holder.get(), DW_AT_byte_size); size && *size) {
+      if (auto size = unsigned_attribute(debug(), holder.get(), DW_AT_byte_size); size && *size) {
         size_bytes = **size;
         size_known = true;
       } else if (tag == DW_TAG_pointer_type || tag == DW_TAG_reference_type || tag == DW_TAG_rvalue_reference_type) {
@@ -864,7 +661,7 @@ std::string DwarfIndex::Impl::type_name_of(Dwarf_Die die, std::uint64_t& size_by
     if (tag == DW_TAG_base_type || tag == DW_TAG_pointer_type || tag == DW_TAG_reference_type ||
         tag == DW_TAG_rvalue_reference_type || tag == DW_TAG_enumeration_type || tag == DW_TAG_ptr_to_member_type)
       is_scalar = is_scalar || suffix.empty();
-    auto name = string_attribute(holder.get(), DW_AT_name);
+    auto name = string_attribute(debug(), holder.get(), DW_AT_name);
     const std::string own_name = name && *name ? **name : "";
     switch (tag) {
       case DW_TAG_pointer_type: suffix = "*" + suffix; break;
@@ -881,9 +678,9 @@ std::string DwarfIndex::Impl::type_name_of(Dwarf_Die die, std::uint64_t& size_by
     }
     if (tag == DW_TAG_typedef && !typedef_name) typedef_name = prefix + own_name + suffix;
     if (typedef_name && (is_scalar || !suffix.empty())) return *typedef_name;
-    auto inner = reference_attribute(holder.get(), DW_AT_type);
+    auto inner = reference_attribute(debug(), holder.get(), DW_AT_type);
     if (!inner || !*inner) return typedef_name.value_or(prefix + "void" + suffix);
-    auto die_next = die_at(**inner);
+    auto die_next = die_at(debug(), **inner);
     if (!die_next) return "?";
     holder = std::move(*die_next);
   }
@@ -892,7 +689,7 @@ std::string DwarfIndex::Impl::type_name_of(Dwarf_Die die, std::uint64_t& size_by
 
 Result<std::optional<VariableInfo>> DwarfIndex::Impl::make_variable(Dwarf_Die die, Dwarf_Half tag,
                                                                     const CompileUnit& unit) {
-  FS_TRY(declaration, unsigned_attribute(die, DW_AT_declaration));
+  FS_TRY(declaration, unsigned_attribute(debug(), die, DW_AT_declaration));
   if (*declaration && **declaration) return std::optional<VariableInfo>();
   VariableInfo variable;
   variable.is_parameter = tag == DW_TAG_formal_parameter;
@@ -902,7 +699,7 @@ Result<std::optional<VariableInfo>> DwarfIndex::Impl::make_variable(Dwarf_Die di
   Die origin_holder;
   Dwarf_Die typed = die;
   for (unsigned hop = 0; hop < kMaxReferenceHops; ++hop) {
-    FS_TRY(has_type, reference_attribute(typed, DW_AT_type));
+    FS_TRY(has_type, reference_attribute(debug(), typed, DW_AT_type));
     if (*has_type) break;
     FS_TRY(origin, origin_of(typed));
     if (!*origin) break;
@@ -914,7 +711,7 @@ Result<std::optional<VariableInfo>> DwarfIndex::Impl::make_variable(Dwarf_Die di
   variable.location = std::move(*location);
   if (!variable.location.present) {
     // A constant folded away: DW_AT_const_value becomes an equivalent expression (constu; stack_value).
-    FS_TRY(constant, unsigned_attribute(die, DW_AT_const_value));
+    FS_TRY(constant, unsigned_attribute(debug(), die, DW_AT_const_value));
     if (*constant) {
       variable.location.present = true;
       std::vector<std::byte>& bytes = variable.location.expression;
@@ -936,24 +733,20 @@ Result<void> DwarfIndex::Impl::add_call_site(Dwarf_Die die, std::size_t function
   // DWARF 5 uses DW_AT_call_return_pc; the GNU extension puts the return address in DW_AT_low_pc.
   Dwarf_Addr return_pc = 0;
   {
-    auto attr = attribute(die, DW_AT_call_return_pc);
-    if (!attr) return std::unexpected(attr.error());
+    FS_TRY(attr, attribute(debug(), die, DW_AT_call_return_pc));
     if (*attr) {
-      Dwarf_Error error = nullptr;
-      FS_TRY(ok, dwarf_status(dwarf_formaddr((*attr)->get(), &return_pc, &error), debug(), error,
-                              "reading DW_AT_call_return_pc"));
+      FS_TRY_DISCARD(dwarf_call(debug(), "reading DW_AT_call_return_pc", dwarf_formaddr, (*attr)->get(), &return_pc));
     } else {
-      Dwarf_Error error = nullptr;
-      FS_TRY(ok, dwarf_status(dwarf_lowpc(die, &return_pc, &error), debug(), error, "reading a call site's low_pc"));
-      if (!*ok) return {};
+      FS_TRY(found, dwarf_call(debug(), "reading a call site's low_pc", dwarf_lowpc, die, &return_pc));
+      if (!*found) return {};
     }
   }
   CallSiteInfo site;
   site.function_index = function_index;
   // What the site calls (GNU call sites name it with DW_AT_abstract_origin and DW_AT_GNU_call_site_target).
-  FS_TRY(origin, reference_attribute(die, DW_AT_call_origin));
+  FS_TRY(origin, reference_attribute(debug(), die, DW_AT_call_origin));
   if (!*origin) {
-    FS_TRY(gnu_origin, reference_attribute(die, DW_AT_abstract_origin));
+    FS_TRY(gnu_origin, reference_attribute(debug(), die, DW_AT_abstract_origin));
     origin = std::move(gnu_origin);
   }
   site.origin_offset = origin->value_or(0);
@@ -963,15 +756,11 @@ Result<void> DwarfIndex::Impl::add_call_site(Dwarf_Die die, std::size_t function
     target = std::move(gnu_target);
   }
   if (target->present && !target->is_list) site.target = std::move(target->expression);
-  Dwarf_Die raw_child = nullptr;
-  Dwarf_Error error = nullptr;
-  FS_TRY(has_child, dwarf_status(dwarf_child(die, &raw_child, &error), debug(), error, "reading call site parameters"));
-  Die child(debug(), *has_child ? raw_child : nullptr);
+  FS_TRY(first, first_child(debug(), die, "reading call site parameters"));
+  Die child = std::move(*first);
   for (std::size_t n = 0; child && n < 256; ++n) {
-    Dwarf_Half tag = 0;
-    error = nullptr;
-    FS_TRY(tag_ok, dwarf_status(dwarf_tag(child.get(), &tag, &error), debug(), error, "reading a tag"));
-    if (tag == DW_TAG_call_site_parameter || tag == DW_TAG_GNU_call_site_parameter) {
+    FS_TRY(tag, tag_of(debug(), child.get()));
+    if (*tag == DW_TAG_call_site_parameter || *tag == DW_TAG_GNU_call_site_parameter) {
       FS_TRY(location, location_attribute(child.get(), DW_AT_location, unit));
       FS_TRY(value, location_attribute(child.get(), DW_AT_call_value, unit));
       if (!value->present) {
@@ -981,11 +770,8 @@ Result<void> DwarfIndex::Impl::add_call_site(Dwarf_Die die, std::size_t function
       if (location->present && !location->is_list && value->present && !value->is_list)
         site.parameters.push_back({std::move(location->expression), std::move(value->expression)});
     }
-    Dwarf_Die raw_next = nullptr;
-    error = nullptr;
-    FS_TRY(has_next, dwarf_status(dwarf_siblingof_b(debug(), child.get(), true, &raw_next, &error), debug(), error,
-                                  "reading call site parameters"));
-    child = Die(debug(), *has_next ? raw_next : nullptr);
+    FS_TRY(next, next_sibling(debug(), child.get(), "reading call site parameters"));
+    child = std::move(*next);
   }
   unit.call_sites[return_pc] = std::move(site);
   return {};
@@ -1006,8 +792,8 @@ Result<Scope> DwarfIndex::Impl::make_scope(Dwarf_Die die, Dwarf_Half tag, Compil
     FS_TRY(frame_base, location_attribute(die, DW_AT_frame_base, unit));
     scope.frame_base = std::move(*frame_base);
   } else {
-    FS_TRY(file, unsigned_attribute(die, DW_AT_call_file));
-    FS_TRY(line, unsigned_attribute(die, DW_AT_call_line));
+    FS_TRY(file, unsigned_attribute(debug(), die, DW_AT_call_file));
+    FS_TRY(line, unsigned_attribute(debug(), die, DW_AT_call_line));
     scope.call_line = static_cast<unsigned>(line->value_or(0));
     if (*file) {
       // DWARF 5 file numbers index the table directly; DWARF 2-4 count from 1 (6.2.4).
@@ -1022,21 +808,14 @@ Result<Scope> DwarfIndex::Impl::make_scope(Dwarf_Die die, Dwarf_Half tag, Compil
 template <class Visit>
 Result<void> DwarfIndex::Impl::for_each_child(Dwarf_Die die, unsigned depth, std::size_t& budget, Visit visit) {
   if (depth > kMaxDieDepth) return fail(where("DIE tree deeper than "), std::to_string(kMaxDieDepth));
-  Dwarf_Die raw_child = nullptr;
-  Dwarf_Error error = nullptr;
-  FS_TRY(has_child, dwarf_status(dwarf_child(die, &raw_child, &error), debug(), error, "reading DIE children"));
-  Die child(debug(), *has_child ? raw_child : nullptr);
+  FS_TRY(first, first_child(debug(), die, "reading DIE children"));
+  Die child = std::move(*first);
   while (child) {
     if (budget-- == 0) return fail(where("more than "), std::to_string(kMaxDiesPerUnit), " DIEs in one unit");
-    Dwarf_Half tag = 0;
-    error = nullptr;
-    FS_TRY(tag_ok, dwarf_status(dwarf_tag(child.get(), &tag, &error), debug(), error, "reading a tag"));
-    FS_TRY(visited, visit(child.get(), tag));
-    Dwarf_Die raw_next = nullptr;
-    error = nullptr;
-    FS_TRY(has_next, dwarf_status(dwarf_siblingof_b(debug(), child.get(), true, &raw_next, &error), debug(), error,
-                                  "reading DIE siblings"));
-    child = Die(debug(), *has_next ? raw_next : nullptr);
+    FS_TRY(tag, tag_of(debug(), child.get()));
+    FS_TRY_DISCARD(visit(child.get(), *tag));
+    FS_TRY(next, next_sibling(debug(), child.get(), "reading DIE siblings"));
+    child = std::move(*next);
   }
   return {};
 }
@@ -1078,11 +857,8 @@ Result<void> DwarfIndex::Impl::walk_scope(Dwarf_Die die, Scope& scope, std::size
       case DW_TAG_union_type: {
         // A lambda's closure type and its operator() are defined inside the function that writes the lambda
         // (gcc), as are local classes' members: functions of their own, indexed once this one is done.
-        Dwarf_Off offset = 0;
-        Dwarf_Error error = nullptr;
-        FS_TRY(has_offset, dwarf_status(dwarf_dieoffset(child, &offset, &error), debug(), error,
-                                        "reading a DIE offset"));
-        if (*has_offset) nested_definitions.push_back(offset);
+        FS_TRY(offset, offset_of(debug(), child));
+        nested_definitions.push_back(*offset);
         break;
       }
       default:
@@ -1093,11 +869,11 @@ Result<void> DwarfIndex::Impl::walk_scope(Dwarf_Die die, Scope& scope, std::size
 }
 
 Result<void> DwarfIndex::Impl::walk_top(Dwarf_Die die, CompileUnit& unit, unsigned depth, std::size_t& budget) {
-  FS_TRY(parent, offset_of(die));
+  FS_TRY(parent, offset_of(debug(), die));
   return for_each_child(die, depth, budget, [&](Dwarf_Die child, Dwarf_Half tag) -> Result<void> {
     if (tag == DW_TAG_subprogram || tag == DW_TAG_namespace || tag == DW_TAG_class_type ||
         tag == DW_TAG_structure_type || tag == DW_TAG_union_type) {
-      FS_TRY(offset, offset_of(child));
+      FS_TRY(offset, offset_of(debug(), child));
       unit.parents.emplace_back(*offset, *parent);
     }
     return walk_definition(child, tag, unit, depth, budget);
@@ -1114,11 +890,11 @@ Result<void> DwarfIndex::Impl::walk_definition(Dwarf_Die die, Dwarf_Half tag, Co
       // and local classes those copies use: kept as parents, they name the lambdas' operator().
       // (C has no lambdas, and libc's debug info is full of abstract instances: skipping them there saves 15%.)
       if (unit.plain_c) return {};
-      FS_TRY(inline_kind, unsigned_attribute(die, DW_AT_inline));
+      FS_TRY(inline_kind, unsigned_attribute(debug(), die, DW_AT_inline));
       if (!*inline_kind) return {};
       std::vector<std::uint64_t> local_types;
       FS_TRY(collected, collect_local_types(die, depth + 1, budget, local_types));
-      FS_TRY(function_offset, offset_of(die));
+      FS_TRY(function_offset, offset_of(debug(), die));
       for (std::uint64_t offset : local_types) unit.parents.emplace_back(offset, *function_offset);
       return walk_nested(local_types, unit, depth + 1, budget);
     }
@@ -1129,7 +905,7 @@ Result<void> DwarfIndex::Impl::walk_definition(Dwarf_Die die, Dwarf_Half tag, Co
     // nested in its body are indexed after it.
     std::vector<std::uint64_t> nested;
     FS_TRY(body, walk_scope(die, unit.functions[index], index, unit, depth + 1, budget, nested));
-    FS_TRY(function_offset, offset_of(die));
+    FS_TRY(function_offset, offset_of(debug(), die));
     for (std::uint64_t offset : nested) unit.parents.emplace_back(offset, *function_offset);
     return walk_nested(nested, unit, depth + 1, budget);
   }
@@ -1146,7 +922,7 @@ Result<void> DwarfIndex::Impl::collect_local_types(Dwarf_Die die, unsigned depth
   return for_each_child(die, depth, budget, [&](Dwarf_Die child, Dwarf_Half tag) -> Result<void> {
     if (tag == DW_TAG_lexical_block) return collect_local_types(child, depth + 1, budget, types);
     if (tag == DW_TAG_class_type || tag == DW_TAG_structure_type || tag == DW_TAG_union_type) {
-      FS_TRY(offset, offset_of(child));
+      FS_TRY(offset, offset_of(debug(), child));
       types.push_back(*offset);
     }
     return {};
@@ -1156,91 +932,46 @@ Result<void> DwarfIndex::Impl::collect_local_types(Dwarf_Die die, unsigned depth
 Result<void> DwarfIndex::Impl::walk_nested(std::vector<std::uint64_t>& offsets, CompileUnit& unit, unsigned depth,
                                            std::size_t& budget) {
   for (std::uint64_t offset : offsets) {
-    FS_TRY(die, die_at(offset));
-    Dwarf_Half tag = 0;
-    Dwarf_Error error = nullptr;
-    FS_TRY(tag_ok, dwarf_status(dwarf_tag(die->get(), &tag, &error), debug(), error, "reading a tag"));
-    FS_TRY(ok, walk_definition(die->get(), tag, unit, depth, budget));
+    FS_TRY(die, die_at(debug(), offset));
+    FS_TRY(tag, tag_of(debug(), die->get()));
+    FS_TRY_DISCARD(walk_definition(die->get(), *tag, unit, depth, budget));
   }
   return {};
 }
 
 Result<void> DwarfIndex::Impl::load_lines(Dwarf_Die cu_die, CompileUnit& unit) {
-  FS_TRY(line_offset, unsigned_attribute(cu_die, DW_AT_stmt_list));
+  FS_TRY(line_offset, unsigned_attribute(debug(), cu_die, DW_AT_stmt_list));
   if (!*line_offset) return {};
   if (auto ok = check_line_table_counts(debug_line, **line_offset); !ok) return ok;
   Dwarf_Unsigned version = 0;
   Dwarf_Small table_count = 0;
-  Dwarf_Line_Context context = nullptr;
-  Dwarf_Error error = nullptr;
-  FS_TRY(has_lines, dwarf_status(dwarf_srclines_b(cu_die, &version, &table_count, &context, &error), debug(), error,
-                                 "reading the line table"));
+  Dwarf_Line_Context raw_context = nullptr;
+  FS_TRY(has_lines, dwarf_call(debug(), "reading the line table", dwarf_srclines_b, cu_die, &version, &table_count,
+                               &raw_context));
   if (!*has_lines) return {};
-  // The line context owns the Dwarf_Line array; dwarf_srclines_dealloc_b frees both.
-  struct ContextOwner {
-    Dwarf_Line_Context context;
-    ~ContextOwner() { dwarf_srclines_dealloc_b(context); }
-  } owner{context};
-  if (auto ok = check_file_directories(debug(), context, version); !ok) return ok;
-  // The file table for DW_AT_call_file. dwarf_srcfiles allocates each string and the array; we copy and free.
-  {
-    char** files = nullptr;
-    Dwarf_Signed count = 0;
-    error = nullptr;
-    FS_TRY(has_files, dwarf_status(dwarf_srcfiles(cu_die, &files, &count, &error), debug(), error,
-                                   "reading the source file table"));
-    if (*has_files) {
-      for (Dwarf_Signed i = 0; i < count; ++i) {
-        unit.source_files.emplace_back(files[i] ? files[i] : "?");
-        dwarf_dealloc(debug(), files[i], DW_DLA_STRING);
-      }
-      dwarf_dealloc(debug(), files, DW_DLA_LIST);
-    }
-  }
+  const LineContext context(raw_context);
+  FS_TRY_DISCARD(check_file_directories(debug(), context.get(), version));
+  FS_TRY(files, source_files(debug(), cu_die));
+  unit.source_files = std::move(*files);
   Dwarf_Line* lines = nullptr;
   Dwarf_Signed count = 0;
-  error = nullptr;
-  FS_TRY(has_rows, dwarf_status(dwarf_srclines_from_linecontext(context, &lines, &count, &error), debug(), error,
-                                "reading line rows"));
+  FS_TRY(has_rows, dwarf_call(debug(), "reading line rows", dwarf_srclines_from_linecontext, context.get(), &lines,
+                              &count));
   if (!*has_rows || count <= 0) return {};
   if (static_cast<std::uint64_t>(count) > kMaxLineRows) return fail(where("line table has too many rows"));
   std::unordered_map<Dwarf_Unsigned, std::uint32_t> file_slots;
   unit.rows.reserve(static_cast<std::size_t>(count));
   for (Dwarf_Signed i = 0; i < count; ++i) {
-    LineRow row;
-    Dwarf_Addr address = 0;
-    Dwarf_Unsigned line = 0, file_number = 0;
-    Dwarf_Bool end_sequence = false;
-    error = nullptr;
-    FS_TRY(a, dwarf_status(dwarf_lineaddr(lines[i], &address, &error), debug(), error, "reading a line address"));
-    error = nullptr;
-    FS_TRY(b, dwarf_status(dwarf_lineno(lines[i], &line, &error), debug(), error, "reading a line number"));
-    error = nullptr;
-    FS_TRY(c, dwarf_status(dwarf_line_srcfileno(lines[i], &file_number, &error), debug(), error,
-                           "reading a line's file"));
-    error = nullptr;
-    FS_TRY(d, dwarf_status(dwarf_lineendsequence(lines[i], &end_sequence, &error), debug(), error,
-                           "reading a line row"));
+    Dwarf_Unsigned file_number = 0;
+    FS_TRY(row, line_row(lines[i], file_number));
     auto slot = file_slots.find(file_number);
     if (slot == file_slots.end()) {
-      // dwarf_linesrc allocates the joined path; one call per distinct file, not per row.
-      char* name = nullptr;
-      error = nullptr;
-      std::string text = "?";
-      if (dwarf_linesrc(lines[i], &name, &error) == DW_DLV_OK && name) {
-        text = name;
-        dwarf_dealloc(debug(), name, DW_DLA_STRING);
-      } else if (error) {
-        dwarf_dealloc_error(debug(), error);
-      }
-      unit.line_files.push_back(std::move(text));
+      // One path per distinct file, not per row: libdwarf joins and allocates it on each call.
+      unit.line_files.push_back(line_file(debug(), lines[i]));
       slot = file_slots.emplace(file_number, static_cast<std::uint32_t>(unit.line_files.size() - 1)).first;
     }
-    row.address = address;
-    row.line = static_cast<unsigned>(line);
-    row.file = slot->second;
-    row.end_sequence = end_sequence;
-    unit.rows.push_back(row);
+    row->file = slot->second;
+    unit.rows.push_back(*row);
   }
   // Sequences may come in any order; an end_sequence row sorts before a row that starts at the same address.
   std::stable_sort(unit.rows.begin(), unit.rows.end(), [](const LineRow& a, const LineRow& b) {
@@ -1248,6 +979,17 @@ Result<void> DwarfIndex::Impl::load_lines(Dwarf_Die cu_die, CompileUnit& unit) {
     return a.end_sequence && !b.end_sequence;
   });
   return {};
+}
+
+Result<LineRow> DwarfIndex::Impl::line_row(Dwarf_Line line, Dwarf_Unsigned& file_number) {
+  Dwarf_Addr address = 0;
+  Dwarf_Unsigned number = 0;
+  Dwarf_Bool end_sequence = false;
+  FS_TRY_DISCARD(dwarf_call(debug(), "reading a line address", dwarf_lineaddr, line, &address));
+  FS_TRY_DISCARD(dwarf_call(debug(), "reading a line number", dwarf_lineno, line, &number));
+  FS_TRY_DISCARD(dwarf_call(debug(), "reading a line's file", dwarf_line_srcfileno, line, &file_number));
+  FS_TRY_DISCARD(dwarf_call(debug(), "reading a line row", dwarf_lineendsequence, line, &end_sequence));
+  return LineRow{address, static_cast<unsigned>(number), 0, end_sequence != 0};
 }
 
 std::optional<DwarfLine> DwarfIndex::Impl::line_in(const CompileUnit& unit, std::uint64_t pc) const {
@@ -1263,17 +1005,16 @@ std::optional<DwarfLine> DwarfIndex::Impl::line_in(const CompileUnit& unit, std:
 Result<void> DwarfIndex::Impl::read_unit_attributes(CompileUnit& unit, Dwarf_Die cu_die) {
   unit.attributes_read = true;
   Dwarf_Half version = 0, offset_size = 0;
-  Dwarf_Error error = nullptr;
-  FS_TRY(has_version, dwarf_status(dwarf_get_version_of_die(cu_die, &version, &offset_size), debug(), error,
-                                   "reading a CU's version"));
+  // The one libdwarf call without a Dwarf_Error argument.
+  FS_TRY_DISCARD(dwarf_status(debug(), dwarf_get_version_of_die(cu_die, &version, &offset_size), nullptr,
+                              "reading a CU's version"));
   unit.version = version;
   Dwarf_Addr low = 0;
-  error = nullptr;
-  FS_TRY(has_low, dwarf_status(dwarf_lowpc(cu_die, &low, &error), debug(), error, "reading a CU's low_pc"));
+  FS_TRY(has_low, dwarf_call(debug(), "reading a CU's low_pc", dwarf_lowpc, cu_die, &low));
   unit.base_address = *has_low ? low : 0;
-  FS_TRY(addr_base, unsigned_attribute(cu_die, DW_AT_addr_base));
+  FS_TRY(addr_base, unsigned_attribute(debug(), cu_die, DW_AT_addr_base));
   unit.addr_base = addr_base->value_or(0);
-  FS_TRY(language, unsigned_attribute(cu_die, DW_AT_language));
+  FS_TRY(language, unsigned_attribute(debug(), cu_die, DW_AT_language));
   const std::uint64_t lang = language->value_or(0);
   constexpr std::uint64_t kLangC17 = 0x2c;  // DWARF 6's DW_LANG_C17, newer than this libdwarf
   unit.plain_c = lang == DW_LANG_C89 || lang == DW_LANG_C || lang == DW_LANG_C99 || lang == DW_LANG_C11 ||
@@ -1367,28 +1108,19 @@ Result<void> DwarfIndex::Impl::index_units() {
     Dwarf_Half version = 0, address_size = 0, length_size = 0, extension_size = 0, unit_type = 0;
     Dwarf_Off abbrev_offset = 0;
     Dwarf_Sig8 signature;
-    Dwarf_Error error = nullptr;
-    FS_TRY(has_unit,
-           dwarf_status(dwarf_next_cu_header_d(debug(), true, &header_length, &version, &abbrev_offset, &address_size,
-                                               &length_size, &extension_size, &signature, &type_offset,
-                                               &next_offset, &unit_type, &error),
-                        debug(), error, where("reading compile unit headers")));
+    FS_TRY(has_unit, dwarf_call(debug(), where("reading compile unit headers"), dwarf_next_cu_header_d, debug(), true,
+                                &header_length, &version, &abbrev_offset, &address_size, &length_size,
+                                &extension_size, &signature, &type_offset, &next_offset, &unit_type));
     if (!*has_unit) break;
-    Dwarf_Die raw = nullptr;
-    error = nullptr;
-    FS_TRY(has_die, dwarf_status(dwarf_siblingof_b(debug(), nullptr, true, &raw, &error), debug(), error,
-                                 where("reading a compile unit DIE")));
-    if (!*has_die) continue;
-    Die cu_die(debug(), raw);
+    // The unit's DIE is the sibling of "no DIE" in the unit dwarf_next_cu_header_d moved to.
+    FS_TRY(cu_die, next_sibling(debug(), nullptr, where("reading a compile unit DIE")));
+    if (!*cu_die) continue;
     if (address_size != 8) continue;  // not x86-64 code
     CompileUnit unit;
-    Dwarf_Off offset = 0;
-    error = nullptr;
-    FS_TRY(has_offset, dwarf_status(dwarf_dieoffset(cu_die.get(), &offset, &error), debug(), error,
-                                    "reading a DIE offset"));
-    unit.die_offset = offset;
-    FS_TRY(attributes, read_unit_attributes(unit, cu_die.get()));
-    auto ranges = pc_ranges(cu_die.get(), unit);
+    FS_TRY(offset, offset_of(debug(), cu_die->get()));
+    unit.die_offset = *offset;
+    FS_TRY_DISCARD(read_unit_attributes(unit, cu_die->get()));
+    auto ranges = pc_ranges(cu_die->get(), unit);
     // A unit whose ranges cannot be read is left out of the index rather than failing the whole file.
     if (!ranges || ranges->empty()) continue;
     unit.ranges = std::move(*ranges);
@@ -1420,7 +1152,7 @@ Result<void> DwarfIndex::Impl::parse_unit(CompileUnit& unit) {
   unit.parsed = true;
   ++parsed_count;
   auto parse = [&]() -> Result<void> {
-    FS_TRY(cu_die, die_at(unit.die_offset));
+    FS_TRY(cu_die, die_at(debug(), unit.die_offset));
     if (!unit.attributes_read) {
       FS_TRY(attributes, read_unit_attributes(unit, cu_die->get()));
     }
@@ -1488,16 +1220,9 @@ Result<std::unique_ptr<DwarfIndex>> DwarfIndex::open(const ElfImage& image) {
     if (auto ok = check_list_table_headers(bytes, name); !ok)
       return std::unexpected(ok.error().with_context(image.path()));
   }
-  impl.session.fd_ = ::open(image.path().c_str(), O_RDONLY | O_CLOEXEC);
-  if (impl.session.fd_ < 0) return fail(image.path(), ": cannot open for DWARF: ", std::strerror(errno));
-  Dwarf_Error error = nullptr;
-  // No error handler: every failure comes back as DW_DLV_ERROR (a handler would abort the process).
-  auto ok = dwarf_status(dwarf_init_b(impl.session.fd_, DW_DLC_READ, DW_GROUPNUMBER_ANY, nullptr, nullptr,
-                                      &impl.session.debug_, &error),
-                         nullptr, error, image.path() + ": libdwarf cannot read the DWARF");
-  if (!ok) return std::unexpected(ok.error());
-  if (!*ok) return fail(image.path(), ": no DWARF debug information");
-  if (auto indexed = impl.index_units(); !indexed) return std::unexpected(indexed.error());
+  FS_TRY(has_dwarf, impl.session.open(image.path()));
+  if (!*has_dwarf) return fail(image.path(), ": no DWARF debug information");
+  FS_TRY_DISCARD(impl.index_units());
   return index;
 }
 
@@ -1570,7 +1295,7 @@ Result<std::optional<DwarfCallSite>> DwarfIndex::call_site(std::uint64_t return_
   site.target = found->second.target;
   if (found->second.origin_offset) {
     // The callee's name through its declaration; a reference we cannot follow leaves the callee unknown.
-    if (auto callee = impl_->die_at(found->second.origin_offset)) {
+    if (auto callee = die_at(impl_->debug(), found->second.origin_offset)) {
       std::string name, linkage_name;
       std::uint64_t name_die = 0;
       if (impl_->names_through_origins(callee->get(), name, linkage_name, &name_die))
