@@ -10,21 +10,17 @@
 
 #include "base/byte_reader.h"
 #include "base/hex.h"
+#include "binary/dwarf_aranges.h"
 #include "binary/dwarf_limits.h"
+#include "binary/file_address_range.h"
 #include "binary/libdwarf.h"
 #include "binary/libdwarf_guards.h"
 
 namespace fiberscope::binary {
 namespace {
 
-struct AddressRange {
-  std::uint64_t low = 0;
-  std::uint64_t high = 0;  // exclusive
-  bool contains(std::uint64_t pc) const { return low <= pc && pc < high; }
-};
-
 struct LocationListEntry {
-  AddressRange range;
+  FileAddressRange range;
   std::vector<std::byte> expression;
 };
 
@@ -55,7 +51,7 @@ struct VariableInfo {
 
 struct Scope {
   enum class Kind { function, inlined, block } kind = Kind::function;
-  std::vector<AddressRange> ranges;
+  std::vector<FileAddressRange> ranges;
   std::uint64_t entry_pc = 0;
   std::string name;          // DW_AT_name (through origins)
   std::string linkage_name;  // through origins
@@ -67,7 +63,7 @@ struct Scope {
   std::vector<Scope> children;
 
   bool contains(std::uint64_t pc) const {
-    return std::any_of(ranges.begin(), ranges.end(), [&](const AddressRange& r) { return r.contains(pc); });
+    return std::any_of(ranges.begin(), ranges.end(), [&](const FileAddressRange& r) { return r.contains(pc); });
   }
 };
 
@@ -92,11 +88,11 @@ struct CompileUnit {
   std::uint64_t base_address = 0;  // DW_AT_low_pc of the CU: base for location and range lists
   std::uint64_t addr_base = 0;     // DW_AT_addr_base (DWARF 5 .debug_addr)
   bool plain_c = false;            // DW_AT_language is C: no lambdas, no names to qualify
-  std::vector<AddressRange> ranges;
+  std::vector<FileAddressRange> ranges;
   bool parsed = false;
   std::string parse_error;
   std::vector<Scope> functions;
-  std::vector<std::pair<AddressRange, std::size_t>> function_ranges;  // sorted by low
+  std::vector<std::pair<FileAddressRange, std::size_t>> function_ranges;  // sorted by low
   std::vector<std::string> source_files;  // DW_AT_call_file / DW_AT_decl_file table (dwarf_srcfiles)
   std::vector<LineRow> rows;              // sorted by address
   std::vector<std::string> line_files;
@@ -123,7 +119,7 @@ struct DwarfIndex::Impl {
   const ElfImage* image = nullptr;
   Session session;
   std::vector<CompileUnit> units;
-  std::vector<std::pair<AddressRange, std::size_t>> unit_ranges;  // sorted by low
+  std::vector<std::pair<FileAddressRange, std::size_t>> unit_ranges;  // sorted by low
   std::size_t parsed_count = 0;
   std::span<const std::byte> debug_loc, debug_loclists, debug_ranges, debug_rnglists, debug_addr, debug_aranges,
       debug_info, debug_line;
@@ -132,14 +128,14 @@ struct DwarfIndex::Impl {
   std::string where(std::string_view what) const { return image->path() + ": " + std::string(what); }
 
   Result<void> index_units();
-  Result<bool> index_units_from_aranges();
+  Result<void> index_units_from_headers();
   Result<void> read_unit_attributes(CompileUnit& unit, Dwarf_Die cu_die);
   CompileUnit* unit_for(std::uint64_t pc);
   Result<void> parse_unit(CompileUnit& unit);
 
-  Result<std::vector<AddressRange>> pc_ranges(Dwarf_Die die, const CompileUnit& unit);
+  Result<std::vector<FileAddressRange>> pc_ranges(Dwarf_Die die, const CompileUnit& unit);
   Result<LocationAttribute> location_attribute(Dwarf_Die die, Dwarf_Half name, const CompileUnit& unit);
-  Result<std::vector<AddressRange>> range_list(std::uint64_t offset, const CompileUnit& unit);
+  Result<std::vector<FileAddressRange>> range_list(std::uint64_t offset, const CompileUnit& unit);
   Result<std::vector<LocationListEntry>> location_list(std::uint64_t offset, const CompileUnit& unit);
   Result<std::uint64_t> indexed_address(std::uint64_t index, const CompileUnit& unit);
   struct ListEntry;
@@ -167,7 +163,7 @@ struct DwarfIndex::Impl {
   Result<void> walk_scope(Dwarf_Die die, Scope& scope, std::size_t function_index, CompileUnit& unit, unsigned depth,
                           std::size_t& budget,
                           std::vector<std::uint64_t>& nested_definitions);
-  Result<Scope> make_scope(Dwarf_Die die, Dwarf_Half tag, CompileUnit& unit, std::vector<AddressRange> ranges);
+  Result<Scope> make_scope(Dwarf_Die die, Dwarf_Half tag, CompileUnit& unit, std::vector<FileAddressRange> ranges);
   Result<std::optional<VariableInfo>> make_variable(Dwarf_Die die, Dwarf_Half tag, const CompileUnit& unit);
   Result<void> add_call_site(Dwarf_Die die, std::size_t function_index, CompileUnit& unit);
   Result<void> load_lines(Dwarf_Die cu_die, CompileUnit& unit);
@@ -273,8 +269,8 @@ Result<DwarfIndex::Impl::ListEntry> DwarfIndex::Impl::list_entry(ByteReader& rea
   return entry;
 }
 
-Result<std::vector<AddressRange>> DwarfIndex::Impl::range_list(std::uint64_t offset, const CompileUnit& unit) {
-  std::vector<AddressRange> ranges;
+Result<std::vector<FileAddressRange>> DwarfIndex::Impl::range_list(std::uint64_t offset, const CompileUnit& unit) {
+  std::vector<FileAddressRange> ranges;
   std::uint64_t base = unit.base_address;
   auto add = [&](std::uint64_t low, std::uint64_t high) {
     if (high > low) ranges.push_back({low, high});
@@ -353,8 +349,8 @@ Result<std::vector<LocationListEntry>> DwarfIndex::Impl::location_list(std::uint
   return fail(where(".debug_loclists list at "), hex(offset), " has no end");
 }
 
-Result<std::vector<AddressRange>> DwarfIndex::Impl::pc_ranges(Dwarf_Die die, const CompileUnit& unit) {
-  std::vector<AddressRange> ranges;
+Result<std::vector<FileAddressRange>> DwarfIndex::Impl::pc_ranges(Dwarf_Die die, const CompileUnit& unit) {
+  std::vector<FileAddressRange> ranges;
   Dwarf_Addr low = 0;
   FS_TRY(has_low, dwarf_call(debug(), "reading DW_AT_low_pc", dwarf_lowpc, die, &low));
   if (*has_low) {
@@ -649,7 +645,7 @@ Result<void> DwarfIndex::Impl::add_call_site(Dwarf_Die die, std::size_t function
 }
 
 Result<Scope> DwarfIndex::Impl::make_scope(Dwarf_Die die, Dwarf_Half tag, CompileUnit& unit,
-                                           std::vector<AddressRange> ranges) {
+                                           std::vector<FileAddressRange> ranges) {
   Scope scope;
   scope.ranges = std::move(ranges);
   scope.kind = tag == DW_TAG_subprogram ? Scope::Kind::function
@@ -893,86 +889,28 @@ Result<void> DwarfIndex::Impl::read_unit_attributes(CompileUnit& unit, Dwarf_Die
   return {};
 }
 
-Result<bool> DwarfIndex::Impl::index_units_from_aranges() {
-  // .debug_aranges (DWARF 5 6.1.2) maps address ranges to CU header offsets without reading any DIE: opening a
-  // large debug file (libc's has ~1800 units) costs a table walk instead of one libdwarf CU visit per unit.
-  if (debug_aranges.empty() || debug_info.empty()) return false;
-  ByteReader reader(debug_aranges, where(".debug_aranges"));
-  std::unordered_map<std::uint64_t, std::size_t> unit_by_header;
-  for (std::size_t n = 0; !reader.at_end(); ++n) {
-    if (n >= kMaxCompileUnits) return fail(where(".debug_aranges has too many sets"));
-    const std::size_t set_start = reader.offset();
-    FS_TRY(length32, reader.fixed<std::uint32_t>());
-    std::uint64_t length = *length32;
-    bool offset64 = false;
-    if (*length32 == 0xffffffff) {
-      FS_TRY(length64, reader.fixed<std::uint64_t>());
-      length = *length64;
-      offset64 = true;
-    }
-    const std::size_t body_start = reader.offset();
-    if (length > reader.remaining()) return fail(where(".debug_aranges set at "), hex(set_start), " is truncated");
-    const std::size_t set_end = body_start + static_cast<std::size_t>(length);
-    FS_TRY(version, reader.fixed<std::uint16_t>());
-    std::uint64_t info_offset = 0;
-    if (offset64) {
-      FS_TRY(value, reader.fixed<std::uint64_t>());
-      info_offset = *value;
-    } else {
-      FS_TRY(value, reader.fixed<std::uint32_t>());
-      info_offset = *value;
-    }
-    FS_TRY(address_size, reader.fixed<std::uint8_t>());
-    FS_TRY(segment_size, reader.fixed<std::uint8_t>());
-    if (*version != 2 || *address_size != 8 || *segment_size != 0) {
-      if (auto ok = reader.seek(set_end); !ok) return std::unexpected(ok.error());
-      continue;
-    }
-    // Tuples start at a multiple of twice the address size from the set's start.
-    const std::size_t tuples = set_start + ((reader.offset() - set_start + 15) / 16) * 16;
-    if (auto ok = reader.seek(std::min(tuples, set_end)); !ok) return std::unexpected(ok.error());
-    // The CU DIE follows the unit header: 4+2+1+1+4 bytes (DWARF 5) or 4+2+4+1 (DWARF 2-4), 8 more each for 64-bit.
-    ByteReader header(debug_info, where(".debug_info"));
-    if (auto ok = header.seek(info_offset); !ok) return std::unexpected(ok.error());
-    FS_TRY(unit_length, header.fixed<std::uint32_t>());
-    if (*unit_length == 0xffffffff) {
-      FS_TRY(skip, header.fixed<std::uint64_t>());
-    }
-    FS_TRY(unit_version, header.fixed<std::uint16_t>());
-    const bool unit64 = *unit_length == 0xffffffff;
-    const std::uint64_t header_size = (unit64 ? 12 : 4) + 2 + (*unit_version >= 5 ? 2 : 1) + (unit64 ? 8 : 4);
-    auto [slot, inserted] = unit_by_header.try_emplace(info_offset, units.size());
-    if (inserted) {
+Result<void> DwarfIndex::Impl::index_units() {
+  auto from_aranges = read_aranges(debug_aranges, debug_info, image->path());
+  if (from_aranges && !from_aranges->empty()) {
+    for (ArangesUnit& covered : *from_aranges) {
       CompileUnit unit;
-      unit.die_offset = info_offset + header_size;
-      unit.version = *unit_version;
+      unit.die_offset = covered.die_offset;
+      unit.version = covered.version;
+      unit.ranges = std::move(covered.ranges);
       units.push_back(std::move(unit));
     }
-    CompileUnit& unit = units[slot->second];
-    for (std::size_t t = 0; reader.offset() + 16 <= set_end; ++t) {
-      if (t >= kMaxListEntries) return fail(where(".debug_aranges set at "), hex(set_start), " has too many ranges");
-      FS_TRY(address, reader.fixed<std::uint64_t>());
-      FS_TRY(size, reader.fixed<std::uint64_t>());
-      if (*address == 0 && *size == 0) break;
-      if (*size != 0 && *address + *size > *address) unit.ranges.push_back({*address, *address + *size});
-    }
-    if (auto ok = reader.seek(set_end); !ok) return std::unexpected(ok.error());
+  } else {
+    // No usable .debug_aranges (clang omits it by default, or it is corrupt): visit every CU DIE instead.
+    FS_TRY_DISCARD(index_units_from_headers());
   }
-  std::erase_if(units, [](const CompileUnit& unit) { return unit.ranges.empty(); });
-  return !units.empty();
+  for (std::size_t i = 0; i < units.size(); ++i)
+    for (const auto& range : units[i].ranges) unit_ranges.push_back({range, i});
+  std::sort(unit_ranges.begin(), unit_ranges.end(),
+            [](const auto& a, const auto& b) { return a.first.low < b.first.low; });
+  return {};
 }
 
-Result<void> DwarfIndex::Impl::index_units() {
-  auto from_aranges = index_units_from_aranges();
-  if (from_aranges && *from_aranges) {
-    for (std::size_t i = 0; i < units.size(); ++i)
-      for (const auto& range : units[i].ranges) unit_ranges.push_back({range, i});
-    std::sort(unit_ranges.begin(), unit_ranges.end(),
-              [](const auto& a, const auto& b) { return a.first.low < b.first.low; });
-    return {};
-  }
-  // No usable .debug_aranges (clang omits it by default, or it is corrupt): visit every CU DIE instead.
-  units.clear();
+Result<void> DwarfIndex::Impl::index_units_from_headers() {
   for (std::size_t n = 0;; ++n) {
     if (n >= kMaxCompileUnits) return fail(where("more than "), std::to_string(kMaxCompileUnits), " compile units");
     Dwarf_Unsigned header_length = 0, type_offset = 0, next_offset = 0;
@@ -997,10 +935,6 @@ Result<void> DwarfIndex::Impl::index_units() {
     unit.ranges = std::move(*ranges);
     units.push_back(std::move(unit));
   }
-  for (std::size_t i = 0; i < units.size(); ++i)
-    for (const auto& range : units[i].ranges) unit_ranges.push_back({range, i});
-  std::sort(unit_ranges.begin(), unit_ranges.end(),
-            [](const auto& a, const auto& b) { return a.first.low < b.first.low; });
   return {};
 }
 
