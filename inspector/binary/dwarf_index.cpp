@@ -4,25 +4,19 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <unordered_map>
 #include <utility>
 
-#include "base/byte_reader.h"
 #include "base/hex.h"
 #include "binary/dwarf_aranges.h"
 #include "binary/dwarf_limits.h"
+#include "binary/dwarf_lists.h"
 #include "binary/file_address_range.h"
 #include "binary/libdwarf.h"
 #include "binary/libdwarf_guards.h"
 
 namespace fiberscope::binary {
 namespace {
-
-struct LocationListEntry {
-  FileAddressRange range;
-  std::vector<std::byte> expression;
-};
 
 // DW_AT_location or DW_AT_frame_base as parsed: a single expression or a list.
 struct LocationAttribute {
@@ -100,6 +94,8 @@ struct CompileUnit {
   // (DIE, its parent) for every namespace, class and function DIE the walk met, sorted: the scopes that qualify a
   // function whose DWARF has a name but no linkage name (members of some class templates, lambdas' operator()).
   std::vector<std::pair<std::uint64_t, std::uint64_t>> parents;
+
+  ListUnit list_unit() const { return {version, base_address, addr_base}; }
 };
 
 }  // namespace
@@ -121,8 +117,8 @@ struct DwarfIndex::Impl {
   std::vector<CompileUnit> units;
   std::vector<std::pair<FileAddressRange, std::size_t>> unit_ranges;  // sorted by low
   std::size_t parsed_count = 0;
-  std::span<const std::byte> debug_loc, debug_loclists, debug_ranges, debug_rnglists, debug_addr, debug_aranges,
-      debug_info, debug_line;
+  DwarfLists lists;
+  std::span<const std::byte> debug_aranges, debug_info, debug_line;
 
   Dwarf_Debug debug() const { return session.debug(); }
   std::string where(std::string_view what) const { return image->path() + ": " + std::string(what); }
@@ -135,11 +131,6 @@ struct DwarfIndex::Impl {
 
   Result<std::vector<FileAddressRange>> pc_ranges(Dwarf_Die die, const CompileUnit& unit);
   Result<LocationAttribute> location_attribute(Dwarf_Die die, Dwarf_Half name, const CompileUnit& unit);
-  Result<std::vector<FileAddressRange>> range_list(std::uint64_t offset, const CompileUnit& unit);
-  Result<std::vector<LocationListEntry>> location_list(std::uint64_t offset, const CompileUnit& unit);
-  Result<std::uint64_t> indexed_address(std::uint64_t index, const CompileUnit& unit);
-  struct ListEntry;
-  Result<ListEntry> list_entry(ByteReader& reader, const CompileUnit& unit, bool location);
   Result<void> names_through_origins(Dwarf_Die die, std::string& name, std::string& linkage_name,
                                      std::uint64_t* name_die = nullptr);
   // What frames print for a function: its demangled linkage name, else its name qualified by the namespaces,
@@ -172,183 +163,6 @@ struct DwarfIndex::Impl {
   std::optional<DwarfLine> line_in(const CompileUnit& unit, std::uint64_t pc) const;
 };
 
-Result<std::uint64_t> DwarfIndex::Impl::indexed_address(std::uint64_t index, const CompileUnit& unit) {
-  ByteReader reader(debug_addr, where(".debug_addr"));
-  if (index > debug_addr.size() / 8) return fail(where(".debug_addr index "), std::to_string(index), " out of range");
-  if (auto ok = reader.seek(unit.addr_base + index * 8); !ok) return std::unexpected(ok.error());
-  return reader.fixed<std::uint64_t>();
-}
-
-// One entry of a DWARF 5 range or location list. Both lists encode bounds alike: the location kinds are the range
-// kinds with DW_LLE_default_location inserted before DW_LLE_base_address, and a location entry with bounds (or
-// the default) is followed by its counted expression.
-struct DwarfIndex::Impl::ListEntry {
-  enum class Kind : std::uint8_t {
-    end,
-    base,        // low is the new base address
-    offsets,     // [base + low, base + high)
-    bounds,      // [low, high)
-    everywhere,  // DW_LLE_default_location
-  };
-  Kind kind = Kind::end;
-  std::uint64_t low = 0;
-  std::uint64_t high = 0;
-  std::span<const std::byte> expression;
-};
-
-static_assert(DW_LLE_end_of_list == DW_RLE_end_of_list && DW_LLE_base_addressx == DW_RLE_base_addressx &&
-              DW_LLE_startx_endx == DW_RLE_startx_endx && DW_LLE_startx_length == DW_RLE_startx_length &&
-              DW_LLE_offset_pair == DW_RLE_offset_pair && DW_LLE_default_location == DW_RLE_base_address &&
-              DW_LLE_base_address == DW_RLE_base_address + 1 && DW_LLE_start_end == DW_RLE_start_end + 1 &&
-              DW_LLE_start_length == DW_RLE_start_length + 1);
-
-Result<DwarfIndex::Impl::ListEntry> DwarfIndex::Impl::list_entry(ByteReader& reader, const CompileUnit& unit,
-                                                                 bool location) {
-  const std::string_view section = location ? ".debug_loclists" : ".debug_rnglists";
-  FS_TRY(code, reader.fixed<std::uint8_t>());
-  unsigned kind = *code;
-  ListEntry entry;
-  if (location && kind == DW_LLE_default_location) {
-    entry.kind = ListEntry::Kind::everywhere;
-  } else {
-    if (location && kind > DW_LLE_default_location) --kind;  // to the range list's numbering
-    switch (kind) {
-      case DW_RLE_end_of_list: return entry;
-      case DW_RLE_base_addressx: {
-        FS_TRY(index, reader.uleb128());
-        FS_TRY(address, indexed_address(*index, unit));
-        return ListEntry{ListEntry::Kind::base, *address, 0, {}};
-      }
-      case DW_RLE_base_address: {
-        FS_TRY(address, reader.fixed<std::uint64_t>());
-        return ListEntry{ListEntry::Kind::base, *address, 0, {}};
-      }
-      case DW_RLE_startx_endx: {
-        FS_TRY(a, reader.uleb128());
-        FS_TRY(b, reader.uleb128());
-        FS_TRY(low, indexed_address(*a, unit));
-        FS_TRY(high, indexed_address(*b, unit));
-        entry = {ListEntry::Kind::bounds, *low, *high, {}};
-        break;
-      }
-      case DW_RLE_startx_length: {
-        FS_TRY(a, reader.uleb128());
-        FS_TRY(length, reader.uleb128());
-        FS_TRY(low, indexed_address(*a, unit));
-        entry = {ListEntry::Kind::bounds, *low, *low + *length, {}};
-        break;
-      }
-      case DW_RLE_offset_pair: {
-        FS_TRY(a, reader.uleb128());
-        FS_TRY(b, reader.uleb128());
-        entry = {ListEntry::Kind::offsets, *a, *b, {}};
-        break;
-      }
-      case DW_RLE_start_end: {
-        FS_TRY(low, reader.fixed<std::uint64_t>());
-        FS_TRY(high, reader.fixed<std::uint64_t>());
-        entry = {ListEntry::Kind::bounds, *low, *high, {}};
-        break;
-      }
-      case DW_RLE_start_length: {
-        FS_TRY(low, reader.fixed<std::uint64_t>());
-        FS_TRY(length, reader.uleb128());
-        entry = {ListEntry::Kind::bounds, *low, *low + *length, {}};
-        break;
-      }
-      default:
-        return fail(where(std::string(section) + ": unknown entry kind "), hex(*code), " at offset ",
-                    hex(reader.offset() - 1));
-    }
-  }
-  if (location) {
-    FS_TRY(length, reader.uleb128());
-    FS_TRY(expression, reader.bytes(*length));
-    entry.expression = *expression;
-  }
-  return entry;
-}
-
-Result<std::vector<FileAddressRange>> DwarfIndex::Impl::range_list(std::uint64_t offset, const CompileUnit& unit) {
-  std::vector<FileAddressRange> ranges;
-  std::uint64_t base = unit.base_address;
-  auto add = [&](std::uint64_t low, std::uint64_t high) {
-    if (high > low) ranges.push_back({low, high});
-  };
-  if (unit.version < 5) {
-    // DWARF 4 .debug_ranges (2.17.3): address pairs, (0,0) ends, (~0, base) selects a new base.
-    ByteReader reader(debug_ranges, where(".debug_ranges"));
-    if (auto ok = reader.seek(offset); !ok) return std::unexpected(ok.error());
-    for (std::size_t n = 0; n < kMaxListEntries; ++n) {
-      auto low = reader.fixed<std::uint64_t>();
-      if (!low) return std::unexpected(low.error());
-      auto high = reader.fixed<std::uint64_t>();
-      if (!high) return std::unexpected(high.error());
-      if (*low == 0 && *high == 0) return ranges;
-      if (*low == ~std::uint64_t{0}) {
-        base = *high;
-        continue;
-      }
-      add(base + *low, base + *high);
-    }
-    return fail(where(".debug_ranges list at "), hex(offset), " has no end");
-  }
-  // DWARF 5 .debug_rnglists (2.17.3): typed entries.
-  ByteReader reader(debug_rnglists, where(".debug_rnglists"));
-  if (auto ok = reader.seek(offset); !ok) return std::unexpected(ok.error());
-  for (std::size_t n = 0; n < kMaxListEntries; ++n) {
-    FS_TRY(entry, list_entry(reader, unit, false));
-    switch (entry->kind) {
-      case ListEntry::Kind::end: return ranges;
-      case ListEntry::Kind::base: base = entry->low; break;
-      case ListEntry::Kind::offsets: add(base + entry->low, base + entry->high); break;
-      case ListEntry::Kind::bounds: add(entry->low, entry->high); break;
-      case ListEntry::Kind::everywhere: break;  // location lists only
-    }
-  }
-  return fail(where(".debug_rnglists list at "), hex(offset), " has no end");
-}
-
-Result<std::vector<LocationListEntry>> DwarfIndex::Impl::location_list(std::uint64_t offset, const CompileUnit& unit) {
-  std::vector<LocationListEntry> entries;
-  std::uint64_t base = unit.base_address;
-  auto add = [&](std::uint64_t low, std::uint64_t high, std::span<const std::byte> expression) {
-    if (high > low) entries.push_back({{low, high}, std::vector<std::byte>(expression.begin(), expression.end())});
-  };
-  if (unit.version < 5) {
-    // DWARF 4 .debug_loc (2.6.2): pairs relative to the base, then a 2-byte length and the expression.
-    ByteReader reader(debug_loc, where(".debug_loc"));
-    if (auto ok = reader.seek(offset); !ok) return std::unexpected(ok.error());
-    for (std::size_t n = 0; n < kMaxListEntries; ++n) {
-      FS_TRY(low, reader.fixed<std::uint64_t>());
-      FS_TRY(high, reader.fixed<std::uint64_t>());
-      if (*low == 0 && *high == 0) return entries;
-      if (*low == ~std::uint64_t{0}) {
-        base = *high;
-        continue;
-      }
-      FS_TRY(length, reader.fixed<std::uint16_t>());
-      FS_TRY(expression, reader.bytes(*length));
-      add(base + *low, base + *high, *expression);
-    }
-    return fail(where(".debug_loc list at "), hex(offset), " has no end");
-  }
-  // DWARF 5 .debug_loclists (2.6.2): typed entries, each bounded one followed by its expression.
-  ByteReader reader(debug_loclists, where(".debug_loclists"));
-  if (auto ok = reader.seek(offset); !ok) return std::unexpected(ok.error());
-  for (std::size_t n = 0; n < kMaxListEntries; ++n) {
-    FS_TRY(entry, list_entry(reader, unit, true));
-    switch (entry->kind) {
-      case ListEntry::Kind::end: return entries;
-      case ListEntry::Kind::base: base = entry->low; break;
-      case ListEntry::Kind::offsets: add(base + entry->low, base + entry->high, entry->expression); break;
-      case ListEntry::Kind::bounds: add(entry->low, entry->high, entry->expression); break;
-      case ListEntry::Kind::everywhere: add(0, ~std::uint64_t{0}, entry->expression); break;
-    }
-  }
-  return fail(where(".debug_loclists list at "), hex(offset), " has no end");
-}
-
 Result<std::vector<FileAddressRange>> DwarfIndex::Impl::pc_ranges(Dwarf_Die die, const CompileUnit& unit) {
   std::vector<FileAddressRange> ranges;
   Dwarf_Addr low = 0;
@@ -372,7 +186,7 @@ Result<std::vector<FileAddressRange>> DwarfIndex::Impl::pc_ranges(Dwarf_Die die,
   if (*form != DW_FORM_sec_offset && *form != DW_FORM_data4 && *form != DW_FORM_data8)
     return fail(where("DW_AT_ranges form "), hex(*form), " is not supported");
   FS_TRY(offset, unsigned_attribute(debug(), die, DW_AT_ranges));
-  return range_list(offset->value_or(0), unit);
+  return lists.ranges(offset->value_or(0), unit.list_unit());
 }
 
 Result<LocationAttribute> DwarfIndex::Impl::location_attribute(Dwarf_Die die, Dwarf_Half name,
@@ -390,7 +204,7 @@ Result<LocationAttribute> DwarfIndex::Impl::location_attribute(Dwarf_Die die, Dw
   }
   if (*form == DW_FORM_sec_offset || *form == DW_FORM_data4 || *form == DW_FORM_data8) {
     FS_TRY(offset, unsigned_attribute(debug(), die, name));
-    FS_TRY(list, location_list(offset->value_or(0), unit));
+    FS_TRY(list, lists.locations(offset->value_or(0), unit.list_unit()));
     location.is_list = true;
     location.list = std::move(*list);
     return location;
@@ -1012,16 +826,15 @@ Result<std::unique_ptr<DwarfIndex>> DwarfIndex::open(const ElfImage& image) {
     auto section = image.section(name);
     return section ? section->bytes : std::span<const std::byte>();
   };
-  impl.debug_loc = section_bytes(".debug_loc");
-  impl.debug_loclists = section_bytes(".debug_loclists");
-  impl.debug_ranges = section_bytes(".debug_ranges");
-  impl.debug_rnglists = section_bytes(".debug_rnglists");
-  impl.debug_addr = section_bytes(".debug_addr");
+  const ListSections list_sections{section_bytes(".debug_ranges"), section_bytes(".debug_rnglists"),
+                                   section_bytes(".debug_loc"), section_bytes(".debug_loclists"),
+                                   section_bytes(".debug_addr")};
+  impl.lists = DwarfLists(list_sections, image.path());
   impl.debug_aranges = section_bytes(".debug_aranges");
   impl.debug_info = section_bytes(".debug_info");
   impl.debug_line = section_bytes(".debug_line");
   for (auto [name, bytes] :
-       {std::pair{".debug_rnglists", impl.debug_rnglists}, {".debug_loclists", impl.debug_loclists}}) {
+       {std::pair{".debug_rnglists", list_sections.debug_rnglists}, {".debug_loclists", list_sections.debug_loclists}}) {
     if (auto ok = check_list_table_headers(bytes, name); !ok)
       return std::unexpected(ok.error().with_context(image.path()));
   }
