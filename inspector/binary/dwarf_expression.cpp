@@ -75,18 +75,17 @@ class Evaluator {
 
 Result<Location> Evaluator::run() {
   for (std::uint64_t value : context_.initial_stack)
-    if (auto ok = push(value); !ok) return std::unexpected(ok.error());
+    FS_TRY_DISCARD(push(value));
   if (reader_.size() == 0) return Location{};  // empty expression: optimized out (DWARF 5 2.6.1.1.1)
   std::size_t executed = 0;
   while (!reader_.at_end()) {
     if (++executed > kMaxExpressionOps)
       return here("more than " + std::to_string(kMaxExpressionOps) + " operations (a loop?)");
     op_offset_ = reader_.offset();
-    auto op = reader_.fixed<std::uint8_t>();
-    if (!op) return std::unexpected(op.error());
+    FS_TRY(op, reader_.fixed<std::uint8_t>());
     if (pending_ != Pending::none && *op != DW_OP_piece && *op != DW_OP_bit_piece && *op != DW_OP_nop)
       return here("operation " + hex(*op) + " follows a register, stack_value or implicit_value location");
-    if (auto ok = step(*op); !ok) return std::unexpected(ok.error());
+    FS_TRY_DISCARD(step(*op));
   }
   if (!pieces_.empty()) {
     if (pending_ != Pending::none || !stack_.empty())
@@ -117,8 +116,7 @@ Result<Location> Evaluator::finish_simple() {
     case Pending::optimized_out:
       return location;
     case Pending::value: {
-      auto top = pop();
-      if (!top) return std::unexpected(top.error());
+      FS_TRY(top, pop());
       location.kind = Location::Kind::value;
       location.value = *top;
       return location;
@@ -134,8 +132,7 @@ Result<Location> Evaluator::finish_simple() {
 
 Result<void> Evaluator::deref(std::uint64_t size_bytes) {
   if (size_bytes == 0 || size_bytes > 8) return here("deref size " + std::to_string(size_bytes) + " is not 1..8");
-  auto address = pop();
-  if (!address) return std::unexpected(address.error());
+  FS_TRY(address, pop());
   if (tainted_) return push(0);
   if (!context_.memory) return here("memory read at " + hex(*address) + " but no memory given");
   std::array<std::byte, 8> buffer{};
@@ -169,12 +166,9 @@ Result<void> Evaluator::entry_value(std::span<const std::byte> inner) {
 Result<void> Evaluator::step(unsigned op) {
   auto& r = reader_;
   auto binary_op = [&](auto&& apply) -> Result<void> {
-    auto b = pop();
-    if (!b) return std::unexpected(b.error());
-    auto a = pop();
-    if (!a) return std::unexpected(a.error());
-    auto result = apply(*a, *b);
-    if (!result) return std::unexpected(result.error());
+    FS_TRY(b, pop());
+    FS_TRY(a, pop());
+    FS_TRY(result, apply(*a, *b));
     return push(*result);
   };
   auto ok = [](std::uint64_t v) -> Result<std::uint64_t> { return v; };

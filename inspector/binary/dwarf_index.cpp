@@ -623,7 +623,7 @@ Result<void> DwarfIndex::Impl::walk_nested(std::vector<std::uint64_t>& offsets, 
 Result<void> DwarfIndex::Impl::load_lines(Dwarf_Die cu_die, CompileUnit& unit) {
   FS_TRY(line_offset, unsigned_attribute(debug(), cu_die, DW_AT_stmt_list));
   if (!*line_offset) return {};
-  if (auto ok = check_line_table_counts(debug_line, **line_offset); !ok) return ok;
+  FS_TRY_DISCARD(check_line_table_counts(debug_line, **line_offset));
   Dwarf_Unsigned version = 0;
   Dwarf_Small table_count = 0;
   Dwarf_Line_Context raw_context = nullptr;
