@@ -685,11 +685,8 @@ std::optional<DwarfLine> DwarfIndex::Impl::line_in(const CompileUnit& unit, std:
 
 Result<void> DwarfIndex::Impl::read_unit_attributes(CompileUnit& unit, Dwarf_Die cu_die) {
   unit.attributes_read = true;
-  Dwarf_Half version = 0, offset_size = 0;
-  // The one libdwarf call without a Dwarf_Error argument.
-  FS_TRY_DISCARD(dwarf_status(debug(), dwarf_get_version_of_die(cu_die, &version, &offset_size), nullptr,
-                              "reading a CU's version"));
-  unit.version = version;
+  FS_TRY(version, unit_version(debug(), cu_die));
+  unit.version = *version;
   Dwarf_Addr low = 0;
   FS_TRY(has_low, dwarf_call(debug(), "reading a CU's low_pc", dwarf_lowpc, cu_die, &low));
   unit.base_address = *has_low ? low : 0;
@@ -833,11 +830,8 @@ Result<std::unique_ptr<DwarfIndex>> DwarfIndex::open(const ElfImage& image) {
   impl.debug_aranges = section_bytes(".debug_aranges");
   impl.debug_info = section_bytes(".debug_info");
   impl.debug_line = section_bytes(".debug_line");
-  for (auto [name, bytes] :
-       {std::pair{".debug_rnglists", list_sections.debug_rnglists}, {".debug_loclists", list_sections.debug_loclists}}) {
-    if (auto ok = check_list_table_headers(bytes, name); !ok)
-      return std::unexpected(ok.error().with_context(image.path()));
-  }
+  FS_TRY_DISCARD(with_context(check_list_table_headers(list_sections.debug_rnglists, ".debug_rnglists"), image.path()));
+  FS_TRY_DISCARD(with_context(check_list_table_headers(list_sections.debug_loclists, ".debug_loclists"), image.path()));
   FS_TRY(has_dwarf, impl.session.open(image.path()));
   if (!*has_dwarf) return fail(image.path(), ": no DWARF debug information");
   FS_TRY_DISCARD(impl.index_units());

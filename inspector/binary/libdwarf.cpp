@@ -117,6 +117,14 @@ Result<Dwarf_Half> tag_of(Dwarf_Debug debug, Dwarf_Die die) {
   return tag;
 }
 
+Result<Dwarf_Half> unit_version(Dwarf_Debug debug, Dwarf_Die die) {
+  Dwarf_Half version = 0, offset_size = 0;
+  // The one libdwarf function here without a Dwarf_Error argument.
+  FS_TRY_DISCARD(dwarf_status(debug, dwarf_get_version_of_die(die, &version, &offset_size), nullptr,
+                              "reading a CU's version"));
+  return version;
+}
+
 Result<Die> first_child(Dwarf_Debug debug, Dwarf_Die die, std::string_view what) {
   Dwarf_Die raw = nullptr;
   FS_TRY(found, dwarf_call(debug, what, dwarf_child, die, &raw));

@@ -151,6 +151,8 @@ Result<Dwarf_Half> form_of(Dwarf_Debug debug, Dwarf_Attribute attribute);
 Result<Die> die_at(Dwarf_Debug debug, std::uint64_t offset);  // an Error if there is none
 Result<std::uint64_t> offset_of(Dwarf_Debug debug, Dwarf_Die die);
 Result<Dwarf_Half> tag_of(Dwarf_Debug debug, Dwarf_Die die);
+// The DWARF version of the unit holding `die`.
+Result<Dwarf_Half> unit_version(Dwarf_Debug debug, Dwarf_Die die);
 // The first child, or the next sibling, of `die`; an empty Die if there is none. `what` names the walk in errors.
 Result<Die> first_child(Dwarf_Debug debug, Dwarf_Die die, std::string_view what);
 Result<Die> next_sibling(Dwarf_Debug debug, Dwarf_Die die, std::string_view what);
