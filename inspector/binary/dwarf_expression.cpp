@@ -32,7 +32,12 @@ class Evaluator {
  private:
   enum class Pending { none, reg, value, implicit, optimized_out };
 
-  Result<void> step(unsigned op);
+  Result<void> step(unsigned op);  // constants, then hands the operation on through the families below
+  Result<void> stack_step(unsigned op);
+  Result<void> arithmetic_step(unsigned op);
+  Result<void> control_step(unsigned op);
+  Result<void> location_step(unsigned op);
+  Result<void> close_piece(unsigned op);  // DW_OP_piece, DW_OP_bit_piece: closes one part of a composite location
   Result<void> push(std::uint64_t value) {
     if (stack_.size() >= kMaxExpressionStack)
       return here("stack overflow (more than " + std::to_string(kMaxExpressionStack) + " entries)");
@@ -75,18 +80,17 @@ class Evaluator {
 
 Result<Location> Evaluator::run() {
   for (std::uint64_t value : context_.initial_stack)
-    if (auto ok = push(value); !ok) return std::unexpected(ok.error());
+    FS_TRY_DISCARD(push(value));
   if (reader_.size() == 0) return Location{};  // empty expression: optimized out (DWARF 5 2.6.1.1.1)
   std::size_t executed = 0;
   while (!reader_.at_end()) {
     if (++executed > kMaxExpressionOps)
       return here("more than " + std::to_string(kMaxExpressionOps) + " operations (a loop?)");
     op_offset_ = reader_.offset();
-    auto op = reader_.fixed<std::uint8_t>();
-    if (!op) return std::unexpected(op.error());
+    FS_TRY(op, reader_.fixed<std::uint8_t>());
     if (pending_ != Pending::none && *op != DW_OP_piece && *op != DW_OP_bit_piece && *op != DW_OP_nop)
       return here("operation " + hex(*op) + " follows a register, stack_value or implicit_value location");
-    if (auto ok = step(*op); !ok) return std::unexpected(ok.error());
+    FS_TRY_DISCARD(step(*op));
   }
   if (!pieces_.empty()) {
     if (pending_ != Pending::none || !stack_.empty())
@@ -117,8 +121,7 @@ Result<Location> Evaluator::finish_simple() {
     case Pending::optimized_out:
       return location;
     case Pending::value: {
-      auto top = pop();
-      if (!top) return std::unexpected(top.error());
+      FS_TRY(top, pop());
       location.kind = Location::Kind::value;
       location.value = *top;
       return location;
@@ -134,8 +137,7 @@ Result<Location> Evaluator::finish_simple() {
 
 Result<void> Evaluator::deref(std::uint64_t size_bytes) {
   if (size_bytes == 0 || size_bytes > 8) return here("deref size " + std::to_string(size_bytes) + " is not 1..8");
-  auto address = pop();
-  if (!address) return std::unexpected(address.error());
+  FS_TRY(address, pop());
   if (tainted_) return push(0);
   if (!context_.memory) return here("memory read at " + hex(*address) + " but no memory given");
   std::array<std::byte, 8> buffer{};
@@ -166,18 +168,10 @@ Result<void> Evaluator::entry_value(std::span<const std::byte> inner) {
   return push(*value);
 }
 
+// The operations are split by family; each family's switch hands an operation that is not its own to the next,
+// and the last reports it unknown.
 Result<void> Evaluator::step(unsigned op) {
   auto& r = reader_;
-  auto binary_op = [&](auto&& apply) -> Result<void> {
-    auto b = pop();
-    if (!b) return std::unexpected(b.error());
-    auto a = pop();
-    if (!a) return std::unexpected(a.error());
-    auto result = apply(*a, *b);
-    if (!result) return std::unexpected(result.error());
-    return push(*result);
-  };
-  auto ok = [](std::uint64_t v) -> Result<std::uint64_t> { return v; };
   if (op >= DW_OP_lit0 && op <= DW_OP_lit31) return push(op - DW_OP_lit0);
   if (op >= DW_OP_breg0 && op <= DW_OP_breg31) {
     FS_TRY(offset, r.sleb128());
@@ -213,7 +207,14 @@ Result<void> Evaluator::step(unsigned op) {
     case DW_OP_const8s: { FS_TRY(v, r.fixed<std::int64_t>()); return push(static_cast<std::uint64_t>(*v)); }
     case DW_OP_constu: { FS_TRY(v, r.uleb128()); return push(*v); }
     case DW_OP_consts: { FS_TRY(v, r.sleb128()); return push(static_cast<std::uint64_t>(*v)); }
+    default: return stack_step(op);
+  }
+}
 
+// Stack manipulation and memory reads (DWARF 5 2.5.1.3).
+Result<void> Evaluator::stack_step(unsigned op) {
+  auto& r = reader_;
+  switch (op) {
     case DW_OP_dup: {
       if (stack_.empty()) return here("stack underflow");
       return push(stack_.back());
@@ -255,7 +256,21 @@ Result<void> Evaluator::step(unsigned op) {
     case DW_OP_xderef:
     case DW_OP_xderef_size:
     case DW_OP_xderef_type: return here("address-space derefs (xderef) are not supported on x86-64");
+    default: return arithmetic_step(op);
+  }
+}
 
+// Arithmetic, logical and relational operations (DWARF 5 2.5.1.4).
+Result<void> Evaluator::arithmetic_step(unsigned op) {
+  auto& r = reader_;
+  auto binary_op = [&](auto&& apply) -> Result<void> {
+    FS_TRY(b, pop());
+    FS_TRY(a, pop());
+    FS_TRY(result, apply(*a, *b));
+    return push(*result);
+  };
+  auto ok = [](std::uint64_t v) -> Result<std::uint64_t> { return v; };
+  switch (op) {
     case DW_OP_abs: {
       FS_TRY(v, pop());
       const auto s = static_cast<std::int64_t>(*v);
@@ -313,7 +328,14 @@ Result<void> Evaluator::step(unsigned op) {
       return binary_op([&](std::uint64_t a, std::uint64_t b) {
         return ok(static_cast<std::int64_t>(a) >= static_cast<std::int64_t>(b));
       });
+    default: return control_step(op);
+  }
+}
 
+// Branches, registers and the frame's bases (DWARF 5 2.5.1.2, 2.5.1.5, 2.6.1.1.3).
+Result<void> Evaluator::control_step(unsigned op) {
+  auto& r = reader_;
+  switch (op) {
     case DW_OP_skip: {
       FS_TRY(delta, r.fixed<std::int16_t>());
       return branch(*delta);
@@ -354,31 +376,16 @@ Result<void> Evaluator::step(unsigned op) {
       if (!context_.cfa) return here("DW_OP_call_frame_cfa without a CFA");
       return push(*context_.cfa);
     }
+    default: return location_step(op);
+  }
+}
 
+// Composite and implicit locations, entry values and typed values (DWARF 5 2.5.1.6-7, 2.6.1.1.4, 2.6.1.2).
+Result<void> Evaluator::location_step(unsigned op) {
+  auto& r = reader_;
+  switch (op) {
     case DW_OP_piece:
-    case DW_OP_bit_piece: {
-      FS_TRY(size, r.uleb128());
-      std::uint64_t size_bytes = *size;
-      if (op == DW_OP_bit_piece) {
-        FS_TRY(bit_offset, r.uleb128());
-        if (*size % 8 != 0 || *bit_offset != 0) return here("DW_OP_bit_piece not on byte boundaries is not supported");
-        size_bytes = *size / 8;
-      }
-      if (pieces_.size() >= kMaxExpressionStack) return here("too many pieces");
-      Location::Piece piece;
-      piece.size_bytes = size_bytes;
-      // A piece with nothing before it describes a part that was optimized out (DWARF 5 2.6.1.2).
-      if (pending_ == Pending::none && stack_.empty() && !tainted_) {
-        pending_ = Pending::optimized_out;
-      }
-      FS_TRY(part, finish_simple());
-      piece.location = std::move(*part);
-      pieces_.push_back(std::move(piece));
-      pending_ = Pending::none;
-      tainted_ = false;
-      stack_.clear();
-      return {};
-    }
+    case DW_OP_bit_piece: return close_piece(op);
     case DW_OP_stack_value:
       if (stack_.empty()) return here("DW_OP_stack_value with an empty stack");
       pending_ = Pending::value;
@@ -442,6 +449,31 @@ Result<void> Evaluator::step(unsigned op) {
     case DW_OP_GNU_const_index: return here("indexed addresses (.debug_addr, split DWARF) are not supported");
     default: return here("unknown operation " + hex(op));
   }
+}
+
+Result<void> Evaluator::close_piece(unsigned op) {
+  auto& r = reader_;
+  FS_TRY(size, r.uleb128());
+  std::uint64_t size_bytes = *size;
+  if (op == DW_OP_bit_piece) {
+    FS_TRY(bit_offset, r.uleb128());
+    if (*size % 8 != 0 || *bit_offset != 0) return here("DW_OP_bit_piece not on byte boundaries is not supported");
+    size_bytes = *size / 8;
+  }
+  if (pieces_.size() >= kMaxExpressionStack) return here("too many pieces");
+  Location::Piece piece;
+  piece.size_bytes = size_bytes;
+  // A piece with nothing before it describes a part that was optimized out (DWARF 5 2.6.1.2).
+  if (pending_ == Pending::none && stack_.empty() && !tainted_) {
+    pending_ = Pending::optimized_out;
+  }
+  FS_TRY(part, finish_simple());
+  piece.location = std::move(*part);
+  pieces_.push_back(std::move(piece));
+  pending_ = Pending::none;
+  tainted_ = false;
+  stack_.clear();
+  return {};
 }
 
 }  // namespace

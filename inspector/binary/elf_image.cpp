@@ -129,10 +129,10 @@ Result<void> ElfImage::Impl::load() {
   if (header.e_phnum != 0 &&
       !range_within(header.e_phoff, std::uint64_t{header.e_phnum} * sizeof(Elf64_Phdr), file_size_bytes))
     return fail(where("program header table at e_phoff "), hex(header.e_phoff), " extends past the end of the file");
-  if (auto ok = load_segments(); !ok) return ok;
-  if (auto ok = load_sections(); !ok) return ok;
-  if (auto ok = load_symbols(".symtab"); !ok) return ok;
-  if (auto ok = load_symbols(".dynsym"); !ok) return ok;
+  FS_TRY_DISCARD(load_segments());
+  FS_TRY_DISCARD(load_sections());
+  FS_TRY_DISCARD(load_symbols(".symtab"));
+  FS_TRY_DISCARD(load_symbols(".dynsym"));
   std::sort(functions_by_address.begin(), functions_by_address.end(), [&](std::size_t a, std::size_t b) {
     if (symbols[a].address != symbols[b].address) return symbols[a].address < symbols[b].address;
     // Among aliases, lookups scan backwards: put the .symtab entry and the largest extent last so they win.
@@ -308,7 +308,7 @@ Result<std::unique_ptr<ElfImage>> ElfImage::open(const std::string& path) {
   impl.elf = elf_memory(static_cast<char*>(mapped), impl.file_size_bytes);
   if (!impl.elf) return fail(path, ": libelf: ", elf_error_text());
   if (elf_kind(impl.elf) != ELF_K_ELF) return fail(path, ": not an ELF file");
-  if (auto ok = impl.load(); !ok) return std::unexpected(ok.error());
+  FS_TRY_DISCARD(impl.load());
   return image;
 }
 

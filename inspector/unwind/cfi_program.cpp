@@ -32,7 +32,7 @@ class Interpreter {
                    const char* kind, const CfiRow* initial) {
     const std::string what = std::string(kind) + " at " + section_.name() + "+" + hex(entry_offset);
     ByteReader reader(entry, what);
-    if (auto ok = reader.seek(start); !ok) return ok;
+    FS_TRY_DISCARD(reader.seek(start));
     const std::uint64_t entry_address = section_.address() + entry_offset;
     const auto error_here = [&](std::size_t at, const std::string& problem) {
       return fail(what, ": ", problem, " at offset ", hex(at));
@@ -40,8 +40,7 @@ class Interpreter {
     while (!reader.at_end()) {
       if (++op_count_ > kMaxCfiOps) return fail(what, ": more than ", std::to_string(kMaxCfiOps), " instructions");
       const std::size_t op_offset = reader.offset();
-      auto opcode = reader.fixed<std::uint8_t>();
-      if (!opcode) return std::unexpected(opcode.error());
+      FS_TRY(opcode, reader.fixed<std::uint8_t>());
       const std::uint8_t high = *opcode & 0xc0;
       const std::uint8_t low = *opcode & 0x3f;
       Result<void> ok;
@@ -49,8 +48,7 @@ class Interpreter {
       if (high == kAdvanceLoc) {
         ok = advance(low, &stop);
       } else if (high == kOffset) {
-        auto factored = reader.uleb128();
-        if (!factored) return std::unexpected(factored.error());
+        FS_TRY(factored, reader.uleb128());
         ok = set_offset(low, *factored, RegisterRule::Kind::offset);
       } else if (high == kRestore) {
         restore(low, initial);
@@ -61,13 +59,11 @@ class Interpreter {
             std::uint64_t location = 0;
             if (section_.format() == CfiFormat::eh_frame) {
               bool indirect = false;
-              auto v = read_encoded_pointer(reader, fde_.cie.fde_pointer_encoding, entry_address, 0, &indirect);
-              if (!v) return std::unexpected(v.error());
+              FS_TRY(v, read_encoded_pointer(reader, fde_.cie.fde_pointer_encoding, entry_address, 0, &indirect));
               if (indirect) return error_here(op_offset, "indirect DW_CFA_set_loc");
               location = *v;
             } else {
-              auto v = reader.fixed<std::uint64_t>();
-              if (!v) return std::unexpected(v.error());
+              FS_TRY(v, reader.fixed<std::uint64_t>());
               location = *v;
             }
             if (location < row_.start_address) return error_here(op_offset, "DW_CFA_set_loc moves backwards");
@@ -75,33 +71,33 @@ class Interpreter {
             break;
           }
           case kAdvanceLoc1: {
-            auto d = reader.fixed<std::uint8_t>(); if (!d) return std::unexpected(d.error());
+            FS_TRY(d, reader.fixed<std::uint8_t>());
             ok = advance(*d, &stop); break;
           }
           case kAdvanceLoc2: {
-            auto d = reader.fixed<std::uint16_t>(); if (!d) return std::unexpected(d.error());
+            FS_TRY(d, reader.fixed<std::uint16_t>());
             ok = advance(*d, &stop); break;
           }
           case kAdvanceLoc4: {
-            auto d = reader.fixed<std::uint32_t>(); if (!d) return std::unexpected(d.error());
+            FS_TRY(d, reader.fixed<std::uint32_t>());
             ok = advance(*d, &stop); break;
           }
           case kOffsetExtended: case kValOffset: {
-            auto reg = reader.uleb128(); if (!reg) return std::unexpected(reg.error());
-            auto factored = reader.uleb128(); if (!factored) return std::unexpected(factored.error());
+            FS_TRY(reg, reader.uleb128());
+            FS_TRY(factored, reader.uleb128());
             ok = set_offset(*reg, *factored,
                             *opcode == kValOffset ? RegisterRule::Kind::val_offset : RegisterRule::Kind::offset);
             break;
           }
           case kOffsetExtendedSf: case kValOffsetSf: case kGnuNegativeOffsetExtended: {
-            auto reg = reader.uleb128(); if (!reg) return std::unexpected(reg.error());
+            FS_TRY(reg, reader.uleb128());
             std::int64_t factored = 0;
             if (*opcode == kGnuNegativeOffsetExtended) {
-              auto v = reader.uleb128(); if (!v) return std::unexpected(v.error());
+              FS_TRY(v, reader.uleb128());
               if (*v > static_cast<std::uint64_t>(INT64_MAX)) return error_here(op_offset, "offset out of range");
               factored = -static_cast<std::int64_t>(*v);
             } else {
-              auto v = reader.sleb128(); if (!v) return std::unexpected(v.error());
+              FS_TRY(v, reader.sleb128());
               factored = *v;
             }
             ok = set_signed_offset(*reg, factored,
@@ -110,11 +106,11 @@ class Interpreter {
             break;
           }
           case kRestoreExtended: {
-            auto reg = reader.uleb128(); if (!reg) return std::unexpected(reg.error());
+            FS_TRY(reg, reader.uleb128());
             restore(*reg, initial); break;
           }
           case kUndefined: case kSameValue: {
-            auto reg = reader.uleb128(); if (!reg) return std::unexpected(reg.error());
+            FS_TRY(reg, reader.uleb128());
             if (auto* rule = rule_for(*reg)) {
               *rule = RegisterRule{};
               rule->kind = *opcode == kUndefined ? RegisterRule::Kind::undefined : RegisterRule::Kind::same_value;
@@ -122,8 +118,8 @@ class Interpreter {
             break;
           }
           case kRegister: {
-            auto reg = reader.uleb128(); if (!reg) return std::unexpected(reg.error());
-            auto source = reader.uleb128(); if (!source) return std::unexpected(source.error());
+            FS_TRY(reg, reader.uleb128());
+            FS_TRY(source, reader.uleb128());
             if (*source > 0xffff) return error_here(op_offset, "register " + hex(*source) + " out of range");
             if (auto* rule = rule_for(*reg)) {
               *rule = RegisterRule{};
@@ -149,15 +145,15 @@ class Interpreter {
             break;
           }
           case kDefCfa: case kDefCfaSf: {
-            auto reg = reader.uleb128(); if (!reg) return std::unexpected(reg.error());
+            FS_TRY(reg, reader.uleb128());
             if (*reg > 0xffff) return error_here(op_offset, "CFA register " + hex(*reg) + " out of range");
             std::int64_t offset = 0;
             if (*opcode == kDefCfa) {
-              auto v = reader.uleb128(); if (!v) return std::unexpected(v.error());
+              FS_TRY(v, reader.uleb128());
               if (*v > static_cast<std::uint64_t>(INT64_MAX)) return error_here(op_offset, "CFA offset out of range");
               offset = static_cast<std::int64_t>(*v);
             } else {
-              auto v = reader.sleb128(); if (!v) return std::unexpected(v.error());
+              FS_TRY(v, reader.sleb128());
               if (__builtin_mul_overflow(*v, fde_.cie.data_alignment, &offset)) {
                 return error_here(op_offset, "CFA offset overflows");
               }
@@ -166,7 +162,7 @@ class Interpreter {
             break;
           }
           case kDefCfaRegister: {
-            auto reg = reader.uleb128(); if (!reg) return std::unexpected(reg.error());
+            FS_TRY(reg, reader.uleb128());
             if (*reg > 0xffff) return error_here(op_offset, "CFA register " + hex(*reg) + " out of range");
             if (row_.cfa.kind != CfaRule::Kind::register_offset) {
               return error_here(op_offset, "DW_CFA_def_cfa_register without a register CFA rule");
@@ -177,11 +173,11 @@ class Interpreter {
           case kDefCfaOffset: case kDefCfaOffsetSf: {
             std::int64_t offset = 0;
             if (*opcode == kDefCfaOffset) {
-              auto v = reader.uleb128(); if (!v) return std::unexpected(v.error());
+              FS_TRY(v, reader.uleb128());
               if (*v > static_cast<std::uint64_t>(INT64_MAX)) return error_here(op_offset, "CFA offset out of range");
               offset = static_cast<std::int64_t>(*v);
             } else {
-              auto v = reader.sleb128(); if (!v) return std::unexpected(v.error());
+              FS_TRY(v, reader.sleb128());
               if (__builtin_mul_overflow(*v, fde_.cie.data_alignment, &offset)) {
                 return error_here(op_offset, "CFA offset overflows");
               }
@@ -193,15 +189,15 @@ class Interpreter {
             break;
           }
           case kDefCfaExpression: {
-            auto length = reader.uleb128(); if (!length) return std::unexpected(length.error());
-            auto block = reader.bytes(*length); if (!block) return std::unexpected(block.error());
+            FS_TRY(length, reader.uleb128());
+            FS_TRY(block, reader.bytes(*length));
             row_.cfa = CfaRule{CfaRule::Kind::expression, 0, 0, *block};
             break;
           }
           case kExpression: case kValExpression: {
-            auto reg = reader.uleb128(); if (!reg) return std::unexpected(reg.error());
-            auto length = reader.uleb128(); if (!length) return std::unexpected(length.error());
-            auto block = reader.bytes(*length); if (!block) return std::unexpected(block.error());
+            FS_TRY(reg, reader.uleb128());
+            FS_TRY(length, reader.uleb128());
+            FS_TRY(block, reader.bytes(*length));
             if (auto* rule = rule_for(*reg)) {
               *rule = RegisterRule{};
               rule->kind = *opcode == kExpression ? RegisterRule::Kind::expression : RegisterRule::Kind::val_expression;
@@ -210,7 +206,7 @@ class Interpreter {
             break;
           }
           case kGnuArgsSize: {
-            auto size = reader.uleb128(); if (!size) return std::unexpected(size.error());
+            FS_TRY(size, reader.uleb128());
             row_.args_size = *size;
             break;
           }
@@ -292,14 +288,10 @@ Result<CfiRow> compute_row(const CfiSection& section, const Fde& fde, std::uint6
   row.start_address = fde.pc_begin;
   row.return_address_register = fde.cie.return_address_register;
   row.signal_frame = fde.cie.signal_frame;
-  if (auto ok = interpreter.run(fde.cie.entry, fde.cie.instructions_start, fde.cie.offset, "CIE", nullptr); !ok) {
-    return std::unexpected(ok.error());
-  }
+  FS_TRY_DISCARD(interpreter.run(fde.cie.entry, fde.cie.instructions_start, fde.cie.offset, "CIE", nullptr));
   if (!interpreter.stopped_early()) {
     const CfiRow initial = row;
-    if (auto ok = interpreter.run(fde.entry, fde.instructions_start, fde.offset, "FDE", &initial); !ok) {
-      return std::unexpected(ok.error());
-    }
+    FS_TRY_DISCARD(interpreter.run(fde.entry, fde.instructions_start, fde.offset, "FDE", &initial));
   }
   if (!interpreter.stopped_early()) row.end_address = fde.pc_end;
   if (row.cfa.kind == CfaRule::Kind::unset) {

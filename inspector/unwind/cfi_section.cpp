@@ -40,7 +40,7 @@ Result<std::uint64_t> read_encoded_pointer(ByteReader& reader, std::uint8_t enco
     case 0x50: {  // aligned: the value is an absptr at the next 8-byte boundary
       const std::uint64_t misalignment = field_address % 8;
       if (misalignment != 0) {
-        if (auto skipped = reader.bytes(8 - misalignment); !skipped) return std::unexpected(skipped.error());
+        FS_TRY_DISCARD(reader.bytes(8 - misalignment));
       }
       break;
     }
@@ -49,25 +49,25 @@ Result<std::uint64_t> read_encoded_pointer(ByteReader& reader, std::uint8_t enco
   std::uint64_t value = 0;
   switch (encoding & 0x0f) {
     case 0x00: case 0x04: {
-      auto v = reader.fixed<std::uint64_t>(); if (!v) return std::unexpected(v.error()); value = *v; break;
+      FS_TRY(v, reader.fixed<std::uint64_t>()); value = *v; break;
     }
-    case 0x01: { auto v = reader.uleb128(); if (!v) return std::unexpected(v.error()); value = *v; break; }
-    case 0x02: { auto v = reader.fixed<std::uint16_t>(); if (!v) return std::unexpected(v.error()); value = *v; break; }
-    case 0x03: { auto v = reader.fixed<std::uint32_t>(); if (!v) return std::unexpected(v.error()); value = *v; break; }
+    case 0x01: { FS_TRY(v, reader.uleb128()); value = *v; break; }
+    case 0x02: { FS_TRY(v, reader.fixed<std::uint16_t>()); value = *v; break; }
+    case 0x03: { FS_TRY(v, reader.fixed<std::uint32_t>()); value = *v; break; }
     case 0x09: {
-      auto v = reader.sleb128(); if (!v) return std::unexpected(v.error());
+      FS_TRY(v, reader.sleb128());
       value = static_cast<std::uint64_t>(*v); break;
     }
     case 0x0a: {
-      auto v = reader.fixed<std::int16_t>(); if (!v) return std::unexpected(v.error());
+      FS_TRY(v, reader.fixed<std::int16_t>());
       value = static_cast<std::uint64_t>(static_cast<std::int64_t>(*v)); break;
     }
     case 0x0b: {
-      auto v = reader.fixed<std::int32_t>(); if (!v) return std::unexpected(v.error());
+      FS_TRY(v, reader.fixed<std::int32_t>());
       value = static_cast<std::uint64_t>(static_cast<std::int64_t>(*v)); break;
     }
     case 0x0c: {
-      auto v = reader.fixed<std::int64_t>(); if (!v) return std::unexpected(v.error());
+      FS_TRY(v, reader.fixed<std::int64_t>());
       value = static_cast<std::uint64_t>(*v); break;
     }
     default: return fail("unsupported pointer format in encoding ", hex(encoding));
@@ -171,8 +171,7 @@ Result<CfiSection::EntryHeader> CfiSection::read_header(std::uint64_t offset) co
 }
 
 Result<Cie> CfiSection::parse_cie(std::uint64_t offset) const {
-  auto header = read_header(offset);
-  if (!header) return std::unexpected(header.error());
+  FS_TRY(header, read_header(offset));
   const std::string what = entry_name("CIE", name(), offset);
   if (header->is_terminator || !header->is_cie) return fail(what, ": not a CIE");
   const auto entry = subspan(bytes_, offset, header->end_offset - offset);
@@ -182,8 +181,7 @@ Result<Cie> CfiSection::parse_cie(std::uint64_t offset) const {
   Cie cie;
   cie.offset = offset;
   cie.entry = entry;
-  auto version = reader.fixed<std::uint8_t>();
-  if (!version) return std::unexpected(version.error());
+  FS_TRY(version, reader.fixed<std::uint8_t>());
   cie.version = *version;
   const bool version_ok = format_ == CfiFormat::eh_frame ? (*version == 1 || *version == 3)
                                                          : (*version == 1 || *version == 3 || *version == 4);
@@ -205,20 +203,16 @@ Result<Cie> CfiSection::parse_cie(std::uint64_t offset) const {
                   std::to_string(*segment_size), " (only 8 / 0 supported)");
     }
   }
-  auto code_alignment = reader.uleb128();
-  if (!code_alignment) return std::unexpected(code_alignment.error());
-  auto data_alignment = reader.sleb128();
-  if (!data_alignment) return std::unexpected(data_alignment.error());
+  FS_TRY(code_alignment, reader.uleb128());
+  FS_TRY(data_alignment, reader.sleb128());
   cie.code_alignment = *code_alignment;
   cie.data_alignment = *data_alignment;
   std::uint64_t ra_register = 0;
   if (cie.version == 1) {
-    auto v = reader.fixed<std::uint8_t>();
-    if (!v) return std::unexpected(v.error());
+    FS_TRY(v, reader.fixed<std::uint8_t>());
     ra_register = *v;
   } else {
-    auto v = reader.uleb128();
-    if (!v) return std::unexpected(v.error());
+    FS_TRY(v, reader.uleb128());
     ra_register = *v;
   }
   if (ra_register > 0xffff) return fail(what, ": return address register ", hex(ra_register), " out of range");
@@ -227,32 +221,27 @@ Result<Cie> CfiSection::parse_cie(std::uint64_t offset) const {
   if (!augmentation.empty()) {
     if (augmentation[0] != 'z') return fail(what, ": unsupported augmentation \"", augmentation, "\"");
     cie.has_augmentation_data = true;
-    auto data_length = reader.uleb128();
-    if (!data_length) return std::unexpected(data_length.error());
+    FS_TRY(data_length, reader.uleb128());
     const std::size_t data_start = reader.offset();
-    auto data = reader.bytes(*data_length);
-    if (!data) return std::unexpected(data.error());
+    FS_TRY(data, reader.bytes(*data_length));
     ByteReader aug(*data, what + " augmentation data");
     const std::uint64_t aug_address = address_ + offset + data_start;
     for (std::size_t i = 1; i < augmentation.size(); ++i) {
       switch (augmentation[i]) {
         case 'L': {
-          auto encoding = aug.fixed<std::uint8_t>();
-          if (!encoding) return std::unexpected(encoding.error());
+          FS_TRY(encoding, aug.fixed<std::uint8_t>());
           cie.lsda_encoding = *encoding;
           break;
         }
         case 'P': {  // the personality routine: decoded only to skip it, never followed
-          auto encoding = aug.fixed<std::uint8_t>();
-          if (!encoding) return std::unexpected(encoding.error());
+          FS_TRY(encoding, aug.fixed<std::uint8_t>());
           bool indirect = false;
           auto personality = read_encoded_pointer(aug, *encoding, aug_address, 0, &indirect);
           if (!personality) return std::unexpected(personality.error().with_context(what + " personality"));
           break;
         }
         case 'R': {
-          auto encoding = aug.fixed<std::uint8_t>();
-          if (!encoding) return std::unexpected(encoding.error());
+          FS_TRY(encoding, aug.fixed<std::uint8_t>());
           cie.fde_pointer_encoding = *encoding;
           break;
         }
@@ -305,17 +294,15 @@ Result<Fde> CfiSection::parse_fde_with_cie(const EntryHeader& header, const Cie&
     fde.pc_end = *begin + *range;
   }
   if (cie.has_augmentation_data) {
-    auto data_length = reader.uleb128();
-    if (!data_length) return std::unexpected(data_length.error());
-    if (auto data = reader.bytes(*data_length); !data) return std::unexpected(data.error());
+    FS_TRY(data_length, reader.uleb128());
+    FS_TRY_DISCARD(reader.bytes(*data_length));
   }
   fde.instructions_start = reader.offset();
   return fde;
 }
 
 Result<Fde> CfiSection::parse_fde(std::uint64_t offset) const {
-  auto header = read_header(offset);
-  if (!header) return std::unexpected(header.error());
+  FS_TRY(header, read_header(offset));
   if (header->is_terminator || header->is_cie) return fail(entry_name("FDE", name(), offset), ": not an FDE");
   auto cie = parse_cie_cached(header->cie_offset);
   if (!cie) return std::unexpected(cie.error().with_context(entry_name("FDE", name(), offset)));
@@ -326,12 +313,10 @@ Result<std::vector<Fde>> CfiSection::all_fdes() const {
   std::vector<Fde> fdes;
   std::uint64_t offset = 0;
   while (offset < bytes_.size() && fdes.size() < kMaxCfiEntries) {
-    auto header = read_header(offset);
-    if (!header) return std::unexpected(header.error());
+    FS_TRY(header, read_header(offset));
     if (header->is_terminator && format_ == CfiFormat::eh_frame) break;
     if (!header->is_terminator && !header->is_cie) {
-      auto fde = parse_fde(offset);
-      if (!fde) return std::unexpected(fde.error());
+      FS_TRY(fde, parse_fde(offset));
       fdes.push_back(*fde);
     }
     offset = header->end_offset;
@@ -387,8 +372,7 @@ Result<std::optional<Fde>> CfiSection::find_in_table(std::uint64_t pc) const {
   if (fde_address < address_ || fde_address - address_ >= bytes_.size()) {
     return fail(".eh_frame_hdr entry ", std::to_string(low - 1), " points outside .eh_frame (", hex(fde_address), ")");
   }
-  auto fde = parse_fde(fde_address - address_);
-  if (!fde) return std::unexpected(fde.error());
+  FS_TRY(fde, parse_fde(fde_address - address_));
   if (pc < fde->pc_begin || pc >= fde->pc_end) return std::optional<Fde>();
   return std::optional<Fde>(*fde);
 }
@@ -401,8 +385,7 @@ Result<std::optional<Fde>> CfiSection::find_fde(std::uint64_t pc) const {
   if (it != index_.begin()) {
     --it;
     if (pc < it->pc_end) {
-      auto fde = parse_fde(it->fde_offset);
-      if (!fde) return std::unexpected(fde.error());
+      FS_TRY(fde, parse_fde(it->fde_offset));
       return std::optional<Fde>(*fde);
     }
   }
