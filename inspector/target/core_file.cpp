@@ -617,11 +617,6 @@ RecordedExe find_recorded_exe(const CoreNotes& notes, const CoreMemory& memory) 
   return exe;
 }
 
-std::string disk_path_for(const std::string& recorded, const std::string& recorded_exe, const CoreOptions& options) {
-  if (!options.exe_path.empty() && !recorded_exe.empty() && recorded == recorded_exe) return options.exe_path;
-  return options.sysroot.empty() || recorded.empty() || recorded[0] != '/' ? recorded : options.sysroot + recorded;
-}
-
 // Gives each segment its mapping in `snapshot`, and attaches it to the file NT_FILE names for it (a BackingFile of
 // `memory`), so omitted bytes come from that file.
 void attach_backing_files(CoreMemory& memory, const CoreNotes& notes, const CoreFile& core, Snapshot& snapshot) {
@@ -782,7 +777,10 @@ const CoreBackingFile* CoreFile::file(const std::string& recorded_path) const {
 }
 
 std::string CoreFile::disk_path(const std::string& recorded_path) const {
-  return disk_path_for(recorded_path, recorded_exe_path, options);
+  if (!options.exe_path.empty() && !recorded_exe_path.empty() && recorded_path == recorded_exe_path)
+    return options.exe_path;
+  if (options.sysroot.empty() || recorded_path.empty() || recorded_path[0] != '/') return recorded_path;
+  return options.sysroot + recorded_path;
 }
 
 Result<CoreFile> open_core_file(const std::string& core_path, const CoreOptions& options) {
