@@ -43,8 +43,8 @@ std::string pid_text(int pid) { return std::to_string(pid); }
 // ---- The ptrace requests, each named after what it does when it fails (as rr's ptrace_if_alive) ----
 
 // Every request goes through the system call itself, not glibc's ptrace(): the signal handler detaches too, and
-// glibc's variadic wrapper is not on POSIX's async-signal-safe list (it also rewrites PEEK requests). One way for
-// every request, so that errno means the same everywhere.
+// nothing promises that glibc's variadic wrapper is async-signal-safe (it also rewrites PEEK requests). One way
+// for every request, so that errno means the same everywhere.
 long raw_ptrace(long request, pid_t tid, std::uintptr_t data) {
   return ::syscall(SYS_ptrace, request, static_cast<long>(tid), 0L, data);
 }
