@@ -173,34 +173,20 @@ Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
 Result<Inspection> inspect_core(const std::string& core_path, const CoreInspectOptions& options) {
   Inspection inspection;
   inspection.core_path = core_path;
-  auto snapshot = target::open_core(core_path, {.exe_path = options.exe, .sysroot = options.sysroot});
-  if (!snapshot) return std::unexpected(snapshot.error());
-  inspection.snapshot = std::move(*snapshot);
+  FS_TRY(core, target::open_core_file(core_path, {.exe_path = options.exe, .sysroot = options.sysroot}));
+  inspection.snapshot = std::move(core->snapshot);
   std::erase_if(inspection.snapshot.threads,
                 [](const target::ThreadState& thread) { return thread.tid >= kFiberThreadTidBase; });
   if (!inspection.snapshot.memory) return fail("core file ", core_path, ": no memory could be read from it");
   // Modules are opened from the files on disk the core names (after --exe and --sysroot), except those open_core
-  // refused for a different build-id: their symbols and CFI would describe other code, so their frames are left
-  // unnamed (the warning says why).
-  std::string recorded_exe;
-  if (!options.exe.empty()) {
-    // Which recorded file --exe replaces only open_core knows (the one mapped at AT_ENTRY): asked again without
-    // --exe, it says (headers and notes only: the core is mmapped, not read).
-    auto recorded = target::open_core(core_path, {});
-    if (recorded) recorded_exe = recorded->exe_path;
-  }
-  auto refused = [&](const std::string& disk_path) {
-    const std::string prefix = disk_path + ": build-id ";
-    for (const std::string& warning : inspection.snapshot.warnings)
-      if (warning.starts_with(prefix) && warning.find(" differs from the core's ") != std::string::npos) return true;
-    return false;
-  };
+  // refused as other files than the process ran (another build-id, another entry point): their symbols and CFI
+  // would describe other code, so their frames are left unnamed (the warning says why).
   std::vector<target::Mapping> on_disk = inspection.snapshot.mappings;
   for (target::Mapping& mapping : on_disk) {
     if (mapping.path.empty() || mapping.path.front() != '/') continue;
-    if (!recorded_exe.empty() && mapping.path == recorded_exe) mapping.path = options.exe;
-    else if (!options.sysroot.empty()) mapping.path = options.sysroot + mapping.path;
-    if (refused(mapping.path)) mapping.path.clear();
+    const target::CoreBackingFile* file = core->file(mapping.path);
+    if (file && file->refusal && file->refusal->other_file()) mapping.path.clear();
+    else mapping.path = core->disk_path(mapping.path);
   }
   auto root = load_modules(inspection, on_disk, inspection.snapshot.exe_path, nullptr);
   // A core has no "now": time in state is measured against the runtime's own clock_ns, which its monitor

@@ -122,7 +122,7 @@ struct ElfIdentity {
 // Reads the ELF header, PT_LOAD headers and build-id of an image through `read`.
 Result<ElfIdentity> read_elf_identity(const ImageReader& read) {
   Elf64_Ehdr header;
-  if (auto ok = read(0, std::as_writable_bytes(std::span(&header, 1))); !ok) return std::unexpected(ok.error());
+  FS_TRY_DISCARD(read(0, std::as_writable_bytes(std::span(&header, 1))));
   if (std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0) return fail("no ELF magic");
   if (header.e_ident[EI_CLASS] != ELFCLASS64 || header.e_ident[EI_DATA] != ELFDATA2LSB)
     return fail("not a 64-bit little-endian ELF file");
@@ -130,8 +130,7 @@ Result<ElfIdentity> read_elf_identity(const ImageReader& read) {
   if (header.e_phnum > kMaxDiskPhdrs)
     return fail(hex(header.e_phnum), " program headers (cap ", hex(kMaxDiskPhdrs), ")");
   std::vector<Elf64_Phdr> phdrs(header.e_phnum);
-  if (auto ok = read(header.e_phoff, std::as_writable_bytes(std::span(phdrs))); !ok)
-    return std::unexpected(ok.error().with_context("program headers"));
+  FS_TRY_DISCARD(with_context(read(header.e_phoff, std::as_writable_bytes(std::span(phdrs))), "program headers"));
   ElfIdentity identity;
   identity.entry = header.e_entry;
   for (const Elf64_Phdr& phdr : phdrs) {
@@ -173,11 +172,10 @@ struct Segment {
 
 // A file named by NT_FILE, read for memory the core omits.
 struct BackingFile {
-  std::string recorded_path;      // as NT_FILE names it
-  std::string disk_path;          // after --sysroot / --exe
-  std::string refusal;            // non-empty: reads fail with this reason
-  bool checked = false;
-  std::optional<MappedFile> mapped;  // mapped on first read
+  std::string recorded_path;           // as NT_FILE names it
+  std::string disk_path;               // after --sysroot / --exe
+  std::optional<FileRefusal> refusal;  // set: reads fail with its reason
+  std::optional<MappedFile> mapped;    // mapped on first read
 };
 
 // Memory of a core: PT_LOAD segments, then the files NT_FILE names for what the core omits.
@@ -201,10 +199,10 @@ class CoreMemory final : public Memory {
       auto piece = out.subspan(done, want);
       if (in_segment < segment->dumped_bytes) {
         piece = piece.first(std::min<std::uint64_t>(want, segment->dumped_bytes - in_segment));
-        if (auto ok = read_dumped(*segment, in_segment, piece); !ok) return ok;
+        FS_TRY_DISCARD(read_dumped(*segment, in_segment, piece));
       } else if (segment->backing >= 0 && segment->backing_range.contains(at)) {
         piece = piece.first(std::min<std::uint64_t>(want, segment->backing_range.end - at));
-        if (auto ok = read_backing(*segment, at, piece); !ok) return ok;
+        FS_TRY_DISCARD(read_backing(*segment, at, piece));
       } else {
         // Anonymous memory past p_filesz is zero-filled, as for any ELF segment.
         std::memset(piece.data(), 0, piece.size());
@@ -224,9 +222,11 @@ class CoreMemory final : public Memory {
     return read_dumped(*segment, in_segment, out);
   }
 
+  std::span<const std::byte> core_bytes() const { return core_.bytes(); }
   std::vector<Segment>& segments() { return segments_; }
   const std::vector<Segment>& segments() const { return segments_; }
   std::vector<BackingFile>& backing_files() { return backing_; }
+  const std::vector<BackingFile>& backing_files() const { return backing_; }
 
  private:
   const Segment* find(RemoteAddress address) const {
@@ -257,12 +257,12 @@ class CoreMemory final : public Memory {
     auto unreadable = [&](std::string_view why) {
       return fail("memory at ", at.to_string(), " is not in core ", core_path_, " and ", file.disk_path, " ", why);
     };
-    if (!file.refusal.empty()) return unreadable(file.refusal);
+    if (file.refusal) return unreadable(file.refusal->reason);
     if (!file.mapped) {
       auto mapped = MappedFile::open(file.disk_path);
       if (!mapped) {
-        file.refusal = "cannot be read: " + mapped.error().message;
-        return unreadable(file.refusal);
+        file.refusal = FileRefusal{FileRefusalKind::unreadable, "cannot be read: " + mapped.error().message};
+        return unreadable(file.refusal->reason);
       }
       file.mapped = std::move(*mapped);
     }
@@ -481,12 +481,9 @@ Result<std::span<const std::byte>> program_headers(std::span<const std::byte> co
   return *table;
 }
 
-}  // namespace
-
-Result<Snapshot> open_core(const std::string& core_path, const CoreOptions& options) {
-  auto mapped = MappedFile::open(core_path);
-  if (!mapped) return std::unexpected(mapped.error().with_context("opening core"));
-  auto core_bytes = mapped->bytes();
+// The ELF header of a core, checked to be an x86-64 core, and its program header table.
+Result<std::span<const std::byte>> core_program_headers(std::span<const std::byte> core_bytes,
+                                                        const std::string& core_path) {
   auto where = [&](std::string_view what) { return fail(core_path, ": ", what); };
   if (core_bytes.empty()) return where("empty file (0 bytes), not a core");
   if (core_bytes.size() < SELFMAG || std::memcmp(core_bytes.data(), ELFMAG, SELFMAG) != 0)
@@ -501,17 +498,45 @@ Result<Snapshot> open_core(const std::string& core_path, const CoreOptions& opti
                  ")");
   if (header->e_machine != EM_X86_64)
     return where("core of machine " + std::to_string(header->e_machine) + "; only x86-64 (62) is supported");
-  auto table = program_headers(core_bytes, *header);
-  if (!table) return std::unexpected(table.error().with_context(core_path));
+  return with_context(program_headers(core_bytes, *header), core_path);
+}
 
-  Snapshot snapshot;
-  std::vector<std::string>& warnings = snapshot.warnings;
-  auto memory = std::make_unique<CoreMemory>(core_path, std::move(*mapped));
-  // `core_bytes` still points at the same mapping, now owned by `memory`.
+// PT_LOAD segments that could not be used as they are, counted for one warning each.
+struct SegmentDefects {
+  std::uint64_t wrapping = 0;    // end past 2^64: ignored
+  std::uint64_t truncated = 0;   // contents past the end of the core file
+  std::uint64_t truncated_bytes = 0;
+  std::uint64_t needed_size = 0;  // the core's size had it not been truncated
+};
 
+// The segment a PT_LOAD describes, of which `available` bytes from p_offset on are in the core file; none when its
+// range wraps.
+std::optional<Segment> load_segment(const Elf64_Phdr& phdr, std::uint64_t available, SegmentDefects& defects) {
+  auto end = RemoteAddress(phdr.p_vaddr).checked_add(phdr.p_memsz);
+  if (!end || phdr.p_offset + phdr.p_filesz < phdr.p_offset) {
+    ++defects.wrapping;
+    return std::nullopt;
+  }
+  Segment segment;
+  segment.range = {RemoteAddress(phdr.p_vaddr), *end};
+  segment.core_offset = phdr.p_offset;
+  segment.dumped_bytes = std::min(phdr.p_filesz, phdr.p_memsz);
+  segment.present_bytes = std::min(segment.dumped_bytes, available);
+  if (segment.present_bytes < segment.dumped_bytes) {
+    ++defects.truncated;
+    defects.truncated_bytes += segment.dumped_bytes - segment.present_bytes;
+    defects.needed_size = std::max(defects.needed_size, phdr.p_offset + segment.dumped_bytes);
+  }
+  segment.flags = phdr.p_flags;
+  return segment;
+}
+
+// Walks the program headers: PT_NOTE segments are parsed into the returned notes, PT_LOAD ones become `segments`.
+CoreNotes read_program_headers(std::span<const std::byte> core_bytes, std::span<const std::byte> table,
+                               std::vector<Segment>& segments, std::vector<std::string>& warnings) {
   CoreNotes notes;
-  std::uint64_t dropped_segments = 0, truncated_segments = 0, truncated_bytes = 0, needed_size = 0;
-  ByteReader phdrs(*table, "program headers");
+  SegmentDefects defects;
+  ByteReader phdrs(table, "program headers");
   while (!phdrs.at_end()) {
     auto phdr = *phdrs.object<Elf64_Phdr>();  // the table is a whole number of headers
     // A truncated core keeps only the start of what its headers describe.
@@ -522,48 +547,35 @@ Result<Snapshot> open_core(const std::string& core_path, const CoreOptions& opti
                            " bytes) runs past the end of the core; only " + hex(available) + " bytes read");
       auto notes_bytes = core_bytes.subspan(core_bytes.size() - available, std::min(available, phdr.p_filesz));
       parse_notes(notes_bytes, phdr.p_offset, notes, warnings);
-      continue;
+    } else if (phdr.p_type == PT_LOAD && phdr.p_memsz != 0) {
+      if (auto segment = load_segment(phdr, available, defects)) segments.push_back(*segment);
     }
-    if (phdr.p_type != PT_LOAD || phdr.p_memsz == 0) continue;
-    auto end = RemoteAddress(phdr.p_vaddr).checked_add(phdr.p_memsz);
-    if (!end || phdr.p_offset + phdr.p_filesz < phdr.p_offset) {
-      ++dropped_segments;
-      continue;
-    }
-    Segment segment;
-    segment.range = {RemoteAddress(phdr.p_vaddr), *end};
-    segment.core_offset = phdr.p_offset;
-    segment.dumped_bytes = std::min(phdr.p_filesz, phdr.p_memsz);
-    segment.present_bytes = std::min(segment.dumped_bytes, available);
-    if (segment.present_bytes < segment.dumped_bytes) {
-      ++truncated_segments;
-      truncated_bytes += segment.dumped_bytes - segment.present_bytes;
-      needed_size = std::max(needed_size, phdr.p_offset + segment.dumped_bytes);
-    }
-    segment.flags = phdr.p_flags;
-    memory->segments().push_back(segment);
   }
-  if (dropped_segments)
-    warnings.push_back(std::to_string(dropped_segments) + " PT_LOAD segments wrap past 2^64 and were ignored");
-  if (truncated_segments)
-    warnings.push_back("core is truncated: " + std::to_string(truncated_segments) + " PT_LOAD segments (" +
-                       hex(truncated_bytes) + " bytes of memory) lie past its end (file is " +
-                       hex(core_bytes.size()) + " bytes, needs " + hex(needed_size) + "); reads there fail");
+  if (defects.wrapping)
+    warnings.push_back(std::to_string(defects.wrapping) + " PT_LOAD segments wrap past 2^64 and were ignored");
+  if (defects.truncated)
+    warnings.push_back("core is truncated: " + std::to_string(defects.truncated) + " PT_LOAD segments (" +
+                       hex(defects.truncated_bytes) + " bytes of memory) lie past its end (file is " +
+                       hex(core_bytes.size()) + " bytes, needs " + hex(defects.needed_size) + "); reads there fail");
   if (notes.threads_capped)
     warnings.push_back("more than " + std::to_string(kMaxCoreThreads) + " threads; the rest are ignored (cap)");
+  return notes;
+}
 
+// Sorts `segments` and adds the file mappings NT_FILE lists with no PT_LOAD (gdb leaves code out entirely), so
+// that they still name their memory. Sorts `files` by start on the way.
+void arrange_segments(std::vector<Segment>& segments, std::vector<FileEntry>& files,
+                      std::vector<std::string>& warnings) {
   // Segments sorted and disjoint, so a read finds its segment by binary search; overlaps are hostile or broken.
-  auto& segments = memory->segments();
   auto by_start = [](const Segment& a, const Segment& b) { return a.range.start < b.range.start; };
   std::stable_sort(segments.begin(), segments.end(), by_start);
   if (std::uint64_t overlapping = drop_overlapping(segments))
     warnings.push_back(std::to_string(overlapping) + " PT_LOAD segments overlap earlier ones and were ignored");
 
-  // File mappings NT_FILE lists with no PT_LOAD (gdb leaves code out entirely) still name their memory.
-  std::sort(notes.files.begin(), notes.files.end(),
+  std::sort(files.begin(), files.end(),
             [](const FileEntry& a, const FileEntry& b) { return a.range.start < b.range.start; });
   std::vector<Segment> file_only;
-  for (const FileEntry& file : notes.files) {
+  for (const FileEntry& file : files) {
     // The last PT_LOAD starting before the entry's end is the only one that can overlap it (they are disjoint).
     auto after = std::lower_bound(segments.begin(), segments.end(), file.range.end,
                                   [](const Segment& s, RemoteAddress end) { return s.range.start < end; });
@@ -573,40 +585,43 @@ Result<Snapshot> open_core(const std::string& core_path, const CoreOptions& opti
     segment.flags = PF_R;
     file_only.push_back(segment);
   }
-  if (!file_only.empty()) {
-    segments.insert(segments.end(), file_only.begin(), file_only.end());
-    std::stable_sort(segments.begin(), segments.end(), by_start);
-    if (std::uint64_t overlapping = drop_overlapping(segments))  // NT_FILE entries overlapping each other
-      warnings.push_back(std::to_string(overlapping) + " NT_FILE entries overlap others and were ignored");
-  }
+  if (file_only.empty()) return;
+  segments.insert(segments.end(), file_only.begin(), file_only.end());
+  std::stable_sort(segments.begin(), segments.end(), by_start);
+  if (std::uint64_t overlapping = drop_overlapping(segments))  // NT_FILE entries overlapping each other
+    warnings.push_back(std::to_string(overlapping) + " NT_FILE entries overlap others and were ignored");
+}
 
-  // The executable: --exe, else the file mapped at the entry point, else AT_EXECFN.
-  auto entry = auxv_value(notes, AT_ENTRY);
-  const FileEntry* exe_file = entry ? file_containing(notes.files, *entry) : nullptr;
-  if (!exe_file)
-    if (auto phdr_address = auxv_value(notes, AT_PHDR)) exe_file = file_containing(notes.files, *phdr_address);
-  auto on_disk = [&](const std::string& recorded) {
-    if (exe_file && recorded == exe_file->path && !options.exe_path.empty()) return options.exe_path;
-    return options.sysroot.empty() || recorded.empty() || recorded[0] != '/' ? recorded : options.sysroot + recorded;
-  };
-  if (!options.exe_path.empty()) {
-    snapshot.exe_path = options.exe_path;
-  } else if (exe_file) {
-    snapshot.exe_path = on_disk(exe_file->path);
+// The executable the core names: the file mapped at the entry point (or at the program headers), else AT_EXECFN.
+struct RecordedExe {
+  const FileEntry* file = nullptr;     // its NT_FILE entry, if one holds AT_ENTRY or AT_PHDR
+  std::optional<std::uint64_t> entry;  // AT_ENTRY
+  std::string path;                    // as recorded; empty: the core does not say
+};
+
+RecordedExe find_recorded_exe(const CoreNotes& notes, const CoreMemory& memory) {
+  RecordedExe exe;
+  exe.entry = auxv_value(notes, AT_ENTRY);
+  if (exe.entry) exe.file = file_containing(notes.files, *exe.entry);
+  if (!exe.file)
+    if (auto phdr_address = auxv_value(notes, AT_PHDR)) exe.file = file_containing(notes.files, *phdr_address);
+  if (exe.file) {
+    exe.path = exe.file->path;
   } else if (auto execfn = auxv_value(notes, AT_EXECFN)) {
-    std::string name;
     for (std::uint64_t i = 0; i < kMaxExecfnBytes; ++i) {
-      auto c = memory->read_object<char>(RemoteAddress(*execfn) + i);
+      auto c = memory.read_object<char>(RemoteAddress(*execfn) + i);
       if (!c || *c == '\0') break;
-      name.push_back(*c);
+      exe.path.push_back(*c);
     }
-    snapshot.exe_path = on_disk(name);
   }
-  if (snapshot.exe_path.empty()) warnings.push_back("the core does not say which executable it ran; pass --exe");
+  return exe;
+}
 
-  // Attach each segment to the file NT_FILE names for it, so omitted bytes come from that file.
+// Gives each segment its mapping in `snapshot`, and attaches it to the file NT_FILE names for it (a BackingFile of
+// `memory`), so omitted bytes come from that file.
+void attach_backing_files(CoreMemory& memory, const CoreNotes& notes, const CoreFile& core, Snapshot& snapshot) {
   std::map<std::string, int> file_index;
-  for (Segment& segment : segments) {
+  for (Segment& segment : memory.segments()) {
     const FileEntry* file = file_containing(notes.files, segment.range.start.value());
     Mapping mapping;
     mapping.range = segment.range;
@@ -616,10 +631,10 @@ Result<Snapshot> open_core(const std::string& core_path, const CoreOptions& opti
     if (file) {
       mapping.path = file->path;
       mapping.file_offset = file->file_offset + (segment.range.start - file->range.start);
-      auto [it, inserted] = file_index.try_emplace(file->path, static_cast<int>(memory->backing_files().size()));
+      auto [it, inserted] = file_index.try_emplace(file->path, static_cast<int>(memory.backing_files().size()));
       if (inserted) {
-        if (memory->backing_files().size() < kMaxCoreBackingFiles) {
-          memory->backing_files().push_back({file->path, on_disk(file->path), {}, false, std::nullopt});
+        if (memory.backing_files().size() < kMaxCoreBackingFiles) {
+          memory.backing_files().push_back({file->path, core.disk_path(file->path), std::nullopt, std::nullopt});
         } else {
           it->second = -1;
         }
@@ -631,74 +646,95 @@ Result<Snapshot> open_core(const std::string& core_path, const CoreOptions& opti
     snapshot.mappings.push_back(std::move(mapping));
   }
   if (file_index.size() > kMaxCoreBackingFiles)
-    warnings.push_back(std::to_string(file_index.size()) + " mapped files; memory omitted from the core is read from " +
-                       "the first " + std::to_string(kMaxCoreBackingFiles) + " only (cap)");
+    snapshot.warnings.push_back(std::to_string(file_index.size()) + " mapped files; memory omitted from the core " +
+                                "is read from the first " + std::to_string(kMaxCoreBackingFiles) + " only (cap)");
   if (auto vdso = auxv_value(notes, AT_SYSINFO_EHDR))
     for (Mapping& mapping : snapshot.mappings)
       if (mapping.range.start.value() == *vdso && mapping.path.empty()) mapping.path = "[vdso]";
+}
 
-  // Check each file the core relies on (it omitted some of its memory) against the build-id the core recorded in
-  // the file's first page. A different file at the same path (an upgraded library) would give wrong code.
-  std::vector<bool> omitted(memory->backing_files().size(), false);
-  std::vector<const Segment*> header_segment(memory->backing_files().size(), nullptr);
-  for (const Segment& segment : segments) {
+// The file offset of `image`'s entry point, if a PT_LOAD holds it.
+std::optional<std::uint64_t> entry_file_offset(const ElfIdentity& image) {
+  for (const Elf64_Phdr& load : image.loads)
+    if (image.entry >= load.p_vaddr && image.entry - load.p_vaddr < load.p_filesz)
+      return load.p_offset + (image.entry - load.p_vaddr);
+  return std::nullopt;
+}
+
+// A refusal, and the warning that says it.
+struct Refused {
+  FileRefusal refusal;
+  std::string warning;
+};
+
+// Checks the file on disk that the core relies on for memory it omits against what the core recorded: the
+// build-id in the file's first page (`recorded`, if the core holds that page), else, for the executable, where its
+// entry point lies. A different file at the same path (an upgraded library) would give wrong code.
+std::optional<Refused> check_backing_file(const BackingFile& file, const std::optional<ElfIdentity>& recorded,
+                                          const RecordedExe& exe, const CoreOptions& options) {
+  struct stat info {};
+  if (::stat(file.disk_path.c_str(), &info) != 0)
+    return Refused{{FileRefusalKind::missing, "is not on disk"},
+                   file.disk_path + ": not found; memory of it the core omits (its code) is unreadable" +
+                       (options.sysroot.empty() ? std::string(" (try --sysroot)") : std::string())};
+  auto disk = read_disk_identity(file.disk_path);
+  if (!disk) {
+    std::string reason = "is not a readable ELF file (" + disk.error().message + ")";
+    return Refused{{FileRefusalKind::unreadable, reason},
+                   file.disk_path + ": " + reason + "; memory of it the core omits is unreadable"};
+  }
+  if (recorded && recorded->build_id) {
+    if (recorded->build_id == disk->build_id) return std::nullopt;
+    return Refused{{FileRefusalKind::build_id_mismatch,
+                    "has build-id " + disk->build_id.value_or("(none)") + " but the core's has " + *recorded->build_id},
+                   file.disk_path + ": build-id " + disk->build_id.value_or("(none)") + " differs from the core's " +
+                       *recorded->build_id + "; refusing to read the memory the core omits from it"};
+  }
+  // Without a recorded build-id, the executable can still be checked: its entry point must land where the core
+  // says it did (AT_ENTRY), at the same file offset.
+  if (!exe.file || file.recorded_path != exe.file->path || !exe.entry) return std::nullopt;
+  std::uint64_t core_entry_offset = exe.file->file_offset + (*exe.entry - exe.file->range.start.value());
+  if (entry_file_offset(*disk) == core_entry_offset) return std::nullopt;
+  return Refused{{FileRefusalKind::entry_point_mismatch, "has a different entry point than the core's executable"},
+                 file.disk_path + ": entry point does not match the core's (AT_ENTRY " + hex(*exe.entry) +
+                     "); refusing to read the memory the core omits from it"};
+}
+
+// Checks every backing file the core relies on (it omitted some of its memory), refusing those that do not match.
+void check_backing_files(CoreMemory& memory, const RecordedExe& exe, const CoreOptions& options,
+                         std::vector<std::string>& warnings) {
+  std::vector<BackingFile>& files = memory.backing_files();
+  std::vector<bool> omitted(files.size(), false);
+  std::vector<const Segment*> header_segment(files.size(), nullptr);
+  for (const Segment& segment : memory.segments()) {
     if (segment.backing < 0) continue;
     auto index = static_cast<std::size_t>(segment.backing);
     if (segment.dumped_bytes < segment.range.size_bytes()) omitted[index] = true;
     if (segment.backing_offset == 0 && !header_segment[index]) header_segment[index] = &segment;
   }
-  for (std::size_t index = 0; index < memory->backing_files().size(); ++index) {
-    BackingFile& file = memory->backing_files()[index];
+  for (std::size_t index = 0; index < files.size(); ++index) {
     if (!omitted[index]) continue;
-    struct stat info {};
-    if (::stat(file.disk_path.c_str(), &info) != 0) {
-      file.refusal = "is not on disk";
-      warnings.push_back(file.disk_path + ": not found; memory of it the core omits (its code) is unreadable" +
-                         (options.sysroot.empty() ? std::string(" (try --sysroot)") : std::string()));
-      continue;
-    }
-    auto disk = read_disk_identity(file.disk_path);
-    if (!disk) {
-      file.refusal = "is not a readable ELF file (" + disk.error().message + ")";
-      warnings.push_back(file.disk_path + ": " + file.refusal + "; memory of it the core omits is unreadable");
-      continue;
-    }
+    // The file's first page as the core holds it (never read from the file itself), for the build-id.
     std::optional<ElfIdentity> recorded;
     if (header_segment[index]) {
       RemoteAddress base = header_segment[index]->range.start;
       auto in_core = read_elf_identity([&](std::uint64_t offset, std::span<std::byte> out) -> Result<void> {
         auto address = base.checked_add(offset);
         if (!address) return fail("offset wraps");
-        return memory->read_core_only(*address, out);
+        return memory.read_core_only(*address, out);
       });
       if (in_core) recorded = std::move(*in_core);
     }
-    if (recorded && recorded->build_id && recorded->build_id != disk->build_id) {
-      file.refusal = "has build-id " + disk->build_id.value_or("(none)") + " but the core's has " + *recorded->build_id;
-      warnings.push_back(file.disk_path + ": build-id " + disk->build_id.value_or("(none)") +
-                         " differs from the core's " + *recorded->build_id +
-                         "; refusing to read the memory the core omits from it");
-      continue;
-    }
-    // Without a recorded build-id, the executable can still be checked: its entry point must land where the core
-    // says it did (AT_ENTRY), at the same file offset.
-    if (!(recorded && recorded->build_id) && exe_file && file.recorded_path == exe_file->path && entry) {
-      auto entry_file_offset = [&](const ElfIdentity& image) -> std::optional<std::uint64_t> {
-        for (const Elf64_Phdr& load : image.loads)
-          if (image.entry >= load.p_vaddr && image.entry - load.p_vaddr < load.p_filesz)
-            return load.p_offset + (image.entry - load.p_vaddr);
-        return std::nullopt;
-      };
-      std::uint64_t core_entry_offset = exe_file->file_offset + (*entry - exe_file->range.start.value());
-      if (entry_file_offset(*disk) != core_entry_offset) {
-        file.refusal = "has a different entry point than the core's executable";
-        warnings.push_back(file.disk_path + ": entry point does not match the core's (AT_ENTRY " + hex(*entry) +
-                           "); refusing to read the memory the core omits from it");
-      }
+    if (auto refused = check_backing_file(files[index], recorded, exe, options)) {
+      files[index].refusal = std::move(refused->refusal);
+      warnings.push_back(std::move(refused->warning));
     }
   }
+}
 
-  // Threads: the one NT_SIGINFO belongs to (the thread that crashed) first, with its signal and fault address.
+// Moves the threads of `notes` into `snapshot`: the one NT_SIGINFO belongs to (the thread that crashed) first, with
+// its signal and fault address.
+void add_threads(CoreNotes& notes, Snapshot& snapshot) {
   // Kernels stamp every thread's pr_cursig with that signal; only the crashed thread keeps it.
   auto crashed = std::find_if(notes.threads.begin(), notes.threads.end(), [](auto& t) { return t.has_siginfo; });
   if (crashed != notes.threads.end()) {
@@ -717,13 +753,68 @@ Result<Snapshot> open_core(const std::string& core_path, const CoreOptions& opti
     snapshot.threads.push_back(std::move(thread.state));
   }
   if (snapshot.pid == 0 && !snapshot.threads.empty()) snapshot.pid = snapshot.threads.front().tid;
-  if (snapshot.threads.empty()) warnings.push_back("the core holds no thread (no readable NT_PRSTATUS note)");
+  if (snapshot.threads.empty()) snapshot.warnings.push_back("the core holds no thread (no readable NT_PRSTATUS note)");
+}
+
+// The backing files as CoreFile lists them: sorted by recorded path, for CoreFile::file.
+std::vector<CoreBackingFile> listed_files(const std::vector<BackingFile>& files) {
+  std::vector<CoreBackingFile> listed;
+  listed.reserve(files.size());
+  for (const BackingFile& file : files) listed.push_back({file.recorded_path, file.disk_path, file.refusal});
+  std::sort(listed.begin(), listed.end(),
+            [](const CoreBackingFile& a, const CoreBackingFile& b) { return a.recorded_path < b.recorded_path; });
+  return listed;
+}
+
+}  // namespace
+
+const CoreBackingFile* CoreFile::file(const std::string& recorded_path) const {
+  auto found = std::lower_bound(files.begin(), files.end(), recorded_path,
+                                [](const CoreBackingFile& file, const std::string& path) {
+                                  return file.recorded_path < path;
+                                });
+  return found != files.end() && found->recorded_path == recorded_path ? &*found : nullptr;
+}
+
+std::string CoreFile::disk_path(const std::string& recorded_path) const {
+  if (!options.exe_path.empty() && !recorded_exe_path.empty() && recorded_path == recorded_exe_path)
+    return options.exe_path;
+  if (options.sysroot.empty() || recorded_path.empty() || recorded_path[0] != '/') return recorded_path;
+  return options.sysroot + recorded_path;
+}
+
+Result<CoreFile> open_core_file(const std::string& core_path, const CoreOptions& options) {
+  FS_TRY(mapped, with_context(MappedFile::open(core_path), "opening core"));
+  FS_TRY(table, core_program_headers(mapped->bytes(), core_path));
+  CoreFile core;
+  core.options = options;
+  Snapshot& snapshot = core.snapshot;
+  auto memory = std::make_unique<CoreMemory>(core_path, std::move(*mapped));
+  // `table` still points into the same mapping, now owned by `memory`.
+  CoreNotes notes = read_program_headers(memory->core_bytes(), *table, memory->segments(), snapshot.warnings);
+  arrange_segments(memory->segments(), notes.files, snapshot.warnings);
+
+  RecordedExe exe = find_recorded_exe(notes, *memory);
+  core.recorded_exe_path = exe.path;
+  snapshot.exe_path = exe.path.empty() ? options.exe_path : core.disk_path(exe.path);
+  if (snapshot.exe_path.empty())
+    snapshot.warnings.push_back("the core does not say which executable it ran; pass --exe");
+
+  attach_backing_files(*memory, notes, core, snapshot);
+  check_backing_files(*memory, exe, options, snapshot.warnings);
+  core.files = listed_files(memory->backing_files());
+  add_threads(notes, snapshot);
 
   snapshot.memory = std::move(memory);
   snapshot.target_was_stopped = true;
   snapshot.pause_ms.reset();
   snapshot.target_clock_ns = 0;
-  return snapshot;
+  return core;
+}
+
+Result<Snapshot> open_core(const std::string& core_path, const CoreOptions& options) {
+  FS_TRY(core, open_core_file(core_path, options));
+  return std::move(core->snapshot);
 }
 
 }  // namespace fiberscope::target

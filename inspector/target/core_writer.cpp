@@ -218,8 +218,8 @@ Result<CoreWriteSummary> write_core(const Snapshot& snapshot, const Memory& full
   offset = round_up(offset + notes.size(), kPageBytes);
 
   TempFile temp(path + ".tmp.XXXXXX");
-  if (auto ok = temp.create(); !ok) return std::unexpected(ok.error());
-  if (auto ok = write_at(temp.fd(), notes, phdrs[0].p_offset, temp.path()); !ok) return std::unexpected(ok.error());
+  FS_TRY_DISCARD(temp.create());
+  FS_TRY_DISCARD(write_at(temp.fd(), notes, phdrs[0].p_offset, temp.path()));
 
   std::set<std::string> module_paths;
   for (const Mapping& mapping : snapshot.mappings)
@@ -267,8 +267,7 @@ Result<CoreWriteSummary> write_core(const Snapshot& snapshot, const Memory& full
         std::uint64_t end = page + kPageBytes;
         while (end < piece.size() && !all_zero(page_at(piece, end))) end += kPageBytes;
         end = std::min<std::uint64_t>(end, piece.size());
-        if (auto ok = write_at(temp.fd(), piece.subspan(page, end - page), offset + done + page, temp.path()); !ok)
-          return std::unexpected(ok.error());
+        FS_TRY_DISCARD(write_at(temp.fd(), piece.subspan(page, end - page), offset + done + page, temp.path()));
         summary.written_bytes += end - page;
         page = end;
       }
@@ -299,16 +298,14 @@ Result<CoreWriteSummary> write_core(const Snapshot& snapshot, const Memory& full
     header.e_shoff = section_offset;
     header.e_shentsize = sizeof(Elf64_Shdr);
     header.e_shnum = 1;
-    if (auto ok = write_at(temp.fd(), bytes_of(section0), section_offset, temp.path()); !ok)
-      return std::unexpected(ok.error());
+    FS_TRY_DISCARD(write_at(temp.fd(), bytes_of(section0), section_offset, temp.path()));
   }
-  if (auto ok = write_at(temp.fd(), bytes_of(header), 0, temp.path()); !ok) return std::unexpected(ok.error());
-  if (auto ok = write_at(temp.fd(), std::as_bytes(std::span(phdrs)), sizeof header, temp.path()); !ok)
-    return std::unexpected(ok.error());
+  FS_TRY_DISCARD(write_at(temp.fd(), bytes_of(header), 0, temp.path()));
+  FS_TRY_DISCARD(write_at(temp.fd(), std::as_bytes(std::span(phdrs)), sizeof header, temp.path()));
   // Trailing holes need the size set explicitly; so does a last segment that was all zeros.
   if (::ftruncate(temp.fd(), static_cast<off_t>(offset)) != 0)
     return fail("setting the size of ", temp.path(), ": ", std::strerror(errno));
-  if (auto ok = temp.commit(path); !ok) return std::unexpected(ok.error());
+  FS_TRY_DISCARD(temp.commit(path));
   summary.file_bytes = offset;
   return summary;
 }

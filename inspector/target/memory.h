@@ -33,7 +33,7 @@ class Memory {
     static_assert(std::is_trivially_copyable_v<T>);
     T value;
     auto bytes = std::as_writable_bytes(std::span<T, 1>(&value, 1));
-    if (auto ok = read(address, bytes); !ok) return std::unexpected(ok.error());
+    FS_TRY_DISCARD(read(address, bytes));
     return value;
   }
 

@@ -158,8 +158,7 @@ std::vector<Mapping> parse_maps(std::string_view text, std::vector<std::string>*
 }
 
 Result<std::vector<Mapping>> read_maps(int pid, std::vector<std::string>* warnings) {
-  auto text = read_proc_file(proc_path(pid) + "/maps", kMaxMapsBytes);
-  if (!text) return std::unexpected(text.error());
+  FS_TRY(text, read_proc_file(proc_path(pid) + "/maps", kMaxMapsBytes));
   std::vector<Mapping> mappings = parse_maps(*text, warnings);
   // A server upgraded in place runs a binary whose path now holds another build: its code is read through the
   // kernel's link to the inode it mapped.
@@ -199,8 +198,7 @@ Result<std::vector<int>> list_threads(int pid) {
 }
 
 Result<std::string> thread_name(int pid, int tid) {
-  auto text = read_proc_file(task_path(pid, tid) + "/comm", kMaxSmallFileBytes);
-  if (!text) return std::unexpected(text.error());
+  FS_TRY(text, read_proc_file(task_path(pid, tid) + "/comm", kMaxSmallFileBytes));
   if (!text->empty() && text->back() == '\n') text->pop_back();
   return std::move(*text);
 }
@@ -222,8 +220,7 @@ Result<std::string> exe_path(int pid) {
 
 Result<ProcessStatus> read_status(int pid) {
   std::string path = proc_path(pid) + "/status";
-  auto text = read_proc_file(path, kMaxSmallFileBytes);
-  if (!text) return std::unexpected(text.error());
+  FS_TRY(text, read_proc_file(path, kMaxSmallFileBytes));
   ProcessStatus status;
   std::string_view rest = *text;
   bool saw_state = false;
@@ -268,8 +265,7 @@ Result<ProcessStatus> read_status(int pid) {
 
 Result<char> thread_state(int pid, int tid) {
   std::string path = task_path(pid, tid) + "/stat";
-  auto text = read_proc_file(path, kMaxSmallFileBytes);
-  if (!text) return std::unexpected(text.error());
+  FS_TRY(text, read_proc_file(path, kMaxSmallFileBytes));
   // "tid (comm) S ...": comm is chosen by the thread and may contain ") ", so take the last one.
   std::size_t close = text->rfind(") ");
   if (close == std::string::npos || close + 2 >= text->size()) return fail(path, ": no state field");
@@ -314,8 +310,7 @@ Result<SyscallState> parse_syscall(std::string_view text) {
 
 Result<SyscallState> read_syscall(int pid, int tid) {
   std::string path = task_path(pid, tid) + "/syscall";
-  auto text = read_proc_file(path, kMaxSmallFileBytes);
-  if (!text) return std::unexpected(text.error());
+  FS_TRY(text, read_proc_file(path, kMaxSmallFileBytes));
   return with_context(parse_syscall(*text), path);
 }
 

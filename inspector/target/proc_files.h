@@ -62,6 +62,15 @@ struct SyscallState {
 Result<SyscallState> parse_syscall(std::string_view text);
 Result<SyscallState> read_syscall(int pid, int tid);
 
+// `result`, its error replaced by `instead` when it says the process or thread is gone (no_such_process): for
+// callers that explain a vanished target in their own terms.
+//   FS_TRY(tids, replace_if_gone(list_threads(pid), fail_code(ErrorCode::target_exited, "process exited")));
+template <class T>
+Result<T> replace_if_gone(Result<T> result, std::unexpected<Error> instead) {
+  if (!result && result.error().code == ErrorCode::no_such_process) return instead;
+  return result;
+}
+
 // Reads a whole /proc file (whose reported size is 0) up to `max_bytes`; fails if it is longer.
 Result<std::string> read_proc_file(const std::string& path, std::uint64_t max_bytes);
 
