@@ -82,13 +82,12 @@ Result<GcoreOptions> parse_gcore_arguments(const std::vector<std::string>& argum
       help = true;
       return options;
     } else if (args.is("-o")) {
-      auto path = args.value();
-      if (!path) return std::unexpected(path.error());
+      FS_TRY(path, args.value());
       options.output_path = *path;
     } else if (args.is("--fibers-as-threads")) {
       options.fibers_as_threads = true;
-    } else if (auto operand = args.pid_operand(pid); !operand) {
-      return std::unexpected(operand.error());
+    } else {
+      FS_TRY_DISCARD(args.pid_operand(pid));
     }
   }
   if (!pid) return fail("missing PID (usage: fiberscope gcore PID [-o FILE] [--fibers-as-threads])");

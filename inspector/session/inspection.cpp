@@ -8,6 +8,7 @@
 
 #include "base/hex.h"
 #include "fibers/capture_plan.h"
+#include "report/check_reporter.h"
 #include "target/core_file.h"
 #include "target/live_capture.h"
 #include "target/proc_files.h"
@@ -221,7 +222,7 @@ report::Dump build_dump(Inspection& inspection, const BuildOptions& options) {
   const checks::CheckResult checked = run_checks(inspection);
   for (const checks::Finding& finding : checked.findings)
     if (!options.only_fiber || finding.fiber_id == *options.only_fiber)
-      dump.findings.push_back(checks::to_report_finding(finding));
+      dump.findings.push_back(report::dump_finding(finding));
   return dump;
 }
 
