@@ -111,13 +111,13 @@ Result<CheckOptions> parse_check_arguments(const std::vector<std::string>& argum
 
 int run_check(const CheckOptions& options, std::string& out, std::string& err,
               const std::function<void(std::string&, std::string&)>& flush) {
-  auto print = [&](const report::CheckReport& report, const std::vector<checks::Finding>& findings, unsigned number) {
+  auto print = [&](const report::CheckReport& round, const std::vector<checks::Finding>& findings, unsigned number) {
     if (options.format == CheckOptions::Format::json) {
-      out += report::render_check_json(report, findings, number);
+      out += report::render_check_json(round, findings, number);
       return;
     }
-    out += report::render_check_text(report, findings, options.watch_seconds.has_value());
-    print_warnings(report.warnings, err);
+    out += report::render_check_text(round, findings, options.watch_seconds.has_value());
+    print_warnings(round.warnings, err);
   };
   const session::CheckTarget target = check_target(options);
   session::ModuleCache modules;  // opened once for every round of --watch
