@@ -119,8 +119,7 @@ LeanSnapshot lean_snapshot(session::Inspection inspection) {
 SnapshotSource live_source(const TopOptions& options) {
   auto cache = std::make_shared<session::ModuleCache>();
   return [pid = options.pid, stop = options.stop, cache]() -> Result<LeanSnapshot> {
-    auto inspection = session::inspect_live(pid, {.stop = stop, .cache = cache.get()});
-    if (!inspection) return std::unexpected(inspection.error());
+    FS_TRY(inspection, session::inspect_live(pid, {.stop = stop, .cache = cache.get()}));
     return lean_snapshot(std::move(*inspection));
   };
 }
@@ -129,8 +128,7 @@ SnapshotSource live_source(const TopOptions& options) {
 SnapshotSource core_source(const TopOptions& options) {
   return [core_path = *options.core_path, core = session::CoreInspectOptions{options.exe_path, options.sysroot}]()
              -> Result<LeanSnapshot> {
-    auto inspection = session::inspect_core(core_path, core);
-    if (!inspection) return std::unexpected(inspection.error());
+    FS_TRY(inspection, session::inspect_core(core_path, core));
     return lean_snapshot(std::move(*inspection));
   };
 }
@@ -175,19 +173,15 @@ Result<TopOptions> parse_top_arguments(const std::vector<std::string>& arguments
       help = true;
       return options;
     } else if (args.is("-d") || args.is("--delay")) {
-      auto seconds = args.number<double>("a number of seconds between 0.1 and 3600");
-      if (!seconds) return std::unexpected(seconds.error());
+      FS_TRY(seconds, args.number<double>("a number of seconds between 0.1 and 3600"));
       if (!std::isfinite(*seconds) || *seconds < 0.1 || *seconds > 3600)
         return fail("-d needs a number of seconds between 0.1 and 3600, not '", args.current(), "'");
       options.interval_seconds = *seconds;
     } else if (args.is("--no-stop")) {
       options.stop = false;
-    } else if (auto core = args.core_option(options.core_path, options.exe_path, options.sysroot); !core) {
-      return std::unexpected(core.error());
-    } else if (*core) {
-      continue;
-    } else if (auto operand = args.pid_operand(pid); !operand) {
-      return std::unexpected(operand.error());
+    } else {
+      FS_TRY(core_argument, args.core_option(options.core_path, options.exe_path, options.sysroot));
+      if (!*core_argument) FS_TRY_DISCARD(args.pid_operand(pid));
     }
   }
   if (options.core_path && pid) return fail("give a PID or --core FILE, not both");
@@ -222,8 +216,7 @@ Result<void> run_top(const TopOptions& options) {
   std::uint64_t shown_generation = first->generation;
 
   quit_signals.install();
-  auto terminal = open_curses_terminal();
-  if (!terminal) return std::unexpected(terminal.error());
+  FS_TRY(terminal, open_curses_terminal());
   const std::optional<int> crash_signal = crash_signal_for_test();
 
   const auto interval = std::chrono::duration_cast<Clock::duration>(

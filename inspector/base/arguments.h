@@ -5,10 +5,9 @@
 //   std::optional<int> pid;
 //   while (args.next()) {
 //     if (args.is("--depth")) {
-//       auto depth = args.number<std::size_t>();
-//       if (!depth) return std::unexpected(depth.error());
-//     } else if (auto operand = args.pid_operand(pid); !operand) {
-//       return std::unexpected(operand.error());
+//       FS_TRY(depth, args.number<std::size_t>());
+//     } else {
+//       FS_TRY_DISCARD(args.pid_operand(pid));
 //     }
 //   }
 #pragma once
@@ -55,8 +54,7 @@ class Arguments {
   template <class Number>
   Result<Number> number(std::string_view what = "a number") {
     const std::string option = current();
-    auto text = value();
-    if (!text) return std::unexpected(text.error());
+    FS_TRY(text, value());
     auto parsed = parse_number<Number>(*text);
     if (!parsed) return fail(option, " needs ", what, ", not '", *text, "'");
     return *parsed;
@@ -67,8 +65,7 @@ class Arguments {
   Result<bool> core_option(std::optional<std::string>& core_path, std::string& exe_path, std::string& sysroot) {
     if (!is("--core") && !is("--exe") && !is("--sysroot")) return false;
     std::string& stored = is("--core") ? core_path.emplace() : is("--exe") ? exe_path : sysroot;
-    auto text = value();
-    if (!text) return std::unexpected(text.error());
+    FS_TRY(text, value());
     stored = *text;
     return true;
   }

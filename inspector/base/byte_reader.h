@@ -68,8 +68,7 @@ class ByteReader {
   Result<std::uint64_t> uleb128() { return leb128(/*is_signed=*/false); }
 
   Result<std::int64_t> sleb128() {
-    auto value = leb128(/*is_signed=*/true);
-    if (!value) return std::unexpected(value.error());
+    FS_TRY(value, leb128(/*is_signed=*/true));
     return static_cast<std::int64_t>(*value);
   }
 
@@ -91,8 +90,7 @@ class ByteReader {
   // The record of type T at `offset`, leaving the cursor where it is.
   template <class T>
   Result<T> object_at(std::uint64_t offset) const {
-    auto bytes = bytes_at(offset, sizeof(T));
-    if (!bytes) return std::unexpected(bytes.error());
+    FS_TRY(bytes, bytes_at(offset, sizeof(T)));
     return ByteReader(*bytes, what_).object<T>();  // cannot fail: exactly sizeof(T) bytes
   }
 

@@ -618,18 +618,4 @@ std::vector<std::string> evidence_lines(const Finding& finding) {
   return lines;
 }
 
-report::Finding to_report_finding(const Finding& finding) {
-  report::Finding out;
-  out.kind = std::string(finding_kind_name(finding.kind));
-  out.fiber_id = finding.fiber_id;
-  out.frame = finding.frame;
-  out.message = finding.summary;
-  if (finding.rule)
-    out.message = "rule " + std::to_string(static_cast<int>(*finding.rule)) + " (" +
-                  std::string(rule_name(*finding.rule)) + "): " + out.message;
-  for (const std::string& line : evidence_lines(finding)) out.message += "; " + line;
-  out.message += ". " + finding.explanation;
-  return out;
-}
-
 }  // namespace fiberscope::checks

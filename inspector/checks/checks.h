@@ -13,6 +13,7 @@
 //   for (const Transient& t : result.transients) ...    // records caught mid-update: not judged
 //
 // Everything the checks read is hostile: a bad record gives an error beside the other results, never a crash.
+// checks/ sits below report/: it knows nothing of the report model, and report/check_reporter.h prints its results.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +24,6 @@
 
 #include "binary/symbolizer.h"
 #include "fibers/fiber_table.h"
-#include "report/dump.h"
 #include "target/remote_address.h"
 #include "target/snapshot.h"
 #include "unwind/module_cfi.h"
@@ -114,9 +114,6 @@ struct CheckOptions {
 
 // Runs every check on every fiber of the snapshot. Never fails as a whole: per-fiber problems go to `errors`.
 CheckResult run_checks(const CheckInput& input, const CheckOptions& options = {});
-
-// The report model's view of a finding (for `dump` output and JSON): kind, fiber, frame, one message.
-report::Finding to_report_finding(const Finding& finding);
 
 // The evidence as "key: value" lines, in a fixed order, for text reports.
 std::vector<std::string> evidence_lines(const Finding& finding);

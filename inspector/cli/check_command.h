@@ -1,5 +1,6 @@
-// `fiberscope check`: argument parsing, one or repeated (--watch) snapshots, the checks of checks/ on each, and
-// the findings printed under the fiber they concern (text) or as findings[] (JSON, docs/json-schema.md).
+// `fiberscope check`: argument parsing, then one round (session/check_round.h) or one per --watch interval, each
+// printed by report/check_reporter.h: findings under the fiber they concern (text) or as findings[] (JSON,
+// docs/json-schema.md).
 #pragma once
 
 #include <cstdint>
@@ -9,7 +10,6 @@
 #include <vector>
 
 #include "base/result.h"
-#include "checks/checks.h"
 
 namespace fiberscope::cli {
 
@@ -28,10 +28,6 @@ struct CheckOptions {
 Result<CheckOptions> parse_check_arguments(const std::vector<std::string>& arguments, bool& help);
 
 extern const char* const kCheckHelp;
-
-// Findings that persist: those of `current` whose identity (fiber, kind, rule, frame) is also in `previous`.
-std::vector<checks::Finding> persistent_findings(const std::vector<checks::Finding>& previous,
-                                                 const std::vector<checks::Finding>& current);
 
 // Runs the checks, writing the report to `out` and errors to `err`; returns the exit code (cli/dump_command.h).
 // With --watch, `flush` (if given) is called after each round to write out and empty both strings.

@@ -60,15 +60,13 @@ Result<DumpOptions> parse_dump_arguments(const std::vector<std::string>& argumen
   help = false;
   Arguments args(arguments, "dump");
   while (args.next()) {
-    auto core_argument = args.core_option(options.core_path, options.exe_path, options.sysroot);
-    if (!core_argument) return std::unexpected(core_argument.error());
+    FS_TRY(core_argument, args.core_option(options.core_path, options.exe_path, options.sysroot));
     if (*core_argument) continue;
     if (args.is_help()) {
       help = true;
       return options;
     } else if (args.is("--format")) {
-      auto value = args.value();
-      if (!value) return std::unexpected(value.error());
+      FS_TRY(value, args.value());
       if (*value == "text") options.format = DumpOptions::Format::text;
       else if (*value == "json") options.format = DumpOptions::Format::json;
       else if (*value == "folded") options.format = DumpOptions::Format::folded;
@@ -82,17 +80,15 @@ Result<DumpOptions> parse_dump_arguments(const std::vector<std::string>& argumen
     } else if (args.is("--exact-stacks")) {
       options.exact_stacks = true;
     } else if (args.is("--fiber")) {
-      auto id = args.number<std::uint64_t>("a fiber id (a positive number)");
-      if (!id) return std::unexpected(id.error());
+      FS_TRY(id, args.number<std::uint64_t>("a fiber id (a positive number)"));
       if (*id == 0) return fail("--fiber needs a fiber id (a positive number), not '0'");
       options.only_fiber = *id;
     } else if (args.is("--depth")) {
-      auto depth = args.number<std::size_t>("a positive number");
-      if (!depth) return std::unexpected(depth.error());
+      FS_TRY(depth, args.number<std::size_t>("a positive number"));
       if (*depth == 0) return fail("--depth needs a positive number, not '0'");
       options.max_depth = *depth;
-    } else if (auto operand = args.pid_operand(pid); !operand) {
-      return std::unexpected(operand.error());
+    } else {
+      FS_TRY_DISCARD(args.pid_operand(pid));
     }
   }
   if (options.core_path) {

@@ -1,8 +1,6 @@
-// `fiberscope gcore PID [-o FILE] [--fibers-as-threads]`: writes an ELF core of a live process within the same
-// short stop as a dump (target::capture_live), then detaches and leaves it running. `fiberscope dump --core`,
-// `check --core` and gdb read the result. With --fibers-as-threads every parked fiber is also written as an extra
-// thread (its saved context in an NT_PRSTATUS note, with a synthetic tid), so gdb's `thread apply all bt` shows
-// each fiber's stack.
+// `fiberscope gcore PID [-o FILE] [--fibers-as-threads]`: argument parsing, and the summary of the core that
+// session::write_core_dump (session/core_dump.h) wrote within one short stop of the process, which it then leaves
+// running. `fiberscope dump --core`, `check --core` and gdb read the result.
 #pragma once
 
 #include <cstdint>

@@ -468,8 +468,7 @@ const FiberRecord* FiberTable::fiber_by_id(std::uint64_t id) const {
 }
 
 Result<FiberTable> read_fiber_table(const Memory& memory, RemoteAddress root, const ReadOptions& options) {
-  auto abi_root = read_root(memory, root);
-  if (!abi_root) return std::unexpected(abi_root.error());
+  FS_TRY(abi_root, read_root(memory, root));
 
   FiberTable table;
   table.root_address = root;
@@ -506,8 +505,7 @@ Result<FiberTable> read_fiber_table(const Memory& memory, RemoteAddress root, co
 }
 
 Result<StackScan> scan_fiber_stacks(const Memory& memory, RemoteAddress root, const ReadOptions& options) {
-  auto abi_root = read_root(memory, root);
-  if (!abi_root) return std::unexpected(abi_root.error());
+  FS_TRY(abi_root, read_root(memory, root));
   StackScan scan;
   scan.table_ranges.push_back(AddressRange{root, root + sizeof(fiberscope_debug_root)});
   // Errors are read_fiber_table's to report (it reads the same table again inside the stop); the walk's own caps

@@ -1,8 +1,8 @@
 // Dump: the model of one `fiberscope dump` — every thread and fiber with its frames and arguments, the findings
 // of the checks, and everything that could not be read. Plain data: no decoding, no printing.
 //
-// The fibers/ and unwind/ layers fill it (through the CLI), the reporters (text_reporter.h, json_reporter.h,
-// folded_reporter.h) print it, and the golden tests build it by hand. Strings come from the target (fiber names,
+// session/dump_builder.h fills it from a snapshot (fibers/, unwind/ and binary/ do the decoding), the reporters
+// (text_reporter.h, json_reporter.h, folded_reporter.h) print it, and the golden tests build it by hand. Strings come from the target (fiber names,
 // symbol names) and may hold any bytes: reporters escape them.
 #pragma once
 
@@ -122,7 +122,8 @@ struct Thread {
   Stack stack;
 };
 
-// A check's result (filled by checks/, reserved here). `fiber_id` and `frame` say where it points.
+// A check's finding as the dump shows it (dump_finding in check_reporter.h makes one from a checks::Finding).
+// `fiber_id` and `frame` say where it points.
 struct Finding {
   std::string kind;                 // e.g. "invalid-syscall-frame"
   std::optional<std::uint64_t> fiber_id;

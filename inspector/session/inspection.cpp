@@ -8,6 +8,7 @@
 
 #include "base/hex.h"
 #include "fibers/capture_plan.h"
+#include "report/check_reporter.h"
 #include "target/core_file.h"
 #include "target/live_capture.h"
 #include "target/proc_files.h"
@@ -86,15 +87,19 @@ std::string signal_label(int signal) {
   return "signal " + std::to_string(signal);
 }
 
+Result<std::vector<target::Mapping>> read_process_maps(int pid, std::vector<std::string>& warnings) {
+  auto mappings = target::read_maps(pid, &warnings);
+  // /proc/PID/maps of a pid that does not exist fails in more ways than one; no /proc/PID/exe either tells them
+  // apart from a process that exists but hides its map.
+  if (!mappings && (mappings.error().code == ErrorCode::no_such_process ||
+                    mappings.error().code == ErrorCode::unspecified) && !target::exe_path(pid))
+    return fail_code(ErrorCode::no_such_process, "no process with pid ", std::to_string(pid));
+  return mappings;
+}
+
 Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
   Inspection inspection;
-  auto mappings = target::read_maps(pid, &inspection.warnings);
-  if (!mappings) {
-    if (mappings.error().code == ErrorCode::no_such_process || mappings.error().code == ErrorCode::unspecified)
-      if (!target::exe_path(pid))
-        return std::unexpected(Error{"no process with pid " + std::to_string(pid), ErrorCode::no_such_process});
-    return std::unexpected(mappings.error());
-  }
+  FS_TRY(mappings, read_process_maps(pid, inspection.warnings));
   auto root = load_modules(inspection, *mappings, target::exe_path(pid).value_or(""), options.cache);
 
   // Before the stop: the maps just read are reused, and the copy's memory is sized from the running target's
@@ -158,8 +163,7 @@ Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
     auto rest = fibers::read_fiber_table(live, *root, read_options);
     return fibers::plan_regions(rest ? &*rest : nullptr, threads, *mappings);
   };
-  auto snapshot = target::capture_live(pid, capture, planner);
-  if (!snapshot) return std::unexpected(snapshot.error());
+  FS_TRY(snapshot, target::capture_live(pid, capture, planner));
   inspection.snapshot = std::move(*snapshot);
   if (precopying) {
     inspection.precopy->stacks_kept = precopy.kept_count();
@@ -207,7 +211,7 @@ report::Dump build_dump(Inspection& inspection, const BuildOptions& options) {
   const checks::CheckResult checked = run_checks(inspection);
   for (const checks::Finding& finding : checked.findings)
     if (!options.only_fiber || finding.fiber_id == *options.only_fiber)
-      dump.findings.push_back(checks::to_report_finding(finding));
+      dump.findings.push_back(report::dump_finding(finding));
   return dump;
 }
 

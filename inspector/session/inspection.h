@@ -67,6 +67,10 @@ struct Inspection {
 // Captures a live process. Fails only when nothing useful can be shown (no such pid, no permission).
 Result<Inspection> inspect_live(int pid, const LiveOptions& options);
 
+// The memory map of live process `pid`, the first thing every command that reads one does: fails with
+// "no process with pid N" (ErrorCode::no_such_process) when there is none. Oddities in the map go to `warnings`.
+Result<std::vector<target::Mapping>> read_process_maps(int pid, std::vector<std::string>& warnings);
+
 // `fiberscope gcore --fibers-as-threads` writes each parked fiber as an extra thread with a tid from here up:
 // above PID_MAX_LIMIT (4194304), so they never collide with a real thread. inspect_core leaves them out (their
 // fibers are read from the table like any other).

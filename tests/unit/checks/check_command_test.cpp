@@ -7,6 +7,7 @@
 #include "checks/checks.h"
 #include "cli/check_command.h"
 #include "cli/dump_command.h"
+#include "session/check_round.h"
 #include "target/test_process.h"
 
 using namespace fiberscope;
@@ -54,8 +55,8 @@ TEST_CASE("check --watch reports only findings that persist across two snapshots
   a.rule = SyscallFrameRule::below_live_frame;
   b.fiber_id = 2;
   b.rule = SyscallFrameRule::names_no_frame;
-  CHECK(cli::persistent_findings({a}, {a, b}).size() == 1);
-  CHECK(cli::persistent_findings({}, {a, b}).empty());
+  CHECK(session::persistent_findings({a}, {a, b}).size() == 1);
+  CHECK(session::persistent_findings({}, {a, b}).empty());
 
   Faults faults("stale-syscall-frame");
   TestProcess target({bin("check_scenarios"), "stale-frame"});

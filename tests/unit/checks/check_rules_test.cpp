@@ -6,6 +6,7 @@
 
 #include "checks/checks.h"
 #include "checks/location_text.h"
+#include "report/check_reporter.h"
 #include "unwind/module_cfi.h"
 
 using namespace fiberscope;
@@ -227,7 +228,7 @@ TEST_CASE("a finding's identity names fiber, kind, rule and frame for --watch") 
   finding.rule = SyscallFrameRule::below_live_frame;
   finding.frame = "f";
   CHECK(finding.identity() == "12/invalid-syscall-frame/2/f");
-  auto reported = checks::to_report_finding(finding);
+  auto reported = report::dump_finding(finding);
   CHECK(reported.kind == "invalid-syscall-frame");
   CHECK(reported.message.starts_with("rule 2 (below-live-frame)"));
 }

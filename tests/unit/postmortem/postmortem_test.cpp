@@ -1,10 +1,7 @@
 // Post-mortem end to end, through the CLI's run_dump / run_check / run_gcore: the same output from a core as live
 // (cores of one stopped process by gdb's gcore and by fiberscope gcore), kernel cores of fibers that crashed, gdb
-// reading fiberscope's cores, and hostile cores that must give a clear error or a partial result.
+// reading fiberscope's cores, and a hostile core's error as the user sees it.
 #include <catch2/catch.hpp>
-
-#include <elf.h>
-#include <fcntl.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -463,82 +460,41 @@ TEST_CASE("a sysroot prefixes every file the core names, and files missing there
   CHECK(has(run.out, "pid " + std::to_string(target.pid()) + " " + sysroot + exe + ":"));
 }
 
-TEST_CASE("hostile cores give a clear error or a partial dump, never a crash or a hang") {
+// Each defect of a hostile core (cut short, bogus note sizes, PT_LOADs past the end...) is pinned once, with its exact
+// message, by tests/unit/core/hostile_core_test.cpp on open_core. Here one smoke case shows such an error reaching
+// the user through the CLI, plus the one defect only the session sees: an executable of another build.
+TEST_CASE("a core that is not one gives dump and check one error line and exit code 2") {
+  TempDir dir;
+  const std::string empty = dir.path() + "/empty.core";
+  test::write_file(empty, {});
+  const std::string error = "fiberscope: " + empty + ": empty file (0 bytes), not a core\n";
+  Run dumped = dump_core(empty, json());
+  CHECK(dumped.exit_code == kExitError);
+  CHECK(dumped.out.empty());
+  CHECK(dumped.err == error);
+  Run checked = check(std::nullopt, empty);
+  CHECK(checked.exit_code == kExitError);
+  CHECK(checked.out.empty());
+  CHECK(checked.err == error);
+}
+
+TEST_CASE("an --exe of another build is refused with its build-id warning and names no frame from its code") {
   TempDir dir;
   // crasher_threads is never sanitized, so this runs in sanitizer builds too (the inspector is what they check).
   test::ReadyChild child(bin("crasher_threads"), "ready", dir.path());
   REQUIRE(child.ready());
-  const std::string good = dir.path() + "/good.core";
-  REQUIRE(gcore(child.pid(), good).exit_code == kExitClean);
-  const std::vector<std::byte> bytes = test::read_file(good);
-  REQUIRE(bytes.size() > 4096);
-  const std::string bad = dir.path() + "/bad.core";
-  auto dump_bad = [&](std::span<const std::byte> content) {
-    test::write_file(bad, content);
-    const auto start = std::chrono::steady_clock::now();
-    Run run = dump_core(bad, json());
-    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
-    return run;
-  };
-
-  SECTION("zero-length") {
-    Run run = dump_bad({});
-    CHECK(run.exit_code == kExitError);
-    CHECK(has(run.err, "fiberscope: "));
-    Run checked = check(std::nullopt, bad);
-    CHECK(checked.exit_code == kExitError);
-    CHECK(has(checked.err, "fiberscope: "));
-  }
-  SECTION("cut at several offsets") {
-    for (std::size_t size : {std::size_t{10}, std::size_t{64}, std::size_t{200}, std::size_t{4096}, bytes.size() / 2,
-                             bytes.size() - 1}) {
-      INFO("cut at " << size);
-      Run run = dump_bad(std::span(bytes).first(size));
-      INFO(run.err);
-      CHECK((run.exit_code == kExitError || run.exit_code == kExitPartial));
-      if (run.exit_code == kExitError) CHECK(has(run.err, "fiberscope: "));
-      else CHECK(has(run.out, "truncated"));
-    }
-  }
-  SECTION("notes with bogus sizes") {
-    // Overwrite every 4-byte word of the first note segment's start with a huge size, one at a time.
-    std::vector<std::byte> copy = bytes;
-    const auto* header = reinterpret_cast<const Elf64_Ehdr*>(copy.data());
-    REQUIRE(header->e_phoff + sizeof(Elf64_Phdr) <= copy.size());
-    const auto* phdr = reinterpret_cast<const Elf64_Phdr*>(copy.data() + header->e_phoff);
-    REQUIRE(phdr->p_type == PT_NOTE);
-    const std::size_t notes = phdr->p_offset;
-    for (std::size_t word : {0, 1}) {  // namesz, descsz of the first note
-      std::vector<std::byte> bogus = bytes;
-      const std::uint32_t huge = 0xfffffff0u;
-      std::memcpy(bogus.data() + notes + word * 4, &huge, 4);
-      Run run = dump_bad(bogus);
-      INFO(run.out << run.err);
-      CHECK((run.exit_code == kExitError || run.exit_code == kExitPartial));
-    }
-  }
-  SECTION("PT_LOAD entries pointing past the end") {
-    std::vector<std::byte> bogus = bytes;
-    const auto* header = reinterpret_cast<const Elf64_Ehdr*>(bogus.data());
-    for (unsigned i = 0; i < header->e_phnum; ++i) {
-      auto* phdr = reinterpret_cast<Elf64_Phdr*>(bogus.data() + header->e_phoff + i * sizeof(Elf64_Phdr));
-      if (phdr->p_type == PT_LOAD) phdr->p_offset = bytes.size() + (std::uint64_t{1} << 40);
-    }
-    Run run = dump_bad(bogus);
-    CHECK((run.exit_code == kExitError || run.exit_code == kExitPartial));
-    CHECK((has(run.out, "past") || has(run.err, "past") || has(run.out, "beyond") || has(run.err, "beyond") ||
-           has(run.out, "end of") || has(run.err, "end of")));
-  }
-  SECTION("a core of another binary (--exe mismatch) is refused with a warning") {
-    CHECK(has(dump_core(good, json()).out, "worker_wait_level2"));
-    DumpOptions options = json();
-    options.exe_path = bin("fiber_states_O0");
-    Run run = dump_core(good, options);
-    INFO(run.out << run.err);
-    CHECK((run.exit_code == kExitError || run.exit_code == kExitPartial));
-    CHECK((has(run.out, "build-id") || has(run.out, "entry point")));
-    CHECK(!has(run.out, "worker_wait_level2"));
-  }
+  const std::string core = dir.path() + "/threads.core";
+  REQUIRE(gcore(child.pid(), core).exit_code == kExitClean);
+  REQUIRE(has(dump_core(core, json()).out, "worker_wait_level2"));
+  DumpOptions options = json();
+  options.exe_path = bin("fiber_states_O0");
+  Run run = dump_core(core, options);
+  INFO(run.out << run.err);
+  CHECK(run.exit_code == kExitPartial);
+  CHECK(std::regex_search(run.out, std::regex("\n    \"" + options.exe_path +
+                                              ": build-id [0-9a-f]{40} differs from the core's [0-9a-f]{40}; "
+                                              "refusing to read the memory the core omits from it\",?\n")));
+  CHECK(!has(run.out, "worker_wait_level2"));
 }
 
 TEST_CASE("dump, check and top parse --core, and refuse it with a pid, --no-stop or --watch") {
