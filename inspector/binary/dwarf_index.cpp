@@ -1350,9 +1350,24 @@ Result<bool> DwarfIndex::Impl::index_units_from_aranges() {
   return !units.empty();
 }
 
+// The number of unit headers in .debug_info (following unit lengths only), capped at kMaxCompileUnits.
+std::size_t count_unit_headers(std::span<const std::byte> debug_info) {
+  ByteReader reader(debug_info, ".debug_info");
+  std::size_t count = 0;
+  for (; count < kMaxCompileUnits && !reader.at_end(); ++count) {
+    auto length32 = reader.fixed<std::uint32_t>();
+    if (!length32) break;
+    auto length = *length32 == 0xffffffff ? reader.fixed<std::uint64_t>() : Result<std::uint64_t>(*length32);
+    if (!length || !reader.bytes(*length)) break;
+  }
+  return count;
+}
+
 Result<void> DwarfIndex::Impl::index_units() {
   auto from_aranges = index_units_from_aranges();
-  if (from_aranges && *from_aranges) {
+  // Go's linker writes no .debug_aranges sets: in a cgo binary the table names gcc's units only. It is trusted
+  // only when it names every unit.
+  if (from_aranges && *from_aranges && units.size() == count_unit_headers(debug_info)) {
     for (std::size_t i = 0; i < units.size(); ++i)
       for (const auto& range : units[i].ranges) unit_ranges.push_back({range, i});
     std::sort(unit_ranges.begin(), unit_ranges.end(),
