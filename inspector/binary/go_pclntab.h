@@ -39,6 +39,11 @@ inline constexpr std::uint32_t kGoPcdataInlTreeIndex = 2;
 inline constexpr std::uint32_t kGoFuncdataArgsPointerMaps = 0;
 inline constexpr std::uint32_t kGoFuncdataLocalsPointerMaps = 1;
 inline constexpr std::uint32_t kGoFuncdataInlTree = 3;
+// funcFlag bits: the function is the top of its stack (goexit, mstart, rt0_go); it writes SP with values the pcsp
+// table cannot describe (mcall, systemstack, asmcgocall, morestack: stack switches); it is written in assembly.
+inline constexpr std::uint8_t kGoFuncFlagTopFrame = 1 << 0;
+inline constexpr std::uint8_t kGoFuncFlagSpWrite = 1 << 1;
+inline constexpr std::uint8_t kGoFuncFlagAsm = 1 << 2;
 
 // One function of the table (a _func record), with its name resolved.
 struct GoFunction {

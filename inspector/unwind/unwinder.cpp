@@ -86,6 +86,23 @@ Unwinder::CachedRow Unwinder::compute(std::uint64_t lookup_pc) const {
     return cached;
   }
   const std::uint64_t file_pc = lookup_pc - module->load_bias;
+  // A caller frame's lookup pc is its return address - 1: a return address at a trampoline's first byte (a signal
+  // handler's) looks up the byte before it, which belongs to some other function's CFI.
+  std::array<std::byte, kRestoreRtCode.size()> code{};
+  cached.next_is_signal_trampoline = module->read_code(lookup_pc + 1, code) &&
+                                     std::memcmp(code.data(), kRestoreRtCode.data(), code.size()) == 0;
+  std::optional<binary::GoFunction> go_function;
+  if (module->go_table) {
+    if (auto found = module->go_table->function_at(file_pc); found && *found) go_function = **found;
+  }
+  // Go's traceback ends at a TOPFRAME function whatever its CFI says about a caller.
+  const auto with_go_flags = [&](CachedRow& row) -> CachedRow& {
+    if (!go_function) return row;
+    row.go_flag = go_function->flag;
+    if (row.status == CachedRow::Status::found && (go_function->flag & binary::kGoFuncFlagTopFrame))
+      row.row.registers[row.row.return_address_register].kind = RegisterRule::Kind::undefined;
+    return row;
+  };
   std::optional<Error> first_error;
   // .eh_frame first: it is what the process itself unwinds with; .debug_frame covers what it lacks.
   for (const auto* section : {module->eh_frame ? &*module->eh_frame : nullptr,
@@ -105,7 +122,25 @@ Unwinder::CachedRow Unwinder::compute(std::uint64_t lookup_pc) const {
     cached.status = CachedRow::Status::found;
     cached.row = *row;
     cached.method = section->format() == CfiFormat::eh_frame ? FrameMethod::eh_frame : FrameMethod::debug_frame;
-    return cached;
+    return with_go_flags(cached);
+  }
+  if (go_function) {
+    // What Go's own traceback does (runtime.gentraceback): the pcsp table gives the bytes the function has pushed
+    // at this pc; the return address sits just above them. A Go function with a frame saved the caller's rbp just
+    // below the return address (its prologue: SUBQ $n, SP; MOVQ BP, n-8(SP)); assembly may do anything else.
+    auto frame_size = module->go_table->frame_size(*go_function, file_pc);
+    if (frame_size && *frame_size >= 0) {
+      cached.status = CachedRow::Status::found;
+      cached.method = FrameMethod::go_pclntab;
+      cached.row.start_address = file_pc;
+      cached.row.end_address = file_pc + 1;
+      cached.row.cfa = {CfaRule::Kind::register_offset, static_cast<std::uint16_t>(kRsp), *frame_size + 8, {}};
+      cached.row.registers[kRip] = {RegisterRule::Kind::offset, 0, -8, {}};
+      if (*frame_size > 0 && !(go_function->flag & binary::kGoFuncFlagAsm))
+        cached.row.registers[kRbp] = {RegisterRule::Kind::offset, 0, -16, {}};
+      return with_go_flags(cached);
+    }
+    if (!frame_size && !first_error) first_error = frame_size.error();
   }
   if (first_error) {
     cached.status = CachedRow::Status::error;
@@ -113,7 +148,7 @@ Unwinder::CachedRow Unwinder::compute(std::uint64_t lookup_pc) const {
   } else {
     cached.message = "no CFI for pc " + hex(lookup_pc) + " in " + module->name;
   }
-  return cached;
+  return with_go_flags(cached);
 }
 
 const Unwinder::CachedRow& Unwinder::lookup(std::uint64_t lookup_pc) {
@@ -291,7 +326,16 @@ std::expected<StepOutcome, StepError> Unwinder::step_frame_pointer(const Frame& 
 std::expected<StepOutcome, StepError> Unwinder::step(const Frame& frame, const target::Memory& memory,
                                                      bool use_frame_pointers) {
   const CachedRow& cached = lookup(frame.lookup_pc().value());
-  if (cached.status == CachedRow::Status::found) return step_with_row(frame, cached, memory);
+  if (frame.pc_is_return_address && cached.next_is_signal_trampoline) {
+    if (auto signal = step_signal_trampoline(frame, cached.module, memory)) return *signal;
+  }
+  if (cached.status == CachedRow::Status::found) {
+    auto outcome = step_with_row(frame, cached, memory);
+    // A Go function that switched stacks (mcall, systemstack, asmcgocall) and called out: what lies above its CFA
+    // on this stack is not its caller. Go's traceback stops here too.
+    if (outcome && frame.pc_is_return_address && (cached.go_flag & binary::kGoFuncFlagSpWrite)) outcome->caller.reset();
+    return outcome;
+  }
   if (auto signal = step_signal_trampoline(frame, cached.module, memory)) return *signal;
   if (cached.status == CachedRow::Status::error) return stop(StopReason::bad_cfi, cached.message);
   if (use_frame_pointers) {

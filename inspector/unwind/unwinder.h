@@ -6,10 +6,13 @@
 //   for (const Frame& f : result.frames) symbolize(f.lookup_pc());
 //   if (!result.complete()) print(result.stop_message);        // e.g. "no CFI for pc 0x401136"
 //
-// Each step uses CFI (.eh_frame, then .debug_frame); where none covers a pc it recognises the kernel's signal
-// trampoline (__restore_rt) by its code and reads the interrupted registers from the rt_sigframe, else follows
-// the rbp chain. A return-address rule of "undefined" (`.cfi_undefined rip`) or a return address of 0 ends the
-// stack cleanly. Every step is bounded: reads go through Memory, the CFA must stay inside the known stacks and
+// Each step uses CFI (.eh_frame, then .debug_frame, then a Go binary's pclntab frame sizes); a return address at the
+// first byte of a signal trampoline (libc's __restore_rt, Go's runtime.sigreturn: recognised by their code) reads
+// the interrupted registers from the rt_sigframe; where nothing else applies it follows the rbp chain. A
+// return-address rule of "undefined" (`.cfi_undefined rip`) or a return address of 0 ends the stack cleanly, and so
+// do Go's own ends of stacks: a TOPFRAME function (goexit, mstart, rt0_go), or a caller frame in a function that
+// switches stacks (SPWRITE: mcall, systemstack, asmcgocall, morestack), where the stack's frames end and the logical
+// stack continues on another one (the fiber readers stitch those). Every step is bounded: reads go through Memory, the CFA must stay inside the known stacks and
 // move up within one stack (moving to another known stack is a legitimate stack switch), a repeated (pc, sp) is a
 // loop, and the depth is capped. A stopped unwind keeps the frames it found and says why. Not thread-safe.
 #pragma once
@@ -45,6 +48,7 @@ enum class FrameMethod : std::uint8_t {
   start,          // frame 0: the registers the unwind started from
   eh_frame,       // the callee's .eh_frame row
   debug_frame,    // the callee's .debug_frame row
+  go_pclntab,     // the callee's frame size from its Go pclntab (pcsp), where no CFI covers a Go function
   frame_pointer,  // the callee's rbp chain (no CFI covered the callee's pc)
   signal_frame,   // the rt_sigframe below a signal trampoline that no CFI describes
 };
@@ -141,6 +145,8 @@ class Unwinder {
     const ModuleCfi* module = nullptr;
     FrameMethod method = FrameMethod::eh_frame;
     std::string message;  // no_cfi / error: why
+    std::uint8_t go_flag = 0;  // the Go function's funcFlag bits (kGoFuncFlag*), for Go binaries
+    bool next_is_signal_trampoline = false;  // lookup_pc + 1 starts a sigreturn trampoline
   };
 
   const CachedRow& lookup(std::uint64_t lookup_pc);
