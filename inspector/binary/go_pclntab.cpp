@@ -175,7 +175,11 @@ Result<GoFunction> GoPclntab::function(std::size_t index) const {
   function.record_offset = record_offset;
 
   ByteReader record(pclntable, ".gopclntab _func");
-  if (auto ok = record.seek(record_offset); !ok) return fail(context(), ": ", ok.error().message);
+  if (record_offset >= pclntable.size()) {
+    return fail(context(), ": _func offset ", hex(record_offset), " past the end of the function table (size ",
+                hex(pclntable.size()), ")");
+  }
+  FS_TRY_DISCARD(record.seek(record_offset));
   auto read_record = [&]() -> Result<void> {
     std::uint64_t record_entry = 0;
     if (version_ == GoPclntabVersion::go1_16) {
