@@ -10,11 +10,13 @@
 // first byte of a signal trampoline (libc's __restore_rt, Go's runtime.sigreturn: recognised by their code) reads
 // the interrupted registers from the rt_sigframe; where nothing else applies it follows the rbp chain. A
 // return-address rule of "undefined" (`.cfi_undefined rip`) or a return address of 0 ends the stack cleanly, and so
-// do Go's own ends of stacks: a TOPFRAME function (goexit, mstart, rt0_go), or a caller frame in a function that
-// switches stacks (SPWRITE: mcall, systemstack, asmcgocall, morestack), where the stack's frames end and the logical
-// stack continues on another one (the fiber readers stitch those). Every step is bounded: reads go through Memory, the CFA must stay inside the known stacks and
-// move up within one stack (moving to another known stack is a legitimate stack switch), a repeated (pc, sp) is a
-// loop, and the depth is capped. A stopped unwind keeps the frames it found and says why. Not thread-safe.
+// do Go's own ends of stacks: a TOPFRAME function (goexit, mstart, rt0_go; not sigtramp, whose caller is the
+// kernel's signal frame), or a caller frame in a function that switches stacks (SPWRITE: mcall, systemstack,
+// asmcgocall, morestack), where this stack's frames end and the logical stack continues on another one (the fiber
+// readers stitch those). Every step is bounded: reads go through Memory, the CFA must stay inside the known stacks
+// and move up within one stack (moving to another known stack is a legitimate stack switch; past a signal frame, so
+// is moving to an unlisted one, where sp must move up too), a repeated (pc, sp) is a loop, and the depth is capped.
+// A stopped unwind keeps the frames it found and says why. Not thread-safe.
 #pragma once
 
 #include <cstddef>
@@ -67,8 +69,9 @@ struct Frame {
   std::uint64_t stack_id = 0;
   bool on_known_stack = false;          // sp lies in one of the caller's StackRegions
 
-  // The address to look up CFI, symbols and line tables with.
-  target::RemoteAddress lookup_pc() const { return pc_is_return_address ? pc - 1 : pc; }
+  // The address to look up CFI, symbols and line tables with. A signal trampoline is entered by the kernel's
+  // "return" to its first byte: that byte names it, the byte before belongs to some other function.
+  target::RemoteAddress lookup_pc() const { return pc_is_return_address && !is_signal_trampoline ? pc - 1 : pc; }
 };
 
 enum class StopReason : std::uint8_t {
@@ -156,6 +159,8 @@ class Unwinder {
   std::optional<std::expected<StepOutcome, StepError>> step_signal_trampoline(const Frame& frame,
                                                                                const ModuleCfi* module,
                                                                                const target::Memory& memory) const;
+  // Whether a sigreturn trampoline (libc's __restore_rt, Go's runtime.sigreturn) starts at target address `pc`.
+  bool starts_signal_trampoline(std::uint64_t pc, const target::Memory& memory) const;
   std::expected<StepOutcome, StepError> step_frame_pointer(const Frame& frame, const target::Memory& memory) const;
 
   const CfiSource& modules_;
