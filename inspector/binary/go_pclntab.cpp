@@ -15,8 +15,6 @@ constexpr std::uint32_t kMagicGo118 = 0xfffffff0;
 constexpr std::uint32_t kMagicGo120 = 0xfffffff1;
 constexpr std::uint32_t kMagicGo12 = 0xfffffffb;
 
-// The pcHeader: magic, two pad bytes, minLC, ptrSize, then pointer-sized words (runtime/symtab.go).
-constexpr std::size_t kHeaderWordsOffset = 8;
 // A chain of inlined calls deeper than this is a corrupt tree (the compiler's inlining budget keeps real ones short).
 constexpr int kMaxInlineDepth = 256;
 constexpr std::size_t kFuncRecordSize118 = 40;  // entryoff .. nfuncdata
@@ -60,6 +58,7 @@ Result<GoPclntab> GoPclntab::parse(std::span<const std::byte> bytes, std::uint64
   table.address_ = address;
   table.gofunc_address_ = gofunc_address;
   table.data_ = std::move(data);
+  // The pcHeader (runtime/symtab.go): magic, two pad bytes, minLC, ptrSize, then pointer-sized words.
   ByteReader reader(bytes, ".gopclntab header");
   FS_TRY(magic, reader.fixed<std::uint32_t>());
   switch (*magic) {
