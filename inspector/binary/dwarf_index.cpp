@@ -1350,13 +1350,15 @@ Result<bool> DwarfIndex::Impl::index_units_from_aranges() {
   return !units.empty();
 }
 
-// The number of unit headers in .debug_info (following unit lengths only), capped at kMaxCompileUnits.
+// The number of unit headers in .debug_info (following unit lengths only; a last unit whose length overruns the
+// section counts: its error is reported when it is read), capped at kMaxCompileUnits.
 std::size_t count_unit_headers(std::span<const std::byte> debug_info) {
   ByteReader reader(debug_info, ".debug_info");
   std::size_t count = 0;
-  for (; count < kMaxCompileUnits && !reader.at_end(); ++count) {
+  while (count < kMaxCompileUnits && !reader.at_end()) {
     auto length32 = reader.fixed<std::uint32_t>();
     if (!length32) break;
+    ++count;
     auto length = *length32 == 0xffffffff ? reader.fixed<std::uint64_t>() : Result<std::uint64_t>(*length32);
     if (!length || !reader.bytes(*length)) break;
   }
