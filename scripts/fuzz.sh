@@ -3,7 +3,7 @@
 #   scripts/fuzz.sh --ci                  every target for 10 s (CI: exit 1 on any finding)
 #   scripts/fuzz.sh --time 600 [TARGET]   a long run of one target (or all, one after the other)
 #   scripts/fuzz.sh --build-only
-# Targets: elf_image dwarf cfi fiber_table core_file. The working corpus grows in build-fuzz/corpus/<target>
+# Targets: elf_image dwarf cfi go_pclntab fiber_table core_file. The working corpus grows in build-fuzz/corpus/<target>
 # (the repository's seeds in tests/fuzz/corpus/<target> are only read); a crash, leak or timeout leaves its input
 # in build-fuzz/findings/<target>/ and makes the script fail. Each run's log (with libFuzzer's final stats:
 # stat::number_of_executed_units) is build-fuzz/logs/<target>.log.
@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ ${#targets[@]} -gt 0 ] || targets=(elf_image dwarf cfi fiber_table core_file)
+[ ${#targets[@]} -gt 0 ] || targets=(elf_image dwarf cfi go_pclntab fiber_table core_file)
 
 build=${FIBERSCOPE_FUZZ_BUILD_DIR:-build-fuzz}
 cxx=${FUZZ_CXX:-clang++-16}
@@ -43,7 +43,7 @@ fi
 cmake --build "$build" -j"$(nproc)" --target $(printf 'fuzz_%s ' "${targets[@]}")
 [ $build_only -eq 1 ] && exit 0
 
-declare -A max_len=([elf_image]=65536 [dwarf]=65536 [cfi]=16384 [fiber_table]=16384 [core_file]=65536)
+declare -A max_len=([elf_image]=65536 [dwarf]=65536 [cfi]=16384 [go_pclntab]=16384 [fiber_table]=16384 [core_file]=65536)
 status=0
 for target in "${targets[@]}"; do
   corpus="$build/corpus/$target"

@@ -86,4 +86,17 @@ Result<std::vector<ArangesUnit>> read_aranges(std::span<const std::byte> debug_a
   return units;
 }
 
+std::size_t count_unit_headers(std::span<const std::byte> debug_info) {
+  ByteReader reader(debug_info, ".debug_info");
+  std::size_t count = 0;
+  while (count < kMaxCompileUnits && !reader.at_end()) {
+    auto length32 = reader.fixed<std::uint32_t>();
+    if (!length32) break;
+    ++count;
+    auto length = *length32 == 0xffffffff ? reader.fixed<std::uint64_t>() : Result<std::uint64_t>(*length32);
+    if (!length || !reader.bytes(*length)) break;
+  }
+  return count;
+}
+
 }  // namespace fiberscope::binary

@@ -31,4 +31,9 @@ struct ArangesUnit {
 Result<std::vector<ArangesUnit>> read_aranges(std::span<const std::byte> debug_aranges,
                                               std::span<const std::byte> debug_info, const std::string& path);
 
+// The number of unit headers in `debug_info`, following unit lengths only (a last unit whose length overruns the
+// section counts: its error is reported when it is read), capped at kMaxCompileUnits. A .debug_aranges naming fewer
+// units than this leaves some code without a unit (Go's linker writes sets for none of its own).
+std::size_t count_unit_headers(std::span<const std::byte> debug_info);
+
 }  // namespace fiberscope::binary

@@ -702,7 +702,9 @@ Result<void> DwarfIndex::Impl::read_unit_attributes(CompileUnit& unit, Dwarf_Die
 
 Result<void> DwarfIndex::Impl::index_units() {
   auto from_aranges = read_aranges(debug_aranges, debug_info, image->path());
-  if (from_aranges && !from_aranges->empty()) {
+  // Go's linker writes no .debug_aranges sets: in a cgo binary the table names gcc's units only. It is trusted
+  // only when it names every unit.
+  if (from_aranges && !from_aranges->empty() && from_aranges->size() == count_unit_headers(debug_info)) {
     for (ArangesUnit& covered : *from_aranges) {
       CompileUnit unit;
       unit.die_offset = covered.die_offset;
@@ -711,7 +713,7 @@ Result<void> DwarfIndex::Impl::index_units() {
       units.push_back(std::move(unit));
     }
   } else {
-    // No usable .debug_aranges (clang omits it by default, or it is corrupt): visit every CU DIE instead.
+    // No usable .debug_aranges (clang omits it by default, it misses units, or it is corrupt): visit every CU DIE.
     FS_TRY_DISCARD(index_units_from_headers());
   }
   for (std::size_t i = 0; i < units.size(); ++i)

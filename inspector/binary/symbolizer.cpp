@@ -85,6 +85,12 @@ struct Symbolizer::Impl {
     std::string error;  // why there is no index
   };
   std::vector<DwarfState> dwarf;  // parallel to modules
+  struct GoTableState {
+    bool looked_up = false;
+    std::unique_ptr<GoPclntab> table;
+    std::string error;  // why there is no table
+  };
+  std::vector<GoTableState> go_tables;  // parallel to modules
   std::unordered_map<std::uint64_t, Symbolization> by_pc;
   // DWARF frames (with their variables' location expressions) by target pc: every fiber parked at the same call
   // chain asks for the same few pcs, and parsing them out of the CU costs far more than evaluating them.
@@ -180,6 +186,7 @@ Symbolizer::Symbolizer(const std::vector<target::Mapping>& mappings, SymbolizerO
   std::sort(impl_->modules.begin(), impl_->modules.end(),
             [](const Module& a, const Module& b) { return a.range.start < b.range.start; });
   impl_->dwarf.resize(impl_->modules.size());
+  impl_->go_tables.resize(impl_->modules.size());
 }
 
 Symbolizer::~Symbolizer() = default;
@@ -265,6 +272,22 @@ Result<target::RemoteAddress> Symbolizer::symbol_address(std::string_view name) 
   return fail("symbol ", name, " not found in any of ", std::to_string(impl_->modules.size()), " mapped modules");
 }
 
+const GoPclntab* Symbolizer::go_pclntab(const Module& module, std::string* error) {
+  Impl::GoTableState& state = impl_->go_tables[impl_->index_of(module)];
+  if (!state.looked_up) {
+    state.looked_up = true;
+    if (!module.image) {
+      state.error = module.error;
+    } else if (auto table = GoPclntab::from_image(*module.image)) {
+      state.table = std::move(*table);
+    } else {
+      state.error = table.error().message;
+    }
+  }
+  if (error) *error = state.error;
+  return state.table.get();
+}
+
 const Symbolization& Symbolizer::symbolize(std::uint64_t pc) {
   auto cached = impl_->by_pc.find(pc);
   if (cached != impl_->by_pc.end()) return cached->second;
@@ -295,6 +318,20 @@ const Symbolization& Symbolizer::symbolize(std::uint64_t pc) {
       return impl_->by_pc.emplace(pc, std::move(result)).first->second;
     }
     why = frames ? "no DWARF function covers " + hex(file_pc) + " in " + module->path : frames.error().message;
+  }
+  if (const GoPclntab* table = go_pclntab(*module)) {
+    auto frames = table->frames_at(file_pc);
+    if (frames && !frames->empty()) {
+      for (const GoSourceFrame& frame : *frames) {
+        result.frames.push_back(SymbolizedFrame{module->path, std::string(frame.function), std::string(frame.file),
+                                                static_cast<unsigned>(std::max(frame.line, 0)), frame.inlined,
+                                                file_pc - frame.entry, SymbolizedFrame::Source::go_pclntab});
+      }
+      result.note = why + "; names, files and lines from .gopclntab (" +
+                    go_pclntab_version_name(table->version()) + ")";
+      return impl_->by_pc.emplace(pc, std::move(result)).first->second;
+    }
+    if (!frames) why += (why.empty() ? "" : "; ") + frames.error().message;
   }
   std::optional<ElfSymbol> symbol = impl_->symbol_containing(*module, file_pc);
   SymbolizedFrame frame;

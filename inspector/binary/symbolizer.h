@@ -7,8 +7,10 @@
 //
 // Each file is opened once (ElfImage, cached by path); its DWARF (DwarfIndex) only when a pc in it is first
 // symbolized, from the file itself or from a separate debug file found by build-id under
-// <debug dir>/.build-id/xx/yyyy.debug or by .gnu_debuglink. Without DWARF, names come from the ELF symbol tables
-// and the Symbolization says so.
+// <debug dir>/.build-id/xx/yyyy.debug or by .gnu_debuglink. Where DWARF has no answer for a pc in a Go binary,
+// its .gopclntab (GoPclntab) gives the function, file:line and inlined frames, as Go's own traceback does (built
+// with -ldflags=-w, stripped, or a cgo binary whose DWARF covers only the C code). Otherwise names come from the
+// ELF symbol tables. The Symbolization says which.
 //
 // Pcs: pass a frame's exact pc for the innermost frame (or one interrupted by a signal), and return_address - 1
 // for every caller frame, so the call (not the instruction after it) is looked up.
@@ -26,6 +28,7 @@
 #include "binary/dwarf_expression.h"
 #include "binary/dwarf_index.h"
 #include "binary/elf_image.h"
+#include "binary/go_pclntab.h"
 #include "target/memory.h"
 #include "target/registers.h"
 #include "target/remote_address.h"
@@ -44,7 +47,7 @@ struct Module {
 };
 
 struct SymbolizedFrame {
-  enum class Source { dwarf, symbol_table, none };
+  enum class Source { dwarf, go_pclntab, symbol_table, none };
   std::string module;             // the file's path ("" if no module covers the pc)
   std::string function;           // demangled; empty if unknown
   std::string file;               // empty without DWARF
@@ -115,6 +118,10 @@ class Symbolizer {
 
   // Function, file:line and inlined frames at `pc`; never fails (gaps are explained in `note`). Cached per pc.
   const Symbolization& symbolize(std::uint64_t pc);
+
+  // The Go pclntab of `module`, parsed on first use; null if it is not a Go binary (or the table is unusable: see
+  // `error`).
+  const GoPclntab* go_pclntab(const Module& module, std::string* error = nullptr);
 
   // The raw DWARF frames at `pc` (file addresses inside, unbiased), for checks that compare locations.
   Result<std::vector<DwarfFrame>> dwarf_frames(std::uint64_t pc);

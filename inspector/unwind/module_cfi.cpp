@@ -21,6 +21,8 @@ ModuleCfi ModuleCfi::from_image(const binary::ElfImage& image, std::uint64_t loa
   auto debug_frame = image.section(".debug_frame");
   if ((!debug_frame || debug_frame->bytes.empty()) && debug_image) debug_frame = debug_image->section(".debug_frame");
   if (debug_frame && !debug_frame->bytes.empty()) module.debug_frame = CfiSection::debug_frame(debug_frame->bytes);
+  // Not a Go binary (the usual case) costs a section and a symbol lookup.
+  if (auto go_table = binary::GoPclntab::from_image(image)) module.go_table = std::move(*go_table);
   if (auto text = image.section(".text"); text && !text->bytes.empty()) {
     module.code = text->bytes;
     module.code_address = text->address;

@@ -19,6 +19,7 @@
 
 #include "base/result.h"
 #include "binary/elf_image.h"
+#include "binary/go_pclntab.h"
 #include "target/remote_address.h"
 #include "unwind/cfi_section.h"
 
@@ -32,6 +33,8 @@ struct ModuleCfi {
   std::optional<CfiSection> debug_frame;
   std::span<const std::byte> code;     // .text, to recognise the signal trampoline where no CFI describes it
   std::uint64_t code_address = 0;      // file address of `code`
+  // A Go binary's pclntab: frame sizes (pcsp) where no CFI covers a Go function, and Go's own ends of stacks.
+  std::shared_ptr<const binary::GoPclntab> go_table;
 
   // The CFI of `image` mapped at `range` with `load_bias`. `debug_image` (a separate debug file, may be null)
   // supplies .debug_frame when the image has none. Both images must outlive the result.

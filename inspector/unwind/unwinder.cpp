@@ -86,6 +86,19 @@ Unwinder::CachedRow Unwinder::compute(std::uint64_t lookup_pc) const {
     return cached;
   }
   const std::uint64_t file_pc = lookup_pc - module->load_bias;
+  // A caller frame's lookup pc is its return address - 1: a return address at a trampoline's first byte (a signal
+  // handler's) looks up the byte before it, which belongs to some other function's CFI.
+  std::array<std::byte, kRestoreRtCode.size()> code{};
+  cached.next_is_signal_trampoline = module->read_code(lookup_pc + 1, code) &&
+                                     std::memcmp(code.data(), kRestoreRtCode.data(), code.size()) == 0;
+  std::optional<binary::GoFunction> go_function;
+  if (module->go_table) {
+    if (auto found = module->go_table->function_at(file_pc); found && *found) go_function = **found;
+  }
+  const auto with_go_flags = [&](CachedRow& row) -> CachedRow& {
+    if (go_function) row.go_flag = go_function->flag;
+    return row;
+  };
   std::optional<Error> first_error;
   // .eh_frame first: it is what the process itself unwinds with; .debug_frame covers what it lacks.
   for (const auto* section : {module->eh_frame ? &*module->eh_frame : nullptr,
@@ -105,7 +118,25 @@ Unwinder::CachedRow Unwinder::compute(std::uint64_t lookup_pc) const {
     cached.status = CachedRow::Status::found;
     cached.row = *row;
     cached.method = section->format() == CfiFormat::eh_frame ? FrameMethod::eh_frame : FrameMethod::debug_frame;
-    return cached;
+    return with_go_flags(cached);
+  }
+  if (go_function) {
+    // What Go's own traceback does (runtime.gentraceback): the pcsp table gives the bytes the function has pushed
+    // at this pc; the return address sits just above them. A Go function with a frame saved the caller's rbp just
+    // below the return address (its prologue: SUBQ $n, SP; MOVQ BP, n-8(SP)); assembly may do anything else.
+    auto frame_size = module->go_table->frame_size(*go_function, file_pc);
+    if (frame_size && *frame_size >= 0) {
+      cached.status = CachedRow::Status::found;
+      cached.method = FrameMethod::go_pclntab;
+      cached.row.start_address = file_pc;
+      cached.row.end_address = file_pc + 1;
+      cached.row.cfa = {CfaRule::Kind::register_offset, static_cast<std::uint16_t>(kRsp), *frame_size + 8, {}};
+      cached.row.registers[kRip] = {RegisterRule::Kind::offset, 0, -8, {}};
+      if (*frame_size > 0 && !(go_function->flag & binary::kGoFuncFlagAsm))
+        cached.row.registers[kRbp] = {RegisterRule::Kind::offset, 0, -16, {}};
+      return with_go_flags(cached);
+    }
+    if (!frame_size && !first_error) first_error = frame_size.error();
   }
   if (first_error) {
     cached.status = CachedRow::Status::error;
@@ -113,7 +144,7 @@ Unwinder::CachedRow Unwinder::compute(std::uint64_t lookup_pc) const {
   } else {
     cached.message = "no CFI for pc " + hex(lookup_pc) + " in " + module->name;
   }
-  return cached;
+  return with_go_flags(cached);
 }
 
 const Unwinder::CachedRow& Unwinder::lookup(std::uint64_t lookup_pc) {
@@ -227,6 +258,13 @@ std::expected<StepOutcome, StepError> Unwinder::step_with_row(const Frame& frame
   return outcome;
 }
 
+bool Unwinder::starts_signal_trampoline(std::uint64_t pc, const target::Memory& memory) const {
+  const ModuleCfi* module = modules_.module_at(pc);
+  std::array<std::byte, kRestoreRtCode.size()> code{};
+  const bool have = (module && module->read_code(pc, code)) || memory.read(RemoteAddress(pc), code).has_value();
+  return have && std::memcmp(code.data(), kRestoreRtCode.data(), code.size()) == 0;
+}
+
 // A signal trampoline that no CFI describes (static binaries without it, other libcs): recognised by its code, and
 // the interrupted registers read from the ucontext the kernel left on the stack.
 std::optional<std::expected<StepOutcome, StepError>> Unwinder::step_signal_trampoline(
@@ -291,7 +329,23 @@ std::expected<StepOutcome, StepError> Unwinder::step_frame_pointer(const Frame& 
 std::expected<StepOutcome, StepError> Unwinder::step(const Frame& frame, const target::Memory& memory,
                                                      bool use_frame_pointers) {
   const CachedRow& cached = lookup(frame.lookup_pc().value());
-  if (cached.status == CachedRow::Status::found) return step_with_row(frame, cached, memory);
+  if (frame.pc_is_return_address && cached.next_is_signal_trampoline) {
+    if (auto signal = step_signal_trampoline(frame, cached.module, memory)) return *signal;
+  }
+  if (cached.status == CachedRow::Status::found) {
+    auto outcome = step_with_row(frame, cached, memory);
+    if (outcome && outcome->caller && cached.go_flag) {
+      // Go's traceback ends at a TOPFRAME function whatever its CFI says about a caller, but runtime.sigtramp is one
+      // only for Go's walk of the signal stack: the kernel's signal frame above it leads to the interrupted code.
+      const bool top = (cached.go_flag & binary::kGoFuncFlagTopFrame) &&
+                       !starts_signal_trampoline(outcome->caller->pc.value(), memory);
+      // A Go function that switched stacks (mcall, systemstack, asmcgocall) and called out: what lies above its CFA
+      // on this stack is not its caller. Go's traceback stops here too.
+      const bool switched = frame.pc_is_return_address && (cached.go_flag & binary::kGoFuncFlagSpWrite);
+      if (top || switched) outcome->caller.reset();
+    }
+    return outcome;
+  }
   if (auto signal = step_signal_trampoline(frame, cached.module, memory)) return *signal;
   if (cached.status == CachedRow::Status::error) return stop(StopReason::bad_cfi, cached.message);
   if (use_frame_pointers) {
@@ -338,6 +392,10 @@ UnwindResult Unwinder::unwind(const target::Registers& start, const target::Memo
   if (first.pc.is_null()) return finish(StopReason::end_of_stack, "");
 
   const bool check_bounds = options.require_cfa_in_stacks && !options.stacks.empty();
+  // The kernel may deliver a signal on an alternate stack (sigaltstack, Go's gsignal stacks): the interrupted code
+  // then runs on another stack, one the caller may not have listed. Past such a signal frame the walk goes on there,
+  // its sp still required to move up.
+  bool off_known_stacks = false;
   for (;;) {
     if (result.frames.size() >= options.max_depth) {
       // The last frame still gets its CFA (the frame base its arguments are found from); its caller is left out.
@@ -355,7 +413,8 @@ UnwindResult Unwinder::unwind(const target::Registers& start, const target::Memo
     if (!outcome->caller) return finish(StopReason::end_of_stack, "");
 
     Frame& caller = *outcome->caller;
-    if (check_bounds) {
+    const bool via_signal = caller.recovered_by == FrameMethod::signal_frame;
+    if (check_bounds && !via_signal && !off_known_stacks) {
       // The CFA may equal a stack's end: the outermost frame's CFA is the top of its stack.
       const bool cfa_inside = region_of(outcome->cfa) ||
                               (outcome->cfa.value() > 0 && region_of(outcome->cfa - 1) &&
@@ -366,13 +425,16 @@ UnwindResult Unwinder::unwind(const target::Registers& start, const target::Memo
       }
     }
     const StackRegion* caller_region = label(caller);
-    if (check_bounds && !caller_region) {
+    if (check_bounds && !caller_region && !via_signal && !off_known_stacks) {
       return finish(StopReason::cfa_outside_stack, "sp " + caller.sp.to_string() + " of the caller of pc " +
                                                        callee.pc.to_string() + " is outside the stack");
     }
-    // Within one stack callers live at higher addresses. Anywhere else (a stack switch, or no known stacks) a
-    // repeated (pc, sp) is what betrays a cycle.
-    const bool same_region = caller_region && caller_region == current_region;
+    const bool was_off_known_stacks = off_known_stacks;
+    if (check_bounds) off_known_stacks = !caller_region && (via_signal || off_known_stacks);
+    // Within one stack callers live at higher addresses (the unlisted stack past a signal frame counts as one).
+    // Anywhere else (a stack switch, a signal frame, or no known stacks) a repeated (pc, sp) betrays a cycle.
+    const bool same_region = !via_signal && (caller_region ? caller_region == current_region
+                                                           : was_off_known_stacks && off_known_stacks);
     if (!same_region || caller.sp <= callee.sp) {
       for (const Frame& earlier : result.frames) {
         if (earlier.pc == caller.pc && earlier.sp == caller.sp) {

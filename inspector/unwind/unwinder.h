@@ -6,12 +6,17 @@
 //   for (const Frame& f : result.frames) symbolize(f.lookup_pc());
 //   if (!result.complete()) print(result.stop_message);        // e.g. "no CFI for pc 0x401136"
 //
-// Each step uses CFI (.eh_frame, then .debug_frame); where none covers a pc it recognises the kernel's signal
-// trampoline (__restore_rt) by its code and reads the interrupted registers from the rt_sigframe, else follows
-// the rbp chain. A return-address rule of "undefined" (`.cfi_undefined rip`) or a return address of 0 ends the
-// stack cleanly. Every step is bounded: reads go through Memory, the CFA must stay inside the known stacks and
-// move up within one stack (moving to another known stack is a legitimate stack switch), a repeated (pc, sp) is a
-// loop, and the depth is capped. A stopped unwind keeps the frames it found and says why. Not thread-safe.
+// Each step uses CFI (.eh_frame, then .debug_frame, then a Go binary's pclntab frame sizes); a return address at the
+// first byte of a signal trampoline (libc's __restore_rt, Go's runtime.sigreturn: recognised by their code) reads
+// the interrupted registers from the rt_sigframe; where nothing else applies it follows the rbp chain. A
+// return-address rule of "undefined" (`.cfi_undefined rip`) or a return address of 0 ends the stack cleanly, and so
+// do Go's own ends of stacks: a TOPFRAME function (goexit, mstart, rt0_go; not sigtramp, whose caller is the
+// kernel's signal frame), or a caller frame in a function that switches stacks (SPWRITE: mcall, systemstack,
+// asmcgocall, morestack), where this stack's frames end and the logical stack continues on another one (the fiber
+// readers stitch those). Every step is bounded: reads go through Memory, the CFA must stay inside the known stacks
+// and move up within one stack (moving to another known stack is a legitimate stack switch; past a signal frame, so
+// is moving to an unlisted one, where sp must move up too), a repeated (pc, sp) is a loop, and the depth is capped.
+// A stopped unwind keeps the frames it found and says why. Not thread-safe.
 #pragma once
 
 #include <cstddef>
@@ -45,6 +50,7 @@ enum class FrameMethod : std::uint8_t {
   start,          // frame 0: the registers the unwind started from
   eh_frame,       // the callee's .eh_frame row
   debug_frame,    // the callee's .debug_frame row
+  go_pclntab,     // the callee's frame size from its Go pclntab (pcsp), where no CFI covers a Go function
   frame_pointer,  // the callee's rbp chain (no CFI covered the callee's pc)
   signal_frame,   // the rt_sigframe below a signal trampoline that no CFI describes
 };
@@ -63,8 +69,9 @@ struct Frame {
   std::uint64_t stack_id = 0;
   bool on_known_stack = false;          // sp lies in one of the caller's StackRegions
 
-  // The address to look up CFI, symbols and line tables with.
-  target::RemoteAddress lookup_pc() const { return pc_is_return_address ? pc - 1 : pc; }
+  // The address to look up CFI, symbols and line tables with. A signal trampoline is entered by the kernel's
+  // "return" to its first byte: that byte names it, the byte before belongs to some other function.
+  target::RemoteAddress lookup_pc() const { return pc_is_return_address && !is_signal_trampoline ? pc - 1 : pc; }
 };
 
 enum class StopReason : std::uint8_t {
@@ -141,6 +148,8 @@ class Unwinder {
     const ModuleCfi* module = nullptr;
     FrameMethod method = FrameMethod::eh_frame;
     std::string message;  // no_cfi / error: why
+    std::uint8_t go_flag = 0;  // the Go function's funcFlag bits (kGoFuncFlag*), for Go binaries
+    bool next_is_signal_trampoline = false;  // lookup_pc + 1 starts a sigreturn trampoline
   };
 
   const CachedRow& lookup(std::uint64_t lookup_pc);
@@ -150,6 +159,8 @@ class Unwinder {
   std::optional<std::expected<StepOutcome, StepError>> step_signal_trampoline(const Frame& frame,
                                                                                const ModuleCfi* module,
                                                                                const target::Memory& memory) const;
+  // Whether a sigreturn trampoline (libc's __restore_rt, Go's runtime.sigreturn) starts at target address `pc`.
+  bool starts_signal_trampoline(std::uint64_t pc, const target::Memory& memory) const;
   std::expected<StepOutcome, StepError> step_frame_pointer(const Frame& frame, const target::Memory& memory) const;
 
   const CfiSource& modules_;

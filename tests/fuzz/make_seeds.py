@@ -79,6 +79,37 @@ def small_core(tid, stack_address, stack):
     return header + note_phdr + load_phdr + notes + stack
 
 
+def go_pclntab_input():
+    """The tiny Go 1.18 pclntab of tests/unit/binary/go_pclntab_builder.h (two functions, one inlined call), in
+    fuzz_go_pclntab's layout: u32 table size, u16 pc offset, u16 sp offset, the table, then funcdata and stack."""
+    funcnames = b"main.outer\0main.inner\0"
+    cutab = struct.pack("<II", 0, 5)
+    filetab = b"a.go\0b.go\0"
+    tables = [bytes([2, 4, 0x30, 0x3c, 0]), bytes([2, 0x10, 2, 0x10, 1, 0x20, 0]), bytes([22, 0x20, 4, 0x20, 0]),
+              bytes([0, 0x10, 2, 0x10, 1, 0x20, 0]), bytes([18, 0x20, 0]), bytes([4, 0x20, 0]), bytes([42, 0x20, 0])]
+    pctab, offsets = b"\0", []
+    for table in tables:
+        offsets.append(len(pctab))
+        pctab += table
+
+    def record(entry, name, pcsp, pcfile, pcln, pcdata, funcdata):
+        out = struct.pack("<IiiIIIIII", entry, name, 0, 0, pcsp, pcfile, pcln, len(pcdata), 0)
+        out += bytes([0, 0, 0, len(funcdata)])
+        return out + b"".join(struct.pack("<I", v) for v in pcdata + funcdata)
+
+    outer = record(0, 0, offsets[0], offsets[1], offsets[2], [0, 0, offsets[3]], [0xffffffff] * 3 + [0])
+    inner = record(0x40, 11, offsets[4], offsets[5], offsets[6], [], [])
+    functab = struct.pack("<IIIIII", 0, 24, 0x40, 24 + len(outer), 0x60, 0) + outer + inner
+    header_size = 8 + 8 * 8
+    offsets = [header_size]
+    for part in (funcnames, cutab, filetab, pctab):
+        offsets.append(offsets[-1] + len(part))
+    header = bytes([0xf0, 0xff, 0xff, 0xff, 0, 0, 1, 8]) + struct.pack("<8Q", 2, 2, 0x401000, *offsets)
+    table = header + funcnames + cutab + filetab + pctab + functab
+    inline_tree = struct.pack("<hBBiiii", -1, 0, 0, 1, 10, 11, 0x08)
+    return struct.pack("<IHH", len(table), 0x14, 0) + table + inline_tree + stack_image()
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         for variant, flags in VARIANTS.items():
@@ -116,6 +147,8 @@ def main():
     }
     for name, expression in expressions.items():
         write("dwarf", "expr-" + name + ".bin", b"\x00" + expression)
+
+    write("go_pclntab", "tiny.bin", go_pclntab_input())
 
     # Cores: a small valid one (one thread, one mapping of the stack) and the hand-made corrupt ones.
     write("core_file", "one-thread.core", small_core(4242, 0x7ffe0000, stack_image()))
