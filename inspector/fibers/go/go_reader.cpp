@@ -389,7 +389,19 @@ Result<FiberTable> read_go_table(const target::Memory& memory, const GoRuntime& 
   FS_TRY(allglen, memory.read_u64(runtime.allglen));
   FS_TRY(allgs_data, memory.read_u64(runtime.allgs));
   FS_TRY(allgs_len, memory.read_u64(runtime.allgs + 8));
+  FS_TRY(allgs_cap, memory.read_u64(runtime.allgs + 16));
+  // allgadd appends to allgs and then publishes allglen: both agree in a stopped process, and neither can
+  // exceed the slice's capacity.
   std::uint64_t count = std::min(*allglen, *allgs_len);
+  bool length_untrusted = false;  // then the used part ends at the first null entry (allgs never holds one)
+  if (count > *allgs_cap) {
+    table.errors.push_back({TableError::Where::fiber_chunk, 0, runtime.allgs, 0,
+                            "runtime.allglen " + std::to_string(*allglen) + " and len(runtime.allgs) " +
+                                std::to_string(*allgs_len) + " exceed its capacity " + std::to_string(*allgs_cap) +
+                                "; reading up to the first null entry"});
+    count = *allgs_cap;
+    length_untrusted = true;
+  }
   if (count > options.max_goroutines) {
     table.errors.push_back({TableError::Where::fiber_chunk, 0, RemoteAddress(*allgs_data), 0,
                             "runtime.allglen is " + std::to_string(*allglen) + ", more than the cap of " +
@@ -417,6 +429,7 @@ Result<FiberTable> read_go_table(const target::Memory& memory, const GoRuntime& 
                                   std::move(message)});
     };
     if (address.is_null()) {
+      if (length_untrusted) break;
       error("null pointer in runtime.allgs");
       continue;
     }
