@@ -158,6 +158,16 @@ Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
     capture.expected_copy_bytes = others * kReservedPerOtherFiber + kReservedForThreads;
   } else if (root) {
     capture.expected_copy_bytes = fibers::expected_copy_bytes(target::ProcessMemory(pid), *root);
+  } else if (source.go && options.stop) {
+    // Go's g and m structures are read once while the target runs, only to learn where they are: inside the
+    // pause they are copied first, in one batch, and the table is read from that copy (goroutines made since are
+    // read from the stopped target). Nothing of this early read is trusted.
+    if (auto scanned = fibers::go::read_go_table(target::ProcessMemory(pid), *source.go)) {
+      constexpr std::uint64_t kReservedPerGoroutine = 2048;
+      constexpr std::uint64_t kReservedForThreads = 1u << 20;
+      capture.copy_first = std::move(scanned->chunk_ranges);
+      capture.expected_copy_bytes = scanned->fibers_live * kReservedPerGoroutine + kReservedForThreads;
+    }
   }
 
   // The table is read from the stopped target itself (where its seqlocks mean something); what it says decides

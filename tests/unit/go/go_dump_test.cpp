@@ -1,5 +1,6 @@
 // `fiberscope dump` on live Go programs: every role's goroutine with its state, wait reason and blocking
-// function, and the C frames of cgo calls stitched between the Go frames, at default flags and -N -l.
+// function, and the C frames of cgo calls stitched between the Go frames, at default flags and -N -l; and the
+// same from cores of the process (gdb's gcore, fiberscope gcore).
 #include <catch2/catch.hpp>
 
 #include <map>
@@ -7,6 +8,8 @@
 #include <sstream>
 
 #include "cli/dump_command.h"
+#include "cli/gcore_command.h"
+#include "core/core_test_support.h"
 #include "target/test_process.h"
 
 using namespace fiberscope;
@@ -223,5 +226,39 @@ TEST_CASE("goroutines in cgo calls show the C frames between their Go frames, at
       CHECK(cgocall < caller);
       CHECK(find_frame(frames, "goReturns") == std::string::npos);
     }
+  }
+}
+
+TEST_CASE("a core of a cgo program, from gdb's gcore and from fiberscope gcore, dumps as the live process did") {
+  TestProcess target({bin("go_cgo")});
+  REQUIRE(target.wait_for("READY"));
+  test::TempDir directory;
+  REQUIRE(!directory.path().empty());
+  // Every goroutine of go_cgo is parked or blocked in C: the live dump and both cores see the same process.
+  std::string err;
+  const std::string live = dump_text(target.pid(), err);
+  auto goroutines_of = [](const std::string& text) { return text.substr(text.find("\n\n") + 2); };
+
+  const std::string ours = directory.path() + "/ours.core";
+  std::string gcore_out, gcore_err;
+  REQUIRE(cli::run_gcore({.pid = target.pid(), .output_path = ours}, gcore_out, gcore_err) == cli::kExitClean);
+  const std::string gdbs = directory.path() + "/gdb.core";
+  const std::string command = "gdb -batch -nx -p " + std::to_string(target.pid()) + " -ex 'gcore " + gdbs +
+                              "' > /dev/null 2>&1";
+  const bool have_gdb = std::system(command.c_str()) == 0;
+
+  for (const std::string& core : {ours, gdbs}) {
+    if (core == gdbs && !have_gdb) {
+      WARN("gdb could not write a core of the Go program: that comparison is skipped");
+      continue;
+    }
+    INFO(core);
+    cli::DumpOptions options;
+    options.core_path = core;
+    options.grouping = report::TextOptions::Grouping::off;
+    std::string out, core_err;
+    CHECK(cli::run_dump(options, out, core_err) == cli::kExitClean);
+    CHECK(has(out.substr(0, out.find('\n')), ": 9 goroutines, "));
+    CHECK(goroutines_of(out) == goroutines_of(live));
   }
 }
