@@ -202,6 +202,10 @@ Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
   }
   if (!options.stop && root && inspection.table && inspection.snapshot.memory)
     fibers::mark_records_changed_during_capture(*inspection.table, *inspection.snapshot.memory);
+  if (!options.stop && source.go && inspection.table && inspection.snapshot.memory) {
+    fibers::go::mark_goroutines_changed_during_capture(*inspection.table, *source.go, *inspection.snapshot.memory);
+    inspection.warnings.push_back(fibers::go::kNoStopCaveat);
+  }
   return inspection;
 }
 

@@ -534,4 +534,35 @@ Result<FiberTable> read_go_table(const target::Memory& memory, const GoRuntime& 
   return table;
 }
 
+void mark_goroutines_changed_during_capture(FiberTable& table, const GoRuntime& runtime,
+                                            const target::Memory& snapshot) {
+  const auto& gf = runtime.g;
+  std::vector<std::byte> bytes(runtime.g_size);
+  for (FiberRecord& fiber : table.fibers) {
+    if (!fiber.is_live()) continue;
+    if (!snapshot.read(fiber.address, bytes)) {
+      fiber.integrity = Integrity::changed;
+      continue;
+    }
+    const std::uint64_t status = load(bytes, gf.status) & ~std::uint64_t{runtime.g_scan};
+    const bool same_state = (status == runtime.g_syscall && (fiber.state == FiberState::syscall ||
+                                                             fiber.state == FiberState::foreign)) ||
+                            (status == runtime.g_running && fiber.state == FiberState::running) ||
+                            (status == runtime.g_waiting && fiber.state == FiberState::waiting) ||
+                            ((status == runtime.g_runnable || status == runtime.g_preempted) &&
+                             fiber.state == FiberState::runnable);
+    if (!same_state || load(bytes, gf.sched_sp) != fiber.context.sp || load(bytes, gf.sched_pc) != fiber.context.pc ||
+        load(bytes, gf.syscall_sp) != fiber.syscall_sp)
+      fiber.integrity = Integrity::changed;
+    // A stack that moved (copystack) was copied at its new place: the record's sp still points into the old one,
+    // which the new bounds no longer contain, so the walk refuses to start there rather than read freed memory.
+    const target::AddressRange now{RemoteAddress(load(bytes, gf.stack_lo)), RemoteAddress(load(bytes, gf.stack_hi))};
+    if (now.start != fiber.stack.start || now.end != fiber.stack.end) {
+      fiber.integrity = Integrity::changed;
+      fiber.stack = now;
+      fiber.transitions.clear();
+    }
+  }
+}
+
 }  // namespace fiberscope::fibers::go

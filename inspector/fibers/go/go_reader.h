@@ -73,4 +73,16 @@ struct GoReadOptions {
 Result<FiberTable> read_go_table(const target::Memory& memory, const GoRuntime& runtime,
                                  const GoReadOptions& options = {});
 
+// What --no-stop costs on Go, for the dump's warnings: the runtime has no seqlock, so a g read while its
+// goroutine runs may mix two moments.
+inline constexpr const char* kNoStopCaveat =
+    "--no-stop on Go: goroutines were read while they ran (Go has no seqlock); a record may mix two moments, and "
+    "those seen changing before their stacks were copied are marked 'changed during the capture'";
+
+// For a table read from a running target: marks `changed` every live goroutine whose state, saved sp/pc, m or
+// syscall sp in `snapshot` (copied after the table was read, with the stacks) differs from what was read. Such a
+// goroutine moved while its stack was being copied: its frames are not unwound over that copy as if it were exact.
+void mark_goroutines_changed_during_capture(FiberTable& table, const GoRuntime& runtime,
+                                            const target::Memory& snapshot);
+
 }  // namespace fiberscope::fibers::go

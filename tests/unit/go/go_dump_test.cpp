@@ -262,3 +262,21 @@ TEST_CASE("a core of a cgo program, from gdb's gcore and from fiberscope gcore, 
     CHECK(goroutines_of(out) == goroutines_of(live));
   }
 }
+
+TEST_CASE("--no-stop on a Go program says what it costs and still shows the parked goroutines") {
+  TestProcess target({bin("go_states")});
+  REQUIRE(target.wait_for("READY"));
+  const auto roles = roles_of(target);
+  cli::DumpOptions options;
+  options.pid = target.pid();
+  options.stop = false;
+  options.grouping = report::TextOptions::Grouping::off;
+  std::string out, err;
+  cli::run_dump(options, out, err);
+  INFO(out << err);
+  CHECK(has(out, "not stopped (--no-stop)"));
+  CHECK(has(out, "Go has no seqlock"));
+  const std::string entry = goroutine_entry(out, roles.at("select"));
+  CHECK(has(entry.substr(0, entry.find('\n')), "[select"));
+  CHECK(find_frame(frames_of(entry), "main.blockSelect") != std::string::npos);
+}
