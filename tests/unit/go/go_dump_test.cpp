@@ -280,3 +280,75 @@ TEST_CASE("--no-stop on a Go program says what it costs and still shows the park
   CHECK(has(entry.substr(0, entry.find('\n')), "[select"));
   CHECK(find_frame(frames_of(entry), "main.blockSelect") != std::string::npos);
 }
+
+namespace {
+
+// Delve's `goroutines -t` as goroutine id -> function names, innermost first; empty if Delve could not run.
+std::map<std::uint64_t, std::vector<std::string>> delve_goroutines(int pid, const std::string& directory) {
+  const std::string init = directory + "/dlv-init";
+  if (FILE* file = std::fopen(init.c_str(), "w")) {
+    std::fputs("goroutines -t 64\nexit\n", file);
+    std::fclose(file);
+  }
+  const std::string command = "timeout 120 dlv attach " + std::to_string(pid) + " --init " + init +
+                              " --allow-non-terminal-interactive=true < /dev/null 2>&1";
+  std::map<std::uint64_t, std::vector<std::string>> goroutines;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) return goroutines;
+  std::string text;
+  char buffer[4096];
+  while (std::size_t count = std::fread(buffer, 1, sizeof buffer, pipe)) text.append(buffer, count);
+  ::pclose(pipe);
+  static const std::regex header(R"(^\s*\*?\s*Goroutine (\d+) - )");
+  static const std::regex frame(R"(^\s+\d+\s+0x[0-9a-f]+ in (\S+))");
+  std::istringstream lines(text);
+  std::string line;
+  std::vector<std::string>* current = nullptr;
+  while (std::getline(lines, line)) {
+    std::smatch match;
+    if (std::regex_search(line, match, header)) {
+      current = &goroutines[std::stoull(match[1])];
+    } else if (current && std::regex_search(line, match, frame)) {
+      current->push_back(match[1]);
+    }
+  }
+  return goroutines;
+}
+
+}  // namespace
+
+TEST_CASE("the goroutines and frame functions of a pure Go program match Delve's on the same process") {
+  if (std::system("dlv version > /dev/null 2>&1") != 0) {
+    WARN("no dlv (Delve) installed: the parity check is skipped");
+    return;
+  }
+  const char* program = GENERATE("go_states", "go_states_noopt");
+  INFO(program);
+  TestProcess target({bin(program)});
+  REQUIRE(target.wait_for("READY"));
+  const auto roles = roles_of(target);
+  test::TempDir directory;
+  std::string err;
+  const std::string ours = dump_text(target.pid(), err);
+  const auto delve = delve_goroutines(target.pid(), directory.path());
+  INFO(ours);
+  REQUIRE(!delve.empty());
+  std::size_t compared = 0;
+  for (const auto& [goid, delve_frames] : delve) {
+    INFO("goroutine " << goid);
+    const std::string entry = goroutine_entry(ours, goid);
+    REQUIRE(!entry.empty());
+    // A running goroutine moved between the two stops: only its presence is compared.
+    if (goid == roles.at("running")) continue;
+    std::vector<std::string> functions;
+    for (const FrameLine& frame : frames_of(entry)) functions.push_back(frame.function);
+    CHECK(functions == delve_frames);
+    ++compared;
+  }
+  // Every goroutine of ours is one of Delve's.
+  std::size_t listed = 0;
+  for (std::size_t at = ours.find("\ngoroutine "); at != std::string::npos; at = ours.find("\ngoroutine ", at + 1))
+    ++listed;
+  CHECK(listed == delve.size());
+  CHECK(compared + 1 == delve.size());
+}
