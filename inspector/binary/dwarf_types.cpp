@@ -181,7 +181,8 @@ struct DwarfTypes::Impl {
   Result<void> index_units() {
     std::size_t budget = kMaxTopLevelDies;
     for (std::size_t units = 0;; ++units) {
-      if (units >= kMaxCompileUnits) return fail("DWARF: more than ", std::to_string(kMaxCompileUnits), " compile units");
+      if (units >= kMaxCompileUnits)
+        return fail("DWARF: more than ", std::to_string(kMaxCompileUnits), " compile units");
       Dwarf_Unsigned next_offset = 0;
       Dwarf_Half unit_type = 0;
       Dwarf_Error error = nullptr;

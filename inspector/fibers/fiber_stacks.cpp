@@ -128,8 +128,9 @@ FiberStack unwind_fiber(unwind::Unwinder& unwinder, const FiberRecord& fiber, co
     }
     if (by_code && cut == piece.frames.size() && !piece.frames.empty()) {
       // The walk never reached the switching code: the records describe frames this walk does not have.
-      result.notes.push_back("the walk did not reach the stack switch at " + by_code->switch_function.start.to_string() +
-                             " that transition " + std::to_string(next_transition + 1) + " of " +
+      result.notes.push_back("the walk did not reach the stack switch at " +
+                             by_code->switch_function.start.to_string() + " that transition " +
+                             std::to_string(next_transition + 1) + " of " +
                              std::to_string(fiber.transitions.size()) + " describes");
       next_transition = fiber.transitions.size();
     }

@@ -195,33 +195,23 @@ void read_cgo_transitions(const target::Memory& memory, const GoRuntime& runtime
   }
 }
 
-}  // namespace
-
-bool is_go_program(binary::Symbolizer& symbols) { return go_module(symbols) != nullptr; }
-
-Result<std::shared_ptr<const GoRuntime>> load_go_runtime(binary::Symbolizer& symbols) {
-  const binary::Module* module = go_module(symbols);
-  if (!module) return fail("no Go runtime found (no runtime.buildVersion symbol or .go.buildinfo section)");
-  auto runtime = std::make_shared<GoRuntime>();
-  const binary::ElfImage* dwarf_image = symbols.debug_image(*module);
-  if (!dwarf_image)
-    return fail(module->path, ": a Go binary without DWARF (-ldflags=-w or stripped): its goroutines need the "
-                              "layouts of runtime.g and runtime.m, which only DWARF gives this reader");
-  FS_TRY(types, binary::DwarfTypes::open(*dwarf_image));
-  runtime->version = version_from_producer((*types)->producer());
-  if (runtime->version.empty()) runtime->version = "unknown Go version";
-  const std::string& version = runtime->version;
+// Layouts and status values from the binary's DWARF.
+Result<void> layouts_from_dwarf(GoRuntime& runtime, const binary::ElfImage& image) {
+  FS_TRY(types, binary::DwarfTypes::open(image));
+  if (std::string version = version_from_producer((*types)->producer()); !version.empty()) runtime.version = version;
+  const std::string& version = runtime.version;
+  runtime.layout_from_dwarf = true;
 
   FS_TRY(g_layout, (*types)->structure("runtime.g"));
   FS_TRY(m_layout, (*types)->structure("runtime.m"));
   const binary::StructLayout& g = *g_layout;
   const binary::StructLayout& m = *m_layout;
-  runtime->g_size = g.size_bytes;
-  runtime->m_size = m.size_bytes;
+  runtime.g_size = g.size_bytes;
+  runtime.m_size = m.size_bytes;
   if (g.size_bytes == 0 || g.size_bytes > 64 * 1024 || m.size_bytes == 0 || m.size_bytes > 64 * 1024)
     return fail("runtime.g (", std::to_string(g.size_bytes), " bytes) or runtime.m (", std::to_string(m.size_bytes),
                 " bytes) has an implausible size (", version, ")");
-  auto& gf = runtime->g;
+  auto& gf = runtime.g;
   FS_TRY(goid, field_of(g, "goid", {8}, version));
   gf.goid = *goid;
   FS_TRY(status, scalar_field(g, "atomicstatus", {4}, version));
@@ -254,7 +244,7 @@ Result<std::shared_ptr<const GoRuntime>> load_go_runtime(binary::Symbolizer& sym
   gf.start_pc = *start_pc;
   if (auto parent = field_of(g, "parentGoid", {8}, version)) gf.parent_goid = *parent;
 
-  auto& mf = runtime->m;
+  auto& mf = runtime.m;
   FS_TRY(m_id, field_of(m, "id", {8}, version));
   mf.id = *m_id;
   FS_TRY(procid, field_of(m, "procid", {8}, version));
@@ -277,19 +267,70 @@ Result<std::shared_ptr<const GoRuntime>> load_go_runtime(binary::Symbolizer& sym
     const char* name;
     std::uint32_t* value;
   };
-  const Named statuses[] = {{"runtime._Gidle", &runtime->g_idle},         {"runtime._Grunnable", &runtime->g_runnable},
-                            {"runtime._Grunning", &runtime->g_running},   {"runtime._Gsyscall", &runtime->g_syscall},
-                            {"runtime._Gwaiting", &runtime->g_waiting},   {"runtime._Gdead", &runtime->g_dead},
-                            {"runtime._Gcopystack", &runtime->g_copystack}, {"runtime._Gpreempted", &runtime->g_preempted},
-                            {"runtime._Gscan", &runtime->g_scan}};
-  runtime->status_from_dwarf = true;
+  const Named statuses[] = {
+      {"runtime._Gidle", &runtime.g_idle},           {"runtime._Grunnable", &runtime.g_runnable},
+      {"runtime._Grunning", &runtime.g_running},     {"runtime._Gsyscall", &runtime.g_syscall},
+      {"runtime._Gwaiting", &runtime.g_waiting},     {"runtime._Gdead", &runtime.g_dead},
+      {"runtime._Gcopystack", &runtime.g_copystack}, {"runtime._Gpreempted", &runtime.g_preempted},
+      {"runtime._Gscan", &runtime.g_scan}};
+  runtime.status_from_dwarf = true;
   for (const Named& status_constant : statuses) {
     if (auto value = (*types)->constant(status_constant.name); value && *value >= 0 && *value <= 0xffff) {
       *status_constant.value = static_cast<std::uint32_t>(*value);
     } else {
-      runtime->status_from_dwarf = false;
+      runtime.status_from_dwarf = false;
     }
   }
+
+  return {};
+}
+
+// Go 1.19 on amd64 as the compiler lays out runtime2.go: for binaries without DWARF only, and checked against the
+// DWARF of the suite's builds (tests/unit/go). The status values are runtime2.go's, GoRuntime's defaults.
+constexpr std::uint64_t kGo119GSize = 392, kGo119MSize = 1008;
+constexpr GFields kGo119G{.goid = {152, 8}, .status = {144, 4}, .wait_reason = {176, 1}, .wait_since = {168, 8},
+                          .stack_lo = {0, 8}, .stack_hi = {8, 8}, .sched_sp = {56, 8}, .sched_pc = {64, 8},
+                          .sched_bp = {104, 8}, .syscall_sp = {112, 8}, .syscall_pc = {120, 8}, .m = {48, 8},
+                          .locked_m = {232, 8}, .go_pc = {296, 8}, .start_pc = {312, 8}, .parent_goid = {}};
+constexpr MFields kGo119M{.id = {232, 8},    .procid = {72, 8}, .curg = {192, 8}, .g0 = {0, 8},
+                          .alllink = {336, 8}, .incgo = {280, 1}, .ncgo = {312, 4}, .locked_g = {352, 8}};
+
+// "go1.19.8" from .go.buildinfo (Go 1.18+: a 32-byte header, then the version as a varint-prefixed string).
+std::string version_from_buildinfo(const binary::ElfImage& image) {
+  auto section = image.section(".go.buildinfo");
+  if (!section || section->bytes.size() < 33) return {};
+  const std::span<const std::byte> bytes = section->bytes;
+  constexpr std::string_view kMagic = "\xff Go buildinf:";
+  if (std::memcmp(bytes.data(), kMagic.data(), kMagic.size()) != 0) return {};
+  constexpr std::uint8_t kInlineStrings = 2;  // flags: strings follow the header (else pointers, Go < 1.18)
+  if ((static_cast<std::uint8_t>(bytes[15]) & kInlineStrings) == 0) return {};
+  const auto length = static_cast<std::uint8_t>(bytes[32]);
+  if (length >= 0x80 || 33u + length > bytes.size()) return {};
+  return std::string(reinterpret_cast<const char*>(bytes.data()) + 33, length);
+}
+
+}  // namespace
+
+bool is_go_program(binary::Symbolizer& symbols) { return go_module(symbols) != nullptr; }
+
+Result<std::shared_ptr<const GoRuntime>> load_go_runtime(binary::Symbolizer& symbols) {
+  const binary::Module* module = go_module(symbols);
+  if (!module) return fail("no Go runtime found (no runtime.buildVersion symbol or .go.buildinfo section)");
+  auto runtime = std::make_shared<GoRuntime>();
+  runtime->version = version_from_buildinfo(*module->image);
+  if (runtime->version.empty()) runtime->version = "unknown Go version";
+  if (const binary::ElfImage* dwarf_image = symbols.debug_image(*module)) {
+    FS_TRY_DISCARD(layouts_from_dwarf(*runtime, *dwarf_image));
+  } else if (runtime->version.starts_with("go1.19.") || runtime->version == "go1.19") {
+    runtime->g_size = kGo119GSize;
+    runtime->m_size = kGo119MSize;
+    runtime->g = kGo119G;
+    runtime->m = kGo119M;
+  } else {
+    return fail(module->path, ": a Go binary without DWARF (-ldflags=-w or stripped), built by ", runtime->version,
+                ", whose runtime.g and runtime.m layouts this reader does not know (it knows go1.19's)");
+  }
+  const std::string& version = runtime->version;
 
   auto symbol = [&](std::string_view name) -> Result<binary::ElfSymbol> {
     auto found = module->image->find_symbol(name);
@@ -384,7 +425,8 @@ Result<FiberTable> read_go_table(const target::Memory& memory, const GoRuntime& 
   }
 
   const std::vector<std::string> reasons = read_wait_reasons(memory, runtime, table.errors);
-  table.chunk_ranges.push_back({runtime.wait_reason_strings, runtime.wait_reason_strings + runtime.wait_reason_count * 16});
+  table.chunk_ranges.push_back(
+      {runtime.wait_reason_strings, runtime.wait_reason_strings + runtime.wait_reason_count * 16});
 
   FS_TRY(allglen, memory.read_u64(runtime.allglen));
   FS_TRY(allgs_data, memory.read_u64(runtime.allgs));
@@ -411,8 +453,9 @@ Result<FiberTable> read_go_table(const target::Memory& memory, const GoRuntime& 
   std::vector<std::uint64_t> pointers(count);
   if (count) {
     auto ok = memory.read(RemoteAddress(*allgs_data), std::as_writable_bytes(std::span(pointers)));
-    if (!ok) return fail("runtime.allgs: ", std::to_string(count), " pointers at ", hex(*allgs_data), " are unreadable: ",
-                         ok.error().message);
+    if (!ok)
+      return fail("runtime.allgs: ", std::to_string(count), " pointers at ", hex(*allgs_data), " are unreadable: ",
+                  ok.error().message);
     table.chunk_ranges.push_back({RemoteAddress(*allgs_data), RemoteAddress(*allgs_data + count * 8)});
   }
   table.chunk_ranges.push_back({runtime.allgs, runtime.allgs + 24});

@@ -33,19 +33,29 @@ namespace fiberscope::fibers::go {
 struct Field {
   std::uint64_t offset = 0;
   std::uint64_t size_bytes = 0;
+  bool operator==(const Field&) const = default;
+};
+
+// The members of runtime.g the reader uses.
+struct GFields {
+  Field goid, status, wait_reason, wait_since, stack_lo, stack_hi, sched_sp, sched_pc, sched_bp, syscall_sp,
+      syscall_pc, m, locked_m, go_pc, start_pc, parent_goid;  // parent_goid: Go 1.21+, size 0 before
+  bool operator==(const GFields&) const = default;
+};
+
+// The members of runtime.m the reader uses.
+struct MFields {
+  Field id, procid, curg, g0, alllink, incgo, ncgo, locked_g;
+  bool operator==(const MFields&) const = default;
 };
 
 // What the reader needs of one Go binary, resolved before the target is stopped.
 struct GoRuntime {
-  std::string version;        // "go1.19.8", from the DWARF producer or runtime.buildVersion's symbol
+  std::string version;        // "go1.19.8", from the DWARF producer, else from .go.buildinfo
+  bool layout_from_dwarf = false;  // false: the binary has no DWARF and the Go version's known layout was used
   std::uint64_t g_size = 0, m_size = 0;
-  struct {
-    Field goid, status, wait_reason, wait_since, stack_lo, stack_hi, sched_sp, sched_pc, sched_bp, syscall_sp,
-        syscall_pc, m, locked_m, go_pc, start_pc, parent_goid;  // parent_goid: Go 1.21+, size 0 before
-  } g;
-  struct {
-    Field id, procid, curg, g0, alllink, incgo, ncgo, locked_g;
-  } m;
+  GFields g;
+  MFields m;
   // _Gidle ... _Gpreempted and the _Gscan bit.
   std::uint32_t g_idle = 0, g_runnable = 1, g_running = 2, g_syscall = 3, g_waiting = 4, g_dead = 6,
                 g_copystack = 8, g_preempted = 9, g_scan = 0x1000;
@@ -59,6 +69,8 @@ struct GoRuntime {
 bool is_go_program(binary::Symbolizer& symbols);
 
 // Resolves layouts and addresses from the Go executable among `symbols`' modules. Fails naming what is missing.
+// Without DWARF (-ldflags=-w) the layouts of the Go versions the reader knows (go1.19) are used; the symbols
+// (runtime.allgs, ...) still come from .symtab, so a binary stripped of it (-s) is refused.
 Result<std::shared_ptr<const GoRuntime>> load_go_runtime(binary::Symbolizer& symbols);
 
 struct GoReadOptions {

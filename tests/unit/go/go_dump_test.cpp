@@ -76,7 +76,8 @@ std::vector<FrameLine> frames_of(const std::string& entry) {
     }
     // The name ends at its parameter list: the first '(' that does not open a receiver like "(*Mutex)".
     std::size_t open = line.find('(');
-    while (open != std::string::npos && open + 1 < line.size() && line[open + 1] == '*') open = line.find('(', open + 1);
+    while (open != std::string::npos && open + 1 < line.size() && line[open + 1] == '*')
+      open = line.find('(', open + 1);
     frames.push_back({line.substr(0, open), ""});
   }
   return frames;

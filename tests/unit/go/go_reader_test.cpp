@@ -192,3 +192,30 @@ TEST_CASE("a corrupt goroutine table reads as errors beside the good goroutines,
     CHECK(table->fibers.size() == clean->fibers.size());
   }
 }
+
+TEST_CASE("without DWARF the reader uses go1.19's known layouts, which are the ones DWARF gives") {
+  TestProcess with_dwarf({bin("go_states")});
+  TestProcess without_dwarf({bin("go_states_nodwarf")});
+  REQUIRE(with_dwarf.wait_for("READY"));
+  REQUIRE(without_dwarf.wait_for("READY"));
+  GoTarget described = load(with_dwarf.pid());
+  GoTarget known = load(without_dwarf.pid());
+  CHECK(described.runtime->layout_from_dwarf);
+  CHECK_FALSE(known.runtime->layout_from_dwarf);
+  CHECK(known.runtime->version == described.runtime->version);  // .go.buildinfo and the DWARF producer agree
+  CHECK(known.runtime->g_size == described.runtime->g_size);
+  CHECK(known.runtime->m_size == described.runtime->m_size);
+  CHECK(known.runtime->g == described.runtime->g);
+  CHECK(known.runtime->m == described.runtime->m);
+
+  // And the goroutines read with them are the program's.
+  const auto roles = roles_of(without_dwarf);
+  auto table = fibers::go::read_go_table(target::ProcessMemory(without_dwarf.pid()), *known.runtime);
+  REQUIRE(table);
+  const fibers::FiberRecord* select = goroutine(*table, roles.at("select"));
+  REQUIRE(select);
+  CHECK(select->wait_reason_text == "select");
+  const fibers::FiberRecord* sleeping = goroutine(*table, roles.at("sleep"));
+  REQUIRE(sleeping);
+  CHECK(sleeping->wait_reason == fibers::WaitReason::sleep);
+}
