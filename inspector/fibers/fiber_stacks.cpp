@@ -92,6 +92,9 @@ FiberStack unwind_fiber(unwind::Unwinder& unwinder, const FiberRecord& fiber, co
   std::vector<unwind::StackRegion> stacks{{fiber.stack, unwind::StackKind::fiber, fiber.id}};
   if (worker && !worker->system_stack.empty())
     stacks.push_back({worker->system_stack, unwind::StackKind::system, static_cast<std::uint64_t>(worker->tid)});
+  // A thread stopped in a signal handler (a core written on a crash) starts there, then crosses its signal frame.
+  if (worker && !worker->signal_stack.empty())
+    stacks.push_back({worker->signal_stack, unwind::StackKind::system, static_cast<std::uint64_t>(worker->tid)});
 
   // A walk from the syscall frame starts outside every transition: there is nothing to stitch.
   std::size_t next_transition = start->source == FiberStart::Source::syscall_frame ? fiber.transitions.size() : 0;

@@ -107,6 +107,7 @@ struct WorkerRecord {
   std::uint64_t current_fiber = 0;        // id, 0 if none
   target::RemoteAddress current_record;   // that fiber's record, null if none
   target::AddressRange system_stack;      // may be empty if the runtime did not publish it
+  target::AddressRange signal_stack;      // where its signal handlers run (Go: the M's gsignal), empty if unknown
   std::uint64_t state_since_ns = 0;
   std::optional<std::uint32_t> processor;
 };

@@ -253,6 +253,8 @@ Result<void> layouts_from_dwarf(GoRuntime& runtime, const binary::ElfImage& imag
   mf.curg = *curg;
   FS_TRY(g0, field_of(m, "g0", {8}, version));
   mf.g0 = *g0;
+  FS_TRY(gsignal, field_of(m, "gsignal", {8}, version));
+  mf.gsignal = *gsignal;
   FS_TRY(alllink, field_of(m, "alllink", {8}, version));
   mf.alllink = *alllink;
   FS_TRY(incgo, field_of(m, "incgo", {1}, version));
@@ -292,7 +294,7 @@ constexpr GFields kGo119G{.goid = {152, 8}, .status = {144, 4}, .wait_reason = {
                           .stack_lo = {0, 8}, .stack_hi = {8, 8}, .sched_sp = {56, 8}, .sched_pc = {64, 8},
                           .sched_bp = {104, 8}, .syscall_sp = {112, 8}, .syscall_pc = {120, 8}, .m = {48, 8},
                           .locked_m = {232, 8}, .go_pc = {296, 8}, .start_pc = {312, 8}, .parent_goid = {}};
-constexpr MFields kGo119M{.id = {232, 8},    .procid = {72, 8}, .curg = {192, 8}, .g0 = {0, 8},
+constexpr MFields kGo119M{.id = {232, 8},    .procid = {72, 8}, .curg = {192, 8}, .g0 = {0, 8}, .gsignal = {80, 8},
                           .alllink = {336, 8}, .incgo = {280, 1}, .ncgo = {312, 4}, .locked_g = {352, 8}};
 
 // "go1.19.8" from .go.buildinfo (Go 1.18+: a 32-byte header, then the version as a varint-prefixed string).
@@ -416,6 +418,13 @@ Result<FiberTable> read_go_table(const target::Memory& memory, const GoRuntime& 
       } else {
         table.errors.push_back({TableError::Where::worker_record, ms.size(), m.address, 0,
                                 "g0 of m " + hex(address) + " at " + hex(m.g0) + " is unreadable"});
+      }
+    }
+    if (const std::uint64_t gsignal = load(*bytes, mf.gsignal)) {
+      if (auto signal_g = read_bytes(memory, RemoteAddress(gsignal), runtime.g_size)) {
+        table.chunk_ranges.push_back({RemoteAddress(gsignal), RemoteAddress(gsignal + runtime.g_size)});
+        const std::uint64_t lo = load(*signal_g, gf.stack_lo), hi = load(*signal_g, gf.stack_hi);
+        if (lo < hi && hi - lo <= options.max_stack_bytes) worker.signal_stack = {RemoteAddress(lo), RemoteAddress(hi)};
       }
     }
     m_index.emplace(address, ms.size());

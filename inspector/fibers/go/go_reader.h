@@ -45,7 +45,7 @@ struct GFields {
 
 // The members of runtime.m the reader uses.
 struct MFields {
-  Field id, procid, curg, g0, alllink, incgo, ncgo, locked_g;
+  Field id, procid, curg, g0, gsignal, alllink, incgo, ncgo, locked_g;
   bool operator==(const MFields&) const = default;
 };
 

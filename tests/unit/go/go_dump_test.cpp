@@ -264,7 +264,7 @@ TEST_CASE("a core of a cgo program, from gdb's gcore and from fiberscope gcore, 
   }
 }
 
-TEST_CASE("--no-stop on a Go program says what it costs and still shows the parked goroutines") {
+TEST_CASE("a Go program dumped with --no-stop is told what that costs and still shows the parked goroutines") {
   TestProcess target({bin("go_states")});
   REQUIRE(target.wait_for("READY"));
   const auto roles = roles_of(target);
