@@ -1,8 +1,12 @@
 // `fiberscope dump` on live Go programs: every role's goroutine with its state, wait reason and blocking
 // function, and the C frames of cgo calls stitched between the Go frames, at default flags and -N -l; and the
-// same from cores of the process (gdb's gcore, fiberscope gcore).
+// same from cores of the process (gdb's gcore, fiberscope gcore, the kernel's after a GOTRACEBACK=crash).
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -352,4 +356,53 @@ TEST_CASE("the goroutines and frame functions of a pure Go program match Delve's
     ++listed;
   CHECK(listed == delve.size());
   CHECK(compared + 1 == delve.size());
+}
+
+TEST_CASE("the kernel's core of a GOTRACEBACK=crash cgo program shows every thread's goroutine through its handler") {
+  if (auto why = test::kernel_core_unavailable()) {
+    WARN("no kernel core can be collected here: " << *why);
+    return;
+  }
+  test::TempDir directory;
+  ::setenv("GOTRACEBACK", "crash", 1);
+  int out = -1;
+  const pid_t pid = test::spawn(bin("go_cgo"), {}, directory.path(), out);
+  ::unsetenv("GOTRACEBACK");
+  REQUIRE(pid > 0);
+  std::map<std::string, std::uint64_t> roles;
+  while (auto line = test::read_line(out)) {
+    if (*line == "READY") break;
+    std::istringstream words(*line);
+    std::string role;
+    std::uint64_t goid = 0;
+    if (words >> role >> goid) roles[role] = goid;
+  }
+  ::kill(pid, SIGQUIT);  // Go's crash: every thread is signalled, then the process aborts with a core
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ::close(out);
+  REQUIRE(roles.size() == 5);
+  auto core = test::find_core(directory.path());
+  if (!core) {
+    WARN("the crash left no core in " << directory.path() << " (is RLIMIT_CORE capped by the hard limit?)");
+    return;
+  }
+  cli::DumpOptions options;
+  options.core_path = *core;
+  options.grouping = report::TextOptions::Grouping::off;
+  std::string text, err;
+  cli::run_dump(options, text, err);
+  INFO(text << err);
+  CHECK(has(text, "crashed: SIGABRT"));
+  CHECK_FALSE(has(text, "finding"));
+  for (const auto& [role, goid] : roles) CHECK(!goroutine_entry(text, goid).empty());
+  // Its thread took the crash signal inside C: the handler's frames, the C frames, then the cgo call's.
+  const auto frames = frames_of(goroutine_entry(text, roles.at("in_c")));
+  const std::size_t handler = find_frame(frames, "runtime.sighandler");
+  const std::size_t c_block = find_frame(frames, "c_block");
+  const std::size_t caller = find_frame(frames, "main.blockInC");
+  REQUIRE(caller != std::string::npos);
+  CHECK(handler < c_block);
+  CHECK(c_block < find_function(frames, "runtime.cgocall"));
+  CHECK(find_function(frames, "runtime.goexit") + 1 == frames.size());
 }
