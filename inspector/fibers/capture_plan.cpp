@@ -137,8 +137,9 @@ std::vector<AddressRange> plan_regions(const FiberTable* table, const std::vecto
   }
   if (!table) return ranges;
 
-  const std::uint64_t root = table->root_address.value();
-  ranges.push_back(AddressRange{RemoteAddress(root), RemoteAddress(root + sizeof(fiberscope_debug_root))});
+  // A Go table has no root: its g and m structures are all in chunk_ranges.
+  if (const std::uint64_t root = table->root_address.value())
+    ranges.push_back(AddressRange{RemoteAddress(root), RemoteAddress(root + sizeof(fiberscope_debug_root))});
   for (const AddressRange& chunk : table->chunk_ranges)
     ranges.push_back(AddressRange{chunk.start, chunk.start + std::min(chunk.size_bytes(), options.max_chunk_bytes)});
   for (const FiberRecord& fiber : table->fibers) {

@@ -92,6 +92,9 @@ FiberStack unwind_fiber(unwind::Unwinder& unwinder, const FiberRecord& fiber, co
   std::vector<unwind::StackRegion> stacks{{fiber.stack, unwind::StackKind::fiber, fiber.id}};
   if (worker && !worker->system_stack.empty())
     stacks.push_back({worker->system_stack, unwind::StackKind::system, static_cast<std::uint64_t>(worker->tid)});
+  // A thread stopped in a signal handler (a core written on a crash) starts there, then crosses its signal frame.
+  if (worker && !worker->signal_stack.empty())
+    stacks.push_back({worker->signal_stack, unwind::StackKind::system, static_cast<std::uint64_t>(worker->tid)});
 
   // A walk from the syscall frame starts outside every transition: there is nothing to stitch.
   std::size_t next_transition = start->source == FiberStart::Source::syscall_frame ? fiber.transitions.size() : 0;
@@ -114,11 +117,25 @@ FiberStack unwind_fiber(unwind::Unwinder& unwinder, const FiberRecord& fiber, co
     const unwind::StackKind piece_stack =
         piece.frames.empty() ? unwind::StackKind::unknown : piece.frames.front().stack_kind;
     std::size_t cut = piece.frames.size();
-    for (std::size_t k = 1; k < piece.frames.size(); ++k) {
-      if (piece.frames[k].stack_kind != piece_stack) {
+    const Transition* by_code = next_transition < fiber.transitions.size() &&
+                                        !fiber.transitions[next_transition].switch_function.empty()
+                                    ? &fiber.transitions[next_transition]
+                                    : nullptr;
+    for (std::size_t k = by_code ? 0 : 1; k < piece.frames.size(); ++k) {
+      const bool switches = by_code ? by_code->switch_function.contains(piece.frames[k].lookup_pc())
+                                    : piece.frames[k].stack_kind != piece_stack;
+      if (switches) {
         cut = k;
         break;
       }
+    }
+    if (by_code && cut == piece.frames.size() && !piece.frames.empty()) {
+      // The walk never reached the switching code: the records describe frames this walk does not have.
+      result.notes.push_back("the walk did not reach the stack switch at " +
+                             by_code->switch_function.start.to_string() + " that transition " +
+                             std::to_string(next_transition + 1) + " of " +
+                             std::to_string(fiber.transitions.size()) + " describes");
+      next_transition = fiber.transitions.size();
     }
     if (next_transition >= fiber.transitions.size()) {
       // No switch left to explain: keep everything the unwinder found.
@@ -142,12 +159,20 @@ FiberStack unwind_fiber(unwind::Unwinder& unwinder, const FiberRecord& fiber, co
     if (!record_stack.contains(transition.address))
       result.notes.push_back(std::string(kind) + " transition at " + transition.address.to_string() +
                              " is not on the stack it switched to " + range_text(record_stack));
-    if (cut < piece.frames.size()) {
+    if (!by_code && cut < piece.frames.size()) {
       const unwind::Frame& crossed = piece.frames[cut];
       if (crossed.pc.value() != transition.from_pc || crossed.sp.value() != transition.from_sp)
         result.notes.push_back("CFI crossed the " + std::string(kind) + " switch to pc " + crossed.pc.to_string() +
                                " sp " + crossed.sp.to_string() + " but its transition record says pc " +
                                hex(transition.from_pc) + " sp " + hex(transition.from_sp) + "; using the record");
+    }
+    if (by_code) {
+      // The switching frame goes on on the other stack: same pc and recovered registers, another sp.
+      const unwind::Frame& switching = piece.frames[cut];
+      registers = switching.registers;
+      registers.set(Reg::rip, switching.pc.value());
+      registers.set(Reg::rsp, transition.switch_sp);
+      continue;
     }
     registers = Registers();
     registers.set(Reg::rip, transition.from_pc);

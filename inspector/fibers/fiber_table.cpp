@@ -415,7 +415,7 @@ void read_transitions(const Memory& memory, FiberRecord& fiber, const WorkerReco
         at,
         abi->kind == FIBERSCOPE_TRANSITION_FOREIGN_CALL ? Transition::Kind::foreign_call : Transition::Kind::callback,
         abi->depth, abi->from_sp, abi->from_pc, abi->from_fp, abi->to_sp, abi->saved_syscall_pc,
-        abi->saved_syscall_sp});
+        abi->saved_syscall_sp, {}, 0});
     at = RemoteAddress(abi->prev);
   }
 }
@@ -425,6 +425,13 @@ void read_transitions(const Memory& memory, FiberRecord& fiber, const WorkerReco
 std::string_view state_name(FiberState state) { return fiberscope_fiber_state_name(static_cast<std::uint32_t>(state)); }
 std::string_view wait_reason_name(WaitReason reason) {
   return fiberscope_wait_reason_name(static_cast<std::uint32_t>(reason));
+}
+std::string_view wait_reason_label(const FiberRecord& fiber) {
+  if (!fiber.wait_reason_text.empty()) return fiber.wait_reason_text;
+  return fiber.wait_reason == WaitReason::none ? std::string_view() : wait_reason_name(fiber.wait_reason);
+}
+std::string_view state_label(const FiberRecord& fiber) {
+  return fiber.state_text.empty() ? state_name(fiber.state) : std::string_view(fiber.state_text);
 }
 std::string_view worker_state_name(WorkerState state) {
   return fiberscope_worker_state_name(static_cast<std::uint32_t>(state));

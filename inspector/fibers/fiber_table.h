@@ -48,7 +48,7 @@ struct SavedContext {
   std::uint64_t pc = 0, sp = 0, rbp = 0, rbx = 0, r12 = 0, r13 = 0, r14 = 0, r15 = 0;
 };
 
-// One stack switch of a fiber (see fiberscope_transition in the debug ABI).
+// One stack switch of a fiber (see fiberscope_transition in the debug ABI, and fibers/go/go_reader.h for Go's).
 struct Transition {
   enum class Kind : std::uint8_t { foreign_call, callback };
   target::RemoteAddress address;  // where the record lives (inside the trampoline's frame)
@@ -56,6 +56,11 @@ struct Transition {
   std::uint32_t depth = 0;        // 1 for the outermost
   std::uint64_t from_sp = 0, from_pc = 0, from_fp = 0, to_sp = 0;
   std::uint64_t saved_syscall_pc = 0, saved_syscall_sp = 0;  // callbacks only
+  // Empty for runtime_lib, whose switches are where a walk leaves a stack. Go's are found by code: the walk's piece
+  // ends at the first frame whose pc lies in this function (asmcgocall, cgocallback), and that same frame goes on
+  // on the other stack at switch_sp, with the registers the piece recovered for it.
+  target::AddressRange switch_function;
+  std::uint64_t switch_sp = 0;
 };
 
 struct FiberRecord {
@@ -81,9 +86,17 @@ struct FiberRecord {
   bool is_locked = false;
   std::vector<Transition> transitions;  // innermost first, read from transition_top through `prev`
   std::string transition_error;         // why the chain stopped early, empty if it did not
+  // The runtime's own words, where it has finer ones than the enums (Go: "GC sweep wait", "preempted"); empty
+  // otherwise. wait_reason_label / state_label below pick them first.
+  std::string wait_reason_text;
+  std::string state_text;
 
   bool is_live() const { return state != FiberState::free && state != FiberState::dead; }
 };
+
+// What the header of `fiber` says: the runtime's own words when it has them, else the enum's name.
+std::string_view wait_reason_label(const FiberRecord& fiber);
+std::string_view state_label(const FiberRecord& fiber);
 
 struct WorkerRecord {
   std::size_t index = 0;
@@ -94,6 +107,7 @@ struct WorkerRecord {
   std::uint64_t current_fiber = 0;        // id, 0 if none
   target::RemoteAddress current_record;   // that fiber's record, null if none
   target::AddressRange system_stack;      // may be empty if the runtime did not publish it
+  target::AddressRange signal_stack;      // where its signal handlers run (Go: the M's gsignal), empty if unknown
   std::uint64_t state_since_ns = 0;
   std::optional<std::uint32_t> processor;
 };
@@ -109,7 +123,12 @@ struct TableError {
 };
 
 struct FiberTable {
-  target::RemoteAddress root_address;
+  // Which runtime the table comes from, as data for the layers above (they never test for a runtime): what a
+  // fiber is called ("fiber", "goroutine"), whether fibers have names, the runtime and its version.
+  std::string fiber_noun = "fiber";
+  bool fibers_named = true;
+  std::string runtime = "runtime_lib";
+  target::RemoteAddress root_address;  // the debug ABI's root; null for Go
   std::uint32_t abi_version = 0;
   std::uint64_t fibers_live = 0, fibers_created = 0;
   std::uint64_t clock_ns = 0;

@@ -165,6 +165,8 @@ struct Dump {
   std::optional<Crash> crash;       // from a core whose process died of a signal
   bool has_fiber_table = false;
   std::uint64_t fibers_created = 0;
+  std::string fiber_noun = "fiber";  // what the runtime calls its fibers ("goroutine" for Go)
+  bool fibers_named = true;          // false: no names to print (Go), headers say `goroutine 18 [...]`
   std::vector<Thread> threads;
   std::vector<Fiber> fibers;
   std::vector<Finding> findings;

@@ -117,7 +117,9 @@ struct FiberNotes {
 
 void append_fiber(std::string& out, const Dump& dump, const FiberNotes& notes, const Fiber& fiber,
                   const FiberStackSource& stacks) {
-  out += "fiber " + std::to_string(fiber.id) + " \"" + printable(fiber.name) + "\"" + fiber_header_tail(dump, fiber);
+  out += dump.fiber_noun + " " + std::to_string(fiber.id);
+  if (dump.fibers_named) out += " \"" + printable(fiber.name) + "\"";
+  out += fiber_header_tail(dump, fiber);
   if (stacks) {
     append_stack(out, stacks(fiber), true);
   } else {
@@ -176,7 +178,7 @@ void write_groups(std::string& out, std::ostream& sink, const Dump& dump, const 
     std::vector<std::uint64_t> ids;
     ids.reserve(count);
     for (const Fiber* member : group.members) ids.push_back(member->id);
-    out += std::to_string(count) + " fibers [" + printable(state_label(fiber)) + "]: " +
+    out += std::to_string(count) + " " + dump.fiber_noun + "s [" + printable(state_label(fiber)) + "]: " +
            format_id_ranges(std::move(ids)) + "\n";
     append_stack(out, fiber.stack, false);
     out += "\n";
@@ -191,7 +193,7 @@ void write_groups(std::string& out, std::ostream& sink, const Dump& dump, const 
 void append_header(std::string& out, const Dump& dump) {
   out += "pid " + std::to_string(dump.pid);
   if (!dump.exe_path.empty()) out += " " + printable(dump.exe_path);
-  out += ": " + std::to_string(dump.fibers.size()) + (dump.fibers.size() == 1 ? " fiber, " : " fibers, ");
+  out += ": " + std::to_string(dump.fibers.size()) + " " + dump.fiber_noun + (dump.fibers.size() == 1 ? ", " : "s, ");
   out += std::to_string(dump.threads.size()) + (dump.threads.size() == 1 ? " thread, " : " threads, ");
   if (dump.source.kind == Source::Kind::core) {
     out += "core file";
@@ -266,7 +268,7 @@ void write_text(const Dump& dump, std::ostream& sink, const TextOptions& options
     flush(out, sink);  // the previous entry
     out += "thread " + std::to_string(thread.tid) + " \"" + printable(thread.name) + "\"";
     if (thread.fiber_id) {
-      out += ": running fiber " + std::to_string(*thread.fiber_id) + "\n\n";
+      out += ": running " + dump.fiber_noun + " " + std::to_string(*thread.fiber_id) + "\n\n";
       continue;
     }
     out += ":\n";

@@ -121,6 +121,8 @@ report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTab
   std::map<int, std::uint64_t> fiber_of_thread;
   if (table) {
     dump.fibers_created = table->fibers_created;
+    dump.fiber_noun = table->fiber_noun;
+    dump.fibers_named = table->fibers_named;
     for (const fibers::TableError& error : table->errors) {
       if (options.only_fiber && error.fiber_id != *options.only_fiber) continue;
       report::DumpError dump_error{error.message, std::nullopt, std::nullopt};
@@ -142,9 +144,8 @@ report::Dump build_dump(const target::Snapshot& snapshot, const fibers::FiberTab
       report::Fiber fiber;
       fiber.id = record.id;
       fiber.name = record.name;
-      fiber.state = std::string(fibers::state_name(record.state));
-      if (record.wait_reason != fibers::WaitReason::none)
-        fiber.wait_reason = std::string(fibers::wait_reason_name(record.wait_reason));
+      fiber.state = std::string(fibers::state_label(record));
+      fiber.wait_reason = std::string(fibers::wait_reason_label(record));
       fiber.wait_object = record.wait_object;
       if (record.state_since_ns) {
         fiber.state_since_ns = record.state_since_ns;

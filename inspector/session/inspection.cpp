@@ -8,6 +8,7 @@
 
 #include "base/hex.h"
 #include "fibers/capture_plan.h"
+#include "fibers/go/go_reader.h"
 #include "report/check_reporter.h"
 #include "target/core_file.h"
 #include "target/live_capture.h"
@@ -56,9 +57,16 @@ void mark_crash(const Inspection& inspection, report::Dump& dump) {
   dump.crash = std::move(crash);
 }
 
-// What live and core inspections share once their memory map is known: the modules and the fiber table's root.
-Result<target::RemoteAddress> load_modules(Inspection& inspection, const std::vector<target::Mapping>& mappings,
-                                           const std::string& exe_path, ModuleCache* cache) {
+// Which reader a target's fibers come from: the debug ABI's root symbol, or a Go build's runtime. Neither: no table.
+struct FiberSource {
+  std::optional<target::RemoteAddress> debug_root;
+  std::shared_ptr<const fibers::go::GoRuntime> go;
+  bool found() const { return debug_root || go; }
+};
+
+// What live and core inspections share once their memory map is known: the modules and where the fibers are.
+FiberSource load_modules(Inspection& inspection, const std::vector<target::Mapping>& mappings,
+                         const std::string& exe_path, ModuleCache* cache) {
   std::vector<std::string> key = module_key_of(mappings);
   if (cache && cache->modules && cache->key == key) {
     inspection.modules = cache->modules;
@@ -66,13 +74,28 @@ Result<target::RemoteAddress> load_modules(Inspection& inspection, const std::ve
     inspection.modules = std::make_shared<ModuleMap>(mappings, exe_path);
     if (cache) *cache = ModuleCache{inspection.modules, std::move(key)};
   }
+  FiberSource source;
   auto root = fibers::locate_debug_root(inspection.modules->symbols());
-  if (!root) inspection.warnings.insert(inspection.warnings.begin(), root.error().message);
-  return root;
+  if (root) {
+    source.debug_root = *root;
+    return source;
+  }
+  if (fibers::go::is_go_program(inspection.modules->symbols())) {
+    auto go = fibers::go::load_go_runtime(inspection.modules->symbols());
+    if (go) {
+      source.go = *go;
+    } else {
+      inspection.table_error = go.error();
+    }
+    return source;
+  }
+  inspection.warnings.insert(inspection.warnings.begin(), root.error().message);
+  return source;
 }
 
-void read_table(Inspection& inspection, const target::Memory& memory, target::RemoteAddress root, bool stopped) {
-  auto read = fibers::read_fiber_table(memory, root, {.target_stopped = stopped});
+void read_table(Inspection& inspection, const target::Memory& memory, const FiberSource& source, bool stopped) {
+  auto read = source.go ? fibers::go::read_go_table(memory, *source.go)
+                        : fibers::read_fiber_table(memory, *source.debug_root, {.target_stopped = stopped});
   if (read) {
     inspection.table = std::move(*read);
   } else {
@@ -100,7 +123,9 @@ Result<std::vector<target::Mapping>> read_process_maps(int pid, std::vector<std:
 Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
   Inspection inspection;
   FS_TRY(mappings, read_process_maps(pid, inspection.warnings));
-  auto root = load_modules(inspection, *mappings, target::exe_path(pid).value_or(""), options.cache);
+  const FiberSource source = load_modules(inspection, *mappings, target::exe_path(pid).value_or(""), options.cache);
+  // Parked stacks are pre-copied only where seqlocks say whether the copy still holds: Go has none.
+  const std::optional<target::RemoteAddress>& root = source.debug_root;
 
   // Before the stop: the maps just read are reused, and the copy's memory is sized from the running target's
   // fiber count and faulted in now rather than inside the pause.
@@ -138,15 +163,25 @@ Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
     capture.expected_copy_bytes = others * kReservedPerOtherFiber + kReservedForThreads;
   } else if (root) {
     capture.expected_copy_bytes = fibers::expected_copy_bytes(target::ProcessMemory(pid), *root);
+  } else if (source.go && options.stop) {
+    // Go's g and m structures are read once while the target runs, only to learn where they are: inside the
+    // pause they are copied first, in one batch, and the table is read from that copy (goroutines made since are
+    // read from the stopped target). Nothing of this early read is trusted.
+    if (auto scanned = fibers::go::read_go_table(target::ProcessMemory(pid), *source.go)) {
+      constexpr std::uint64_t kReservedPerGoroutine = 2048;
+      constexpr std::uint64_t kReservedForThreads = 1u << 20;
+      capture.copy_first = std::move(scanned->chunk_ranges);
+      capture.expected_copy_bytes = scanned->fibers_live * kReservedPerGoroutine + kReservedForThreads;
+    }
   }
 
   // The table is read from the stopped target itself (where its seqlocks mean something); what it says decides
   // which stacks get copied. With a pre-copy, fibers whose copies still hold are left out of that read (they need
   // no plan), and the whole table is decoded after the pause from the snapshot, like a core's.
   auto planner = [&](const target::Memory& live, const std::vector<target::ThreadState>& threads) {
-    if (!root) return fibers::plan_regions(nullptr, threads, *mappings);
+    if (!source.found()) return fibers::plan_regions(nullptr, threads, *mappings);
     if (!precopying) {
-      read_table(inspection, live, *root, options.stop);
+      read_table(inspection, live, source, options.stop);
       return fibers::plan_regions(inspection.table ? &*inspection.table : nullptr, threads, *mappings);
     }
     fibers::ReadOptions read_options{.target_stopped = true};
@@ -167,10 +202,14 @@ Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
   inspection.snapshot = std::move(*snapshot);
   if (precopying) {
     inspection.precopy->stacks_kept = precopy.kept_count();
-    if (inspection.snapshot.memory) read_table(inspection, *inspection.snapshot.memory, *root, true);
+    if (inspection.snapshot.memory) read_table(inspection, *inspection.snapshot.memory, source, true);
   }
-  if (!options.stop && inspection.table && inspection.snapshot.memory)
+  if (!options.stop && root && inspection.table && inspection.snapshot.memory)
     fibers::mark_records_changed_during_capture(*inspection.table, *inspection.snapshot.memory);
+  if (!options.stop && source.go && inspection.table && inspection.snapshot.memory) {
+    fibers::go::mark_goroutines_changed_during_capture(*inspection.table, *source.go, *inspection.snapshot.memory);
+    inspection.warnings.push_back(fibers::go::kNoStopCaveat);
+  }
   return inspection;
 }
 
@@ -192,11 +231,11 @@ Result<Inspection> inspect_core(const std::string& core_path, const CoreInspectO
     if (file && file->refusal && file->refusal->other_file()) mapping.path.clear();
     else mapping.path = core->disk_path(mapping.path);
   }
-  auto root = load_modules(inspection, on_disk, inspection.snapshot.exe_path, nullptr);
+  const FiberSource source = load_modules(inspection, on_disk, inspection.snapshot.exe_path, nullptr);
   // A core has no "now": time in state is measured against the runtime's own clock_ns, which its monitor
   // refreshes about every millisecond (dump_builder falls back to it when target_clock_ns is 0).
   inspection.snapshot.target_clock_ns = 0;
-  if (root) read_table(inspection, *inspection.snapshot.memory, *root, true);
+  if (source.found()) read_table(inspection, *inspection.snapshot.memory, source, true);
   return inspection;
 }
 
