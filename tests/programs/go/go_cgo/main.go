@@ -99,9 +99,15 @@ func callBackThenBlock(waitStdin bool) {
 		wait = 1
 	}
 	C.c_back_then_block(wait)
-	fmt.Println("RETURNED") // the C call came back (stock runtime; Go 7978's runtime throws before this)
+	sayReturned() // the C call came back (stock runtime; Go 7978's runtime throws before this)
 	<-neverSent
 }
+
+// Not inlined: Go 1.19's DWARF gives an inlined fmt.Println here the wrong call line (the pclntab's is right), and
+// go_pclntab_test compares the two.
+//
+//go:noinline
+func sayReturned() { fmt.Println("RETURNED") }
 
 func main() {
 	waitStdin := flag.Bool("wait-stdin", false, "after_callback's C code returns once a byte arrives on stdin")
