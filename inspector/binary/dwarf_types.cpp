@@ -1,56 +1,27 @@
 #include "binary/dwarf_types.h"
 
-#include <fcntl.h>
-#include <libdwarf/dwarf.h>
-#include <libdwarf/libdwarf.h>
-#include <unistd.h>
-
-#include <cstring>
 #include <unordered_map>
 #include <utility>
 
 #include "base/hex.h"
+#include "binary/dwarf_limits.h"
+#include "binary/libdwarf.h"
 
 namespace fiberscope::binary {
 namespace {
 
-// Caps on hostile input: Go binaries of hundreds of megabytes stay far below them.
-constexpr std::size_t kMaxCompileUnits = 1'000'000;
+// Caps on hostile input: Go binaries of hundreds of megabytes stay far below them (kMaxCompileUnits: dwarf_limits.h).
 constexpr std::size_t kMaxTopLevelDies = 20'000'000;
 constexpr std::size_t kMaxMembers = 100'000;
 constexpr unsigned kMaxTypeHops = 16;      // typedef chains
 constexpr unsigned kMaxNestingDepth = 16;  // structures inside structures along one member path
 
-// Frees a libdwarf error (allocated per failure) and turns it into text.
-std::string take_error(Dwarf_Debug debug, Dwarf_Error error) {
-  std::string text = error ? dwarf_errmsg(error) : "unknown libdwarf error";
-  if (error) dwarf_dealloc_error(debug, error);
-  return text;
+// An attribute that cannot be read is treated as absent: a type with a broken member attribute then fails where it
+// is used ("runtime.g has no member goid"), naming what is missing, rather than failing every other type.
+template <class T>
+std::optional<T> or_absent(Result<std::optional<T>> result) {
+  return result ? std::move(*result) : std::nullopt;
 }
-
-// Owns one DIE from dwarf_child / dwarf_siblingof_b.
-class OwnedDie {
- public:
-  OwnedDie() = default;
-  explicit OwnedDie(Dwarf_Die die) : die_(die) {}
-  OwnedDie(OwnedDie&& other) noexcept : die_(std::exchange(other.die_, nullptr)) {}
-  OwnedDie& operator=(OwnedDie&& other) noexcept {
-    if (this != &other) {
-      if (die_) dwarf_dealloc_die(die_);
-      die_ = std::exchange(other.die_, nullptr);
-    }
-    return *this;
-  }
-  OwnedDie(const OwnedDie&) = delete;
-  OwnedDie& operator=(const OwnedDie&) = delete;
-  ~OwnedDie() {
-    if (die_) dwarf_dealloc_die(die_);
-  }
-  Dwarf_Die get() const { return die_; }
-
- private:
-  Dwarf_Die die_ = nullptr;
-};
 
 struct RawMember {
   std::string name;
@@ -70,111 +41,58 @@ struct TypeDie {
 }  // namespace
 
 struct DwarfTypes::Impl {
-  Dwarf_Debug debug = nullptr;
+  Session session;
   std::unordered_map<std::uint64_t, TypeDie> dies;     // by DIE offset
   std::unordered_map<std::string, std::uint64_t> types;  // structures and typedefs by name
   std::unordered_map<std::string, std::int64_t> constants;
   std::string producer;
 
-  std::optional<std::string> name_of(Dwarf_Die die) {
-    char* name = nullptr;
-    Dwarf_Error error = nullptr;
-    const int status = dwarf_diename(die, &name, &error);
-    if (status == DW_DLV_ERROR) take_error(debug, error);
-    if (status != DW_DLV_OK || !name) return std::nullopt;
-    return std::string(name);
-  }
+  Dwarf_Debug debug() const { return session.debug(); }
 
-  std::optional<std::uint64_t> unsigned_attribute(Dwarf_Die die, Dwarf_Half number) {
-    Dwarf_Attribute attribute = nullptr;
-    Dwarf_Error error = nullptr;
-    const int status = dwarf_attr(die, number, &attribute, &error);
-    if (status == DW_DLV_ERROR) take_error(debug, error);
-    if (status != DW_DLV_OK) return std::nullopt;
-    std::optional<std::uint64_t> value;
-    Dwarf_Unsigned unsigned_value = 0;
-    Dwarf_Signed signed_value = 0;
-    Dwarf_Off offset = 0;
-    if (number == DW_AT_type) {
-      if (dwarf_global_formref(attribute, &offset, &error) == DW_DLV_OK) value = offset;
-    } else if (dwarf_formudata(attribute, &unsigned_value, &error) == DW_DLV_OK) {
-      value = unsigned_value;
-    } else if (dwarf_formsdata(attribute, &signed_value, &error) == DW_DLV_OK) {
-      value = static_cast<std::uint64_t>(signed_value);
+  Result<void> index_members(Dwarf_Die die, TypeDie& entry, std::size_t& budget) {
+    FS_TRY(child, first_child(debug(), die, "DWARF: members of " + entry.name));
+    while (*child) {
+      if (entry.members.size() >= kMaxMembers || budget == 0)
+        return fail("DWARF: structure ", entry.name, " has more members than the cap");
+      --budget;
+      auto child_tag = tag_of(debug(), child->get());
+      if (child_tag && *child_tag == DW_TAG_member) {
+        RawMember member;
+        member.name = or_absent(string_attribute(debug(), child->get(), DW_AT_name)).value_or("");
+        member.offset = or_absent(unsigned_attribute(debug(), child->get(), DW_AT_data_member_location)).value_or(0);
+        member.type = or_absent(reference_attribute(debug(), child->get(), DW_AT_type)).value_or(0);
+        entry.members.push_back(std::move(member));
+      }
+      FS_TRY(next, next_sibling(debug(), child->get(), "DWARF: members of " + entry.name));
+      *child = std::move(*next);
     }
-    if (!value && error) take_error(debug, error);
-    dwarf_dealloc_attribute(attribute);
-    return value;
-  }
-
-  std::optional<std::string> string_attribute(Dwarf_Die die, Dwarf_Half number) {
-    Dwarf_Attribute attribute = nullptr;
-    Dwarf_Error error = nullptr;
-    if (dwarf_attr(die, number, &attribute, &error) != DW_DLV_OK) {
-      if (error) take_error(debug, error);
-      return std::nullopt;
-    }
-    char* text = nullptr;
-    std::optional<std::string> value;
-    if (dwarf_formstring(attribute, &text, &error) == DW_DLV_OK && text) value = text;
-    else if (error) take_error(debug, error);
-    dwarf_dealloc_attribute(attribute);
-    return value;
+    return {};
   }
 
   Result<void> index_die(Dwarf_Die die, std::size_t& budget) {
-    Dwarf_Half tag = 0;
-    Dwarf_Error error = nullptr;
-    if (dwarf_tag(die, &tag, &error) != DW_DLV_OK)
-      return fail("DWARF: a DIE without a tag: ", take_error(debug, error));
-    const bool wanted = tag == DW_TAG_structure_type || tag == DW_TAG_typedef || tag == DW_TAG_pointer_type ||
-                        tag == DW_TAG_base_type || tag == DW_TAG_constant;
+    FS_TRY(tag, tag_of(debug(), die));
+    const bool wanted = *tag == DW_TAG_structure_type || *tag == DW_TAG_typedef || *tag == DW_TAG_pointer_type ||
+                        *tag == DW_TAG_base_type || *tag == DW_TAG_constant;
     if (!wanted) return {};
-    Dwarf_Off offset = 0;
-    if (dwarf_dieoffset(die, &offset, &error) != DW_DLV_OK)
-      return fail("DWARF: a DIE without an offset: ", take_error(debug, error));
+    FS_TRY(offset, offset_of(debug(), die));
     TypeDie entry;
-    entry.tag = tag;
-    entry.name = name_of(die).value_or("");
-    entry.size_bytes = unsigned_attribute(die, DW_AT_byte_size).value_or(tag == DW_TAG_pointer_type ? 8 : 0);
-    entry.type = unsigned_attribute(die, DW_AT_type).value_or(0);
-    if (tag == DW_TAG_constant) {
-      if (auto value = unsigned_attribute(die, DW_AT_const_value); value && !entry.name.empty())
+    entry.tag = *tag;
+    entry.name = or_absent(string_attribute(debug(), die, DW_AT_name)).value_or("");
+    entry.size_bytes =
+        or_absent(unsigned_attribute(debug(), die, DW_AT_byte_size)).value_or(*tag == DW_TAG_pointer_type ? 8 : 0);
+    entry.type = or_absent(reference_attribute(debug(), die, DW_AT_type)).value_or(0);
+    if (*tag == DW_TAG_constant) {
+      if (auto value = or_absent(unsigned_attribute(debug(), die, DW_AT_const_value)); value && !entry.name.empty())
         constants.emplace(entry.name, static_cast<std::int64_t>(*value));
       return {};
     }
-    if (tag == DW_TAG_structure_type) {
-      Dwarf_Die raw_child = nullptr;
-      int status = dwarf_child(die, &raw_child, &error);
-      if (status == DW_DLV_ERROR) return fail("DWARF: members of ", entry.name, ": ", take_error(debug, error));
-      OwnedDie child(status == DW_DLV_OK ? raw_child : nullptr);
-      while (child.get()) {
-        if (entry.members.size() >= kMaxMembers || budget == 0)
-          return fail("DWARF: structure ", entry.name, " has more members than the cap");
-        --budget;
-        Dwarf_Half child_tag = 0;
-        if (dwarf_tag(child.get(), &child_tag, &error) == DW_DLV_OK && child_tag == DW_TAG_member) {
-          RawMember member;
-          member.name = name_of(child.get()).value_or("");
-          member.offset = unsigned_attribute(child.get(), DW_AT_data_member_location).value_or(0);
-          member.type = unsigned_attribute(child.get(), DW_AT_type).value_or(0);
-          entry.members.push_back(std::move(member));
-        } else if (error) {
-          take_error(debug, error);
-          error = nullptr;
-        }
-        Dwarf_Die raw_next = nullptr;
-        status = dwarf_siblingof_b(debug, child.get(), true, &raw_next, &error);
-        if (status == DW_DLV_ERROR) return fail("DWARF: members of ", entry.name, ": ", take_error(debug, error));
-        child = OwnedDie(status == DW_DLV_OK ? raw_next : nullptr);
-      }
-    }
-    if (!entry.name.empty() && (tag == DW_TAG_structure_type || tag == DW_TAG_typedef)) {
+    if (*tag == DW_TAG_structure_type) FS_TRY_DISCARD(index_members(die, entry, budget));
+    if (!entry.name.empty() && (*tag == DW_TAG_structure_type || *tag == DW_TAG_typedef)) {
       // A structure wins over a typedef of the same name (Go emits both for runtime.g).
-      auto [it, added] = types.emplace(entry.name, offset);
-      if (!added && tag == DW_TAG_structure_type) it->second = offset;
+      auto [it, added] = types.emplace(entry.name, *offset);
+      if (!added && *tag == DW_TAG_structure_type) it->second = *offset;
     }
-    dies.emplace(offset, std::move(entry));
+    dies.emplace(*offset, std::move(entry));
     return {};
   }
 
@@ -185,29 +103,21 @@ struct DwarfTypes::Impl {
         return fail("DWARF: more than ", std::to_string(kMaxCompileUnits), " compile units");
       Dwarf_Unsigned next_offset = 0;
       Dwarf_Half unit_type = 0;
-      Dwarf_Error error = nullptr;
-      int status = dwarf_next_cu_header_d(debug, true, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                                          nullptr, nullptr, &next_offset, &unit_type, &error);
-      if (status == DW_DLV_NO_ENTRY) return {};
-      if (status == DW_DLV_ERROR) return fail("DWARF: compile unit header: ", take_error(debug, error));
-      Dwarf_Die raw_unit = nullptr;
-      status = dwarf_siblingof_b(debug, nullptr, true, &raw_unit, &error);
-      if (status == DW_DLV_ERROR) return fail("DWARF: compile unit DIE: ", take_error(debug, error));
-      if (status != DW_DLV_OK) continue;
-      OwnedDie unit(raw_unit);
-      if (producer.empty()) producer = string_attribute(unit.get(), DW_AT_producer).value_or("");
-      Dwarf_Die raw_child = nullptr;
-      status = dwarf_child(unit.get(), &raw_child, &error);
-      if (status == DW_DLV_ERROR) return fail("DWARF: compile unit children: ", take_error(debug, error));
-      OwnedDie child(status == DW_DLV_OK ? raw_child : nullptr);
-      while (child.get()) {
+      FS_TRY(has_unit, dwarf_call(debug(), "DWARF: compile unit header", dwarf_next_cu_header_d, debug(), true,
+                                  nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                  &next_offset, &unit_type));
+      if (!*has_unit) return {};
+      // The unit's DIE is the sibling of "no DIE" in the unit dwarf_next_cu_header_d moved to.
+      FS_TRY(unit, next_sibling(debug(), nullptr, "DWARF: compile unit DIE"));
+      if (!*unit) continue;
+      if (producer.empty()) producer = or_absent(string_attribute(debug(), unit->get(), DW_AT_producer)).value_or("");
+      FS_TRY(child, first_child(debug(), unit->get(), "DWARF: compile unit children"));
+      while (*child) {
         if (budget == 0) return fail("DWARF: more than ", std::to_string(kMaxTopLevelDies), " top-level DIEs");
         --budget;
-        FS_TRY_DISCARD(index_die(child.get(), budget));
-        Dwarf_Die raw_next = nullptr;
-        status = dwarf_siblingof_b(debug, child.get(), true, &raw_next, &error);
-        if (status == DW_DLV_ERROR) return fail("DWARF: next DIE: ", take_error(debug, error));
-        child = OwnedDie(status == DW_DLV_OK ? raw_next : nullptr);
+        FS_TRY_DISCARD(index_die(child->get(), budget));
+        FS_TRY(next, next_sibling(debug(), child->get(), "DWARF: next DIE"));
+        *child = std::move(*next);
       }
     }
   }
@@ -222,12 +132,6 @@ struct DwarfTypes::Impl {
     }
     return nullptr;
   }
-
-  int fd = -1;
-  ~Impl() {
-    if (debug) dwarf_finish(debug, nullptr);
-    if (fd >= 0) ::close(fd);
-  }
 };
 
 DwarfTypes::DwarfTypes() : impl_(std::make_unique<Impl>()) {}
@@ -236,16 +140,9 @@ DwarfTypes::~DwarfTypes() = default;
 Result<std::unique_ptr<DwarfTypes>> DwarfTypes::open(const ElfImage& image) {
   if (!image.has_dwarf()) return fail(image.path(), ": no DWARF debug information (.debug_info)");
   std::unique_ptr<DwarfTypes> types(new DwarfTypes());
-  Impl& impl = *types->impl_;
-  impl.fd = ::open(image.path().c_str(), O_RDONLY | O_CLOEXEC);
-  if (impl.fd < 0) return fail(image.path(), ": cannot open for DWARF: ", std::strerror(errno));
-  Dwarf_Error error = nullptr;
-  // No error handler: every failure comes back as DW_DLV_ERROR (a handler would abort the process).
-  const int status = dwarf_init_b(impl.fd, DW_DLC_READ, DW_GROUPNUMBER_ANY, nullptr, nullptr, &impl.debug, &error);
-  if (status == DW_DLV_ERROR)
-    return fail(image.path(), ": libdwarf cannot read the DWARF: ", take_error(nullptr, error));
-  if (status != DW_DLV_OK) return fail(image.path(), ": no DWARF debug information");
-  if (auto indexed = impl.index_units(); !indexed)
+  FS_TRY(has_dwarf, types->impl_->session.open(image.path()));
+  if (!*has_dwarf) return fail(image.path(), ": no DWARF debug information");
+  if (auto indexed = types->impl_->index_units(); !indexed)
     return std::unexpected(indexed.error().with_context(image.path()));
   return types;
 }
