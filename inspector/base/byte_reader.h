@@ -83,7 +83,7 @@ class ByteReader {
   // The `count` bytes at `offset`, leaving the cursor where it is.
   Result<std::span<const std::byte>> bytes_at(std::uint64_t offset, std::uint64_t count) const {
     ByteReader there(*this);
-    if (auto ok = there.seek(offset); !ok) return std::unexpected(ok.error());
+    FS_TRY_DISCARD(there.seek(offset));
     return there.bytes(count);
   }
 

@@ -180,9 +180,8 @@ std::expected<StepOutcome, StepError> Unwinder::step_with_row(const Frame& frame
     }
     cfa = *base + static_cast<std::uint64_t>(row.cfa.offset);  // two's complement: a negative offset subtracts
   } else {
-    auto value = evaluate_cfi_expression(row.cfa.expression, registers, memory, std::nullopt, load_bias,
-                                         "CFA expression");
-    if (!value) return std::unexpected(value.error());
+    FS_TRY(value, evaluate_cfi_expression(row.cfa.expression, registers, memory, std::nullopt, load_bias,
+                                          "CFA expression"));
     cfa = *value;
   }
 
