@@ -356,6 +356,9 @@ std::optional<ElfSymbol> ElfImage::symbol_containing(std::uint64_t address) cons
     if (address - candidate.address < candidate.size_bytes)
       return ElfSymbol{std::string(candidate.name), candidate.address, candidate.size_bytes, true};
   }
+  // Past the end of every sized symbol: the code belongs to something the table does not name (a static function
+  // of a stripped file). Only a size-0 symbol (an assembly label) may still claim it, as gdb's minimal symbols do.
+  if (nearest->size_bytes != 0) return std::nullopt;
   return ElfSymbol{std::string(nearest->name), nearest->address, nearest->size_bytes, true};
 }
 

@@ -176,6 +176,19 @@ TEST_CASE("a stripped binary still resolves the exported root through .dynsym an
   CHECK_THAT(at.note, Catch::Contains("no DWARF"));
 }
 
+TEST_CASE("a pc in a static function of a stripped library is unnamed, not the exported symbol before it") {
+  const std::string stripped = program("libsized_symbols_stripped.so");
+  Symbolizer symbols(mappings_for(stripped, kBias), SymbolizerOptions{{"/nonexistent-debug-root"}});
+  const std::uint64_t hidden = file_address(program("libsized_symbols.so"), "sized_hidden_static");
+  const Symbolization& at = symbols.symbolize(hidden + 8 + kBias);
+  REQUIRE(at.frames.size() == 1);
+  CHECK(at.frames[0].function.empty());
+  CHECK(at.frames[0].source == SymbolizedFrame::Source::none);
+  CHECK(at.frames[0].offset == hidden + 8);  // the offset in the file, for "?? (module +0x...)"
+  const Symbolization& exported = symbols.symbolize(file_address(stripped, "sized_call_hidden") + 2 + kBias);
+  CHECK(exported.frames[0].function == "sized_call_hidden");
+}
+
 TEST_CASE("a separate debug file is found by build-id and supplies DWARF to a stripped binary") {
   ScratchDirectory scratch;
   const std::string original = program("dwarf_sample_O2");
