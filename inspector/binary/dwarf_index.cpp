@@ -14,6 +14,7 @@
 #include "binary/file_address_range.h"
 #include "binary/libdwarf.h"
 #include "binary/libdwarf_guards.h"
+#include "binary/line_program_files.h"
 
 namespace fiberscope::binary {
 namespace {
@@ -640,15 +641,26 @@ Result<void> DwarfIndex::Impl::load_lines(Dwarf_Die cu_die, CompileUnit& unit) {
                               &count));
   if (!*has_rows || count <= 0) return {};
   if (static_cast<std::uint64_t>(count) > kMaxLineRows) return fail(where("line table has too many rows"));
+  // DWARF 5: libdwarf misnumbers the rows before a sequence's first DW_LNS_set_file (line_program_files.h), so
+  // the file numbers come from the program itself and name entries of the unit's file table (0-based in DWARF 5).
+  std::vector<std::uint64_t> program_files;
+  if (version == 5) {
+    auto read = line_program_files(debug_line, **line_offset);
+    const auto named = [&](std::uint64_t file) { return file < unit.source_files.size(); };
+    if (read && read->size() == static_cast<std::size_t>(count) && std::all_of(read->begin(), read->end(), named))
+      program_files = std::move(*read);
+  }
   std::unordered_map<Dwarf_Unsigned, std::uint32_t> file_slots;
   unit.rows.reserve(static_cast<std::size_t>(count));
   for (Dwarf_Signed i = 0; i < count; ++i) {
     Dwarf_Unsigned file_number = 0;
     FS_TRY(row, line_row(lines[i], file_number));
+    const bool numbered_here = !program_files.empty();
+    if (numbered_here) file_number = program_files[static_cast<std::size_t>(i)];
     auto slot = file_slots.find(file_number);
     if (slot == file_slots.end()) {
       // One path per distinct file, not per row: libdwarf joins and allocates it on each call.
-      unit.line_files.push_back(line_file(debug(), lines[i]));
+      unit.line_files.push_back(numbered_here ? unit.source_files[file_number] : line_file(debug(), lines[i]));
       slot = file_slots.emplace(file_number, static_cast<std::uint32_t>(unit.line_files.size() - 1)).first;
     }
     row->file = slot->second;
