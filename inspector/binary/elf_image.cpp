@@ -154,7 +154,10 @@ Result<void> ElfImage::Impl::load_segments() {
     if (!gelf_getphdr(elf, static_cast<int>(i), &phdr))
       return fail(where("cannot read program header "), std::to_string(i), ": ", elf_error_text());
     if (phdr.p_type != PT_LOAD) continue;
-    if (phdr.p_filesz > phdr.p_memsz || !range_within(phdr.p_offset, phdr.p_filesz, file_size_bytes) ||
+    // A segment with no file bytes may point anywhere: objcopy --strip-debug leaves the offsets of a debug file's
+    // emptied segments past its end.
+    if (phdr.p_filesz > phdr.p_memsz ||
+        (phdr.p_filesz != 0 && !range_within(phdr.p_offset, phdr.p_filesz, file_size_bytes)) ||
         phdr.p_vaddr + phdr.p_memsz < phdr.p_vaddr)
       return fail(where("PT_LOAD segment "), std::to_string(i), " at offset ", hex(phdr.p_offset), " size ",
                   hex(phdr.p_filesz), " is outside the file or inconsistent");

@@ -226,7 +226,8 @@ const ElfImage* Symbolizer::Impl::find_debug_image(const Module& module, std::st
   for (const std::string& candidate : candidates) {
     if (candidate == module.path) continue;
     const ElfImage* image = open_image(candidate, nullptr);
-    if (!image || !image->has_dwarf()) continue;
+    // A debug file with only a .symtab still names what the stripped file cannot (static functions, __restore_rt).
+    if (!image || (!image->has_dwarf() && !image->section(".symtab"))) continue;
     // A debug file for another build would give confidently wrong answers: the build-ids must agree.
     if (build_id && image->build_id() && *image->build_id() != *build_id) continue;
     return image;
@@ -240,7 +241,9 @@ DwarfIndex* Symbolizer::Impl::index_for(const Module& module, std::string& why) 
   if (!state.looked_up) {
     state.looked_up = true;
     state.debug_image = find_debug_image(module, state.error);
-    if (state.debug_image) {
+    if (state.debug_image && !state.debug_image->has_dwarf())
+      state.error = "no DWARF in " + module.path + " nor in its debug file " + state.debug_image->path();
+    if (state.debug_image && state.debug_image->has_dwarf()) {
       auto index = DwarfIndex::open(*state.debug_image);
       if (index) {
         state.index = std::move(*index);
