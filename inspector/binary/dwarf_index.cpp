@@ -41,6 +41,7 @@ struct VariableInfo {
   std::uint64_t size_bytes = 0;
   bool is_parameter = false;
   bool is_scalar = false;
+  bool is_pointer = false;
   LocationAttribute location;
 };
 
@@ -141,7 +142,7 @@ struct DwarfIndex::Impl {
   std::unordered_map<std::uint64_t, std::string> scope_prefixes;
   std::optional<std::uint64_t> parent_of(std::uint64_t die) const;
   Result<Die> origin_of(Dwarf_Die die);
-  std::string type_name_of(Dwarf_Die die, std::uint64_t& size_bytes, bool& is_scalar);
+  std::string type_name_of(Dwarf_Die die, std::uint64_t& size_bytes, bool& is_scalar, bool& is_pointer);
   // Calls visit(child, tag) -> Result<void> for each child of `die` in order, each one counted against `budget`,
   // until a visit fails. `depth`, that of `die`, is checked against kMaxDieDepth.
   template <class Visit>
@@ -315,10 +316,12 @@ std::string DwarfIndex::Impl::scope_prefix(std::uint64_t die, unsigned depth) {
   return prefix;
 }
 
-std::string DwarfIndex::Impl::type_name_of(Dwarf_Die die, std::uint64_t& size_bytes, bool& is_scalar) {
+std::string DwarfIndex::Impl::type_name_of(Dwarf_Die die, std::uint64_t& size_bytes, bool& is_scalar,
+                                          bool& is_pointer) {
   // Simple names only (base types, pointers, typedef names): cheap, and enough for an argument list.
   size_bytes = 0;
   is_scalar = false;
+  is_pointer = false;
   std::string prefix, suffix;
   Die holder;
   auto type_offset = reference_attribute(debug(), die, DW_AT_type);
@@ -343,6 +346,10 @@ std::string DwarfIndex::Impl::type_name_of(Dwarf_Die die, std::uint64_t& size_by
     if (tag == DW_TAG_base_type || tag == DW_TAG_pointer_type || tag == DW_TAG_reference_type ||
         tag == DW_TAG_rvalue_reference_type || tag == DW_TAG_enumeration_type || tag == DW_TAG_ptr_to_member_type)
       is_scalar = is_scalar || suffix.empty();
+    // A typedef of a pointer ("typedef int (*parker)(int)") is still printed as an address, as gdb does.
+    if ((tag == DW_TAG_pointer_type || tag == DW_TAG_reference_type || tag == DW_TAG_rvalue_reference_type) &&
+        suffix.empty())
+      is_pointer = true;
     auto name = string_attribute(debug(), holder.get(), DW_AT_name);
     const std::string own_name = name && *name ? **name : "";
     switch (tag) {
@@ -388,7 +395,7 @@ Result<std::optional<VariableInfo>> DwarfIndex::Impl::make_variable(Dwarf_Die di
     origin_holder = std::move(*origin);
     typed = origin_holder.get();
   }
-  variable.type_name = type_name_of(typed, variable.size_bytes, variable.is_scalar);
+  variable.type_name = type_name_of(typed, variable.size_bytes, variable.is_scalar, variable.is_pointer);
   FS_TRY(location, location_attribute(die, DW_AT_location, unit));
   variable.location = std::move(*location);
   if (!variable.location.present) {
@@ -823,7 +830,7 @@ static std::vector<DwarfVariable> variables_at(const std::vector<const Scope*>& 
       for (const VariableInfo& variable : scope->variables) {
         if (variable.is_parameter != (pass == 0)) continue;
         out.push_back(DwarfVariable{variable.name, variable.type_name, variable.size_bytes, variable.is_parameter,
-                                    variable.is_scalar, variable.location.at(pc)});
+                                    variable.is_scalar, variable.location.at(pc), variable.is_pointer});
       }
   return out;
 }

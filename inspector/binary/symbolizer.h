@@ -151,7 +151,8 @@ class Symbolizer {
 };
 
 // Formats `size_bytes` little-endian bytes of a value of type `type_name` for printing ("42", "0x7ffd1000",
-// "true", "3.5"); `is_scalar` false prints the bytes in hex.
-std::string format_value(std::span<const std::byte> bytes, std::string_view type_name, bool is_scalar);
+// "true", "3.5"); `is_scalar` false prints the bytes in hex; `is_pointer` prints an address whatever the name.
+std::string format_value(std::span<const std::byte> bytes, std::string_view type_name, bool is_scalar,
+                         bool is_pointer = false);
 
 }  // namespace fiberscope::binary

@@ -379,6 +379,7 @@ TEST_CASE("format_value prints scalars by type and aggregates as bytes") {
   CHECK(format_value(bytes(static_cast<std::uint64_t>(-5), 4), "int", true) == "-5");
   CHECK(format_value(bytes(0xffffffff, 4), "unsigned int", true) == "4294967295");
   CHECK(format_value(bytes(0x1000, 8), "const char*", true) == "0x1000");
+  CHECK(format_value(bytes(0x55a84120e229, 8), "parker", true, /*is_pointer=*/true) == "0x55a84120e229");
   CHECK(format_value(bytes(1, 1), "bool", true) == "true");
   CHECK(format_value(bytes('A', 1), "char", true) == "65 'A'");
   CHECK(format_value(bytes(0x0000000400000003, 8), "Point", false) == "{03 00 00 00 04 00 00 00}");
