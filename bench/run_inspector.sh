@@ -2,12 +2,15 @@
 # The inspector's scale benchmark (issue 3, "Speed"), side by side in one run:
 #   - fiberscope on bench/inspector/scale_target (N fibers at depth 15) and Delve on the Go peer scale_go
 #     (N goroutines at depth 15, `goroutines -t 15`), for each N;
-#   - the threads-only comparison: fiberscope, eu-stack and gdb on thread_target (100 pthreads at depth 10).
+#   - the threads-only comparison: fiberscope, eu-stack and gdb on thread_target (100 pthreads at depth 10), and
+#     on python3 with 100 threads blocked in threading.Event.wait (a real program: stripped libpython, libc with
+#     its separate debug file when libc6-dbg is installed; issue 13).
 # Prints one line per measurement (median of --repeat runs, each run a fresh inspector process: cold caches, DWARF
 # loading included):
 #   BENCH name=dump impl=<fiberscope|delve> fibers=N pause_ms=.. total_ms=.. peak_rss_mb=..
 #   BENCH name=dump_core impl=fiberscope fibers=N pause_ms=.. total_ms=.. peak_rss_mb=..  (its core, mmapped)
 #   BENCH name=threads impl=<fiberscope|eu-stack|gdb> threads=N pause_ms=.. total_ms=.. peak_rss_mb=..
+#   BENCH name=python3 impl=<fiberscope|eu-stack|gdb> threads=N pause_ms=.. total_ms=.. peak_rss_mb=..
 # then a table. How each figure is measured:
 #   total_ms     wall time of the whole inspector command, from start to exit (date +%s%N around it)
 #   peak_rss_mb  the inspector's maximum resident set (/usr/bin/time %M); for gdb and Delve their own process
@@ -19,7 +22,8 @@
 # --allow-non-terminal-interactive; the target keeps running afterwards (checked).
 #
 #   bench/run_inspector.sh [build-dir] [--sizes "1000 10000 100000"] [--repeat 3] [--delve-repeat 1]
-#                          [--no-delve] [--no-threads]
+#                          [--no-delve] [--no-threads] [--no-python]
+#   bench/run_inspector.sh build --sizes "" --no-delve      # the threads-only comparisons alone
 # Needs: build-dir/bin/{fiberscope,scale_target,thread_target,pause_watch} (and scale_go for Delve); dlv,
 # eu-stack, gdb and /usr/bin/time (scripts/setup.sh installs them). 100k fibers need about 200k mappings: when
 # vm.max_map_count is lower and we are root it is raised for the run (and put back at the end), and the output
@@ -32,6 +36,7 @@ repeat=3
 delve_repeat=1
 run_delve=1
 run_threads=1
+run_python=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --sizes) sizes=$2; shift 2 ;;
@@ -39,7 +44,8 @@ while [ $# -gt 0 ]; do
     --delve-repeat) delve_repeat=$2; shift 2 ;;
     --no-delve) run_delve=0; shift ;;
     --no-threads) run_threads=0; shift ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    --no-python) run_python=0; shift ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     -*) echo "run_inspector.sh: unknown option $1" >&2; exit 2 ;;
     *) build_dir=$1; shift ;;
   esac
@@ -218,6 +224,28 @@ if [ "$run_threads" -eq 1 ]; then
       gdb -nx -batch -p "$threads_pid" -ex 'thread apply all bt'
   fi
   stop_target "$threads_pid"
+fi
+
+# The same three on python3: `fiberscope dump` of a process without the fiber runtime is the threads-only dump.
+if [ "$run_python" -eq 1 ] && command -v python3 > /dev/null; then
+  start_target "$work/python.log" python3 -c '
+import threading, sys
+stop = threading.Event()
+threads = [threading.Thread(target=stop.wait, daemon=True) for _ in range(100)]
+for t in threads: t.start()
+print("READY", flush=True)
+stop.wait()'
+  python_pid=$target_pid
+  bench_line "name=python3 impl=fiberscope threads=101" "$repeat" fiberscope "$python_pid" \
+    "$bin/fiberscope" dump "$python_pid"
+  if command -v eu-stack > /dev/null; then
+    bench_line "name=python3 impl=eu-stack threads=101" "$repeat" watch "$python_pid" eu-stack -p "$python_pid"
+  fi
+  if command -v gdb > /dev/null; then
+    bench_line "name=python3 impl=gdb threads=101" "$repeat" watch "$python_pid" \
+      gdb -nx -batch -p "$python_pid" -ex 'thread apply all bt'
+  fi
+  stop_target "$python_pid"
 fi
 
 echo

@@ -85,7 +85,9 @@ const report::Frame* user_frame(const report::Fiber& fiber) {
 }
 
 std::string short_location(const report::Frame& frame) {
-  std::string text(without_parameters(report::function_label(frame)));
+  // An unnamed frame's label "?? (module +0xoffset)" has no parameter list to drop.
+  const std::string label = report::function_label(frame);
+  std::string text(frame.function.empty() ? std::string_view(label) : without_parameters(label));
   if (!frame.file.empty() && frame.line > 0)
     text += " " + std::string(base_name(frame.file)) + ":" + std::to_string(frame.line);
   return text;

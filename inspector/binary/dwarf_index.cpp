@@ -14,6 +14,7 @@
 #include "binary/file_address_range.h"
 #include "binary/libdwarf.h"
 #include "binary/libdwarf_guards.h"
+#include "binary/line_program_files.h"
 
 namespace fiberscope::binary {
 namespace {
@@ -40,6 +41,7 @@ struct VariableInfo {
   std::uint64_t size_bytes = 0;
   bool is_parameter = false;
   bool is_scalar = false;
+  bool is_pointer = false;
   LocationAttribute location;
 };
 
@@ -140,7 +142,7 @@ struct DwarfIndex::Impl {
   std::unordered_map<std::uint64_t, std::string> scope_prefixes;
   std::optional<std::uint64_t> parent_of(std::uint64_t die) const;
   Result<Die> origin_of(Dwarf_Die die);
-  std::string type_name_of(Dwarf_Die die, std::uint64_t& size_bytes, bool& is_scalar);
+  std::string type_name_of(Dwarf_Die die, std::uint64_t& size_bytes, bool& is_scalar, bool& is_pointer);
   // Calls visit(child, tag) -> Result<void> for each child of `die` in order, each one counted against `budget`,
   // until a visit fails. `depth`, that of `die`, is checked against kMaxDieDepth.
   template <class Visit>
@@ -314,10 +316,12 @@ std::string DwarfIndex::Impl::scope_prefix(std::uint64_t die, unsigned depth) {
   return prefix;
 }
 
-std::string DwarfIndex::Impl::type_name_of(Dwarf_Die die, std::uint64_t& size_bytes, bool& is_scalar) {
+std::string DwarfIndex::Impl::type_name_of(Dwarf_Die die, std::uint64_t& size_bytes, bool& is_scalar,
+                                          bool& is_pointer) {
   // Simple names only (base types, pointers, typedef names): cheap, and enough for an argument list.
   size_bytes = 0;
   is_scalar = false;
+  is_pointer = false;
   std::string prefix, suffix;
   Die holder;
   auto type_offset = reference_attribute(debug(), die, DW_AT_type);
@@ -342,6 +346,10 @@ std::string DwarfIndex::Impl::type_name_of(Dwarf_Die die, std::uint64_t& size_by
     if (tag == DW_TAG_base_type || tag == DW_TAG_pointer_type || tag == DW_TAG_reference_type ||
         tag == DW_TAG_rvalue_reference_type || tag == DW_TAG_enumeration_type || tag == DW_TAG_ptr_to_member_type)
       is_scalar = is_scalar || suffix.empty();
+    // A typedef of a pointer ("typedef int (*parker)(int)") is still printed as an address, as gdb does.
+    if ((tag == DW_TAG_pointer_type || tag == DW_TAG_reference_type || tag == DW_TAG_rvalue_reference_type) &&
+        suffix.empty())
+      is_pointer = true;
     auto name = string_attribute(debug(), holder.get(), DW_AT_name);
     const std::string own_name = name && *name ? **name : "";
     switch (tag) {
@@ -387,7 +395,7 @@ Result<std::optional<VariableInfo>> DwarfIndex::Impl::make_variable(Dwarf_Die di
     origin_holder = std::move(*origin);
     typed = origin_holder.get();
   }
-  variable.type_name = type_name_of(typed, variable.size_bytes, variable.is_scalar);
+  variable.type_name = type_name_of(typed, variable.size_bytes, variable.is_scalar, variable.is_pointer);
   FS_TRY(location, location_attribute(die, DW_AT_location, unit));
   variable.location = std::move(*location);
   if (!variable.location.present) {
@@ -640,15 +648,26 @@ Result<void> DwarfIndex::Impl::load_lines(Dwarf_Die cu_die, CompileUnit& unit) {
                               &count));
   if (!*has_rows || count <= 0) return {};
   if (static_cast<std::uint64_t>(count) > kMaxLineRows) return fail(where("line table has too many rows"));
+  // DWARF 5: libdwarf misnumbers the rows before a sequence's first DW_LNS_set_file (line_program_files.h), so
+  // the file numbers come from the program itself and name entries of the unit's file table (0-based in DWARF 5).
+  std::vector<std::uint64_t> program_files;
+  if (version == 5) {
+    auto read = line_program_files(debug_line, **line_offset);
+    const auto named = [&](std::uint64_t file) { return file < unit.source_files.size(); };
+    if (read && read->size() == static_cast<std::size_t>(count) && std::all_of(read->begin(), read->end(), named))
+      program_files = std::move(*read);
+  }
   std::unordered_map<Dwarf_Unsigned, std::uint32_t> file_slots;
   unit.rows.reserve(static_cast<std::size_t>(count));
   for (Dwarf_Signed i = 0; i < count; ++i) {
     Dwarf_Unsigned file_number = 0;
     FS_TRY(row, line_row(lines[i], file_number));
+    const bool numbered_here = !program_files.empty();
+    if (numbered_here) file_number = program_files[static_cast<std::size_t>(i)];
     auto slot = file_slots.find(file_number);
     if (slot == file_slots.end()) {
       // One path per distinct file, not per row: libdwarf joins and allocates it on each call.
-      unit.line_files.push_back(line_file(debug(), lines[i]));
+      unit.line_files.push_back(numbered_here ? unit.source_files[file_number] : line_file(debug(), lines[i]));
       slot = file_slots.emplace(file_number, static_cast<std::uint32_t>(unit.line_files.size() - 1)).first;
     }
     row->file = slot->second;
@@ -811,7 +830,7 @@ static std::vector<DwarfVariable> variables_at(const std::vector<const Scope*>& 
       for (const VariableInfo& variable : scope->variables) {
         if (variable.is_parameter != (pass == 0)) continue;
         out.push_back(DwarfVariable{variable.name, variable.type_name, variable.size_bytes, variable.is_parameter,
-                                    variable.is_scalar, variable.location.at(pc)});
+                                    variable.is_scalar, variable.location.at(pc), variable.is_pointer});
       }
   return out;
 }

@@ -30,6 +30,7 @@ struct DwarfVariable {
   // The location expression valid at the pc asked for (the matching location-list entry, or the single
   // expression); empty when the variable has no location there (optimized out).
   std::vector<std::byte> location;
+  bool is_pointer = false;           // a pointer or reference, also behind typedefs and qualifiers
 };
 
 struct DwarfCallSiteParameter {

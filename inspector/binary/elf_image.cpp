@@ -154,7 +154,10 @@ Result<void> ElfImage::Impl::load_segments() {
     if (!gelf_getphdr(elf, static_cast<int>(i), &phdr))
       return fail(where("cannot read program header "), std::to_string(i), ": ", elf_error_text());
     if (phdr.p_type != PT_LOAD) continue;
-    if (phdr.p_filesz > phdr.p_memsz || !range_within(phdr.p_offset, phdr.p_filesz, file_size_bytes) ||
+    // A segment with no file bytes may point anywhere: objcopy --strip-debug leaves the offsets of a debug file's
+    // emptied segments past its end.
+    if (phdr.p_filesz > phdr.p_memsz ||
+        (phdr.p_filesz != 0 && !range_within(phdr.p_offset, phdr.p_filesz, file_size_bytes)) ||
         phdr.p_vaddr + phdr.p_memsz < phdr.p_vaddr)
       return fail(where("PT_LOAD segment "), std::to_string(i), " at offset ", hex(phdr.p_offset), " size ",
                   hex(phdr.p_filesz), " is outside the file or inconsistent");
@@ -356,6 +359,9 @@ std::optional<ElfSymbol> ElfImage::symbol_containing(std::uint64_t address) cons
     if (address - candidate.address < candidate.size_bytes)
       return ElfSymbol{std::string(candidate.name), candidate.address, candidate.size_bytes, true};
   }
+  // Past the end of every sized symbol: the code belongs to something the table does not name (a static function
+  // of a stripped file). Only a size-0 symbol (an assembly label) may still claim it, as gdb's minimal symbols do.
+  if (nearest->size_bytes != 0) return std::nullopt;
   return ElfSymbol{std::string(nearest->name), nearest->address, nearest->size_bytes, true};
 }
 

@@ -64,7 +64,8 @@ class ElfImage {
 
   // The symbol called `name` in .symtab, else .dynsym.
   std::optional<ElfSymbol> find_symbol(std::string_view name) const;
-  // The function symbol whose [address, address+size) contains `address`, else the nearest one below.
+  // The function symbol whose [address, address+size) contains `address`, else the nearest one below if its size
+  // is 0 (a label); none when `address` lies past the end of the nearest sized symbol.
   std::optional<ElfSymbol> symbol_containing(std::uint64_t address) const;
 
   std::optional<std::string> build_id() const;   // hex of NT_GNU_BUILD_ID

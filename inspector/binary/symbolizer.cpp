@@ -30,7 +30,8 @@ std::vector<std::byte> little_endian(std::uint64_t value, std::uint64_t size_byt
 
 }  // namespace
 
-std::string format_value(std::span<const std::byte> bytes, std::string_view type_name, bool is_scalar) {
+std::string format_value(std::span<const std::byte> bytes, std::string_view type_name, bool is_scalar,
+                         bool is_pointer) {
   if (!is_scalar || bytes.empty() || bytes.size() > 8) {
     std::string text = "{";
     static const char digits[] = "0123456789abcdef";
@@ -45,7 +46,7 @@ std::string format_value(std::span<const std::byte> bytes, std::string_view type
   }
   std::uint64_t raw = 0;
   std::memcpy(&raw, bytes.data(), bytes.size());
-  if (ends_with(type_name, "*") || ends_with(type_name, "&")) return hex(raw);
+  if (is_pointer || ends_with(type_name, "*") || ends_with(type_name, "&")) return hex(raw);
   if (type_name == "bool" || type_name == "_Bool") return raw ? "true" : "false";
   if (type_name == "float" && bytes.size() == 4) {
     float value;
@@ -226,7 +227,8 @@ const ElfImage* Symbolizer::Impl::find_debug_image(const Module& module, std::st
   for (const std::string& candidate : candidates) {
     if (candidate == module.path) continue;
     const ElfImage* image = open_image(candidate, nullptr);
-    if (!image || !image->has_dwarf()) continue;
+    // A debug file with only a .symtab still names what the stripped file cannot (static functions, __restore_rt).
+    if (!image || (!image->has_dwarf() && !image->section(".symtab"))) continue;
     // A debug file for another build would give confidently wrong answers: the build-ids must agree.
     if (build_id && image->build_id() && *image->build_id() != *build_id) continue;
     return image;
@@ -240,7 +242,9 @@ DwarfIndex* Symbolizer::Impl::index_for(const Module& module, std::string& why) 
   if (!state.looked_up) {
     state.looked_up = true;
     state.debug_image = find_debug_image(module, state.error);
-    if (state.debug_image) {
+    if (state.debug_image && !state.debug_image->has_dwarf())
+      state.error = "no DWARF in " + module.path + " nor in its debug file " + state.debug_image->path();
+    if (state.debug_image && state.debug_image->has_dwarf()) {
       auto index = DwarfIndex::open(*state.debug_image);
       if (index) {
         state.index = std::move(*index);
@@ -537,7 +541,8 @@ Result<std::vector<FrameVariables>> Symbolizer::variables(const VariableQuery& q
       } else {
         ValueBytes bytes = bytes_of(*location, std::min(size, kMaxValueBytes), context);
         value.status = bytes.status;
-        if (bytes.status.empty()) value.value = format_value(bytes.bytes, variable.type_name, variable.is_scalar);
+        if (bytes.status.empty())
+          value.value = format_value(bytes.bytes, variable.type_name, variable.is_scalar, variable.is_pointer);
       }
       out.variables.push_back(std::move(value));
     }

@@ -10,7 +10,8 @@
 // <debug dir>/.build-id/xx/yyyy.debug or by .gnu_debuglink. Where DWARF has no answer for a pc in a Go binary,
 // its .gopclntab (GoPclntab) gives the function, file:line and inlined frames, as Go's own traceback does (built
 // with -ldflags=-w, stripped, or a cgo binary whose DWARF covers only the C code). Otherwise names come from the
-// ELF symbol tables. The Symbolization says which.
+// ELF symbol tables (the file's, and the .symtab of its separate debug file, which may carry no DWARF). The
+// Symbolization says which.
 //
 // Pcs: pass a frame's exact pc for the innermost frame (or one interrupted by a signal), and return_address - 1
 // for every caller frame, so the call (not the instruction after it) is looked up.
@@ -110,7 +111,8 @@ class Symbolizer {
   const std::vector<Module>& modules() const;
   // The module whose mapped range contains `address`, or null.
   const Module* module_at(std::uint64_t address) const;
-  // The separate or embedded DWARF-carrying image of `module`, loading it on first use; null if none.
+  // The image carrying `module`'s DWARF (itself, or its separate debug file, which may hold only a .symtab), loaded
+  // on first use; null if none.
   const ElfImage* debug_image(const Module& module);
 
   // The runtime address of symbol `name` (.symtab, else .dynsym), searching modules in map order.
@@ -149,7 +151,8 @@ class Symbolizer {
 };
 
 // Formats `size_bytes` little-endian bytes of a value of type `type_name` for printing ("42", "0x7ffd1000",
-// "true", "3.5"); `is_scalar` false prints the bytes in hex.
-std::string format_value(std::span<const std::byte> bytes, std::string_view type_name, bool is_scalar);
+// "true", "3.5"); `is_scalar` false prints the bytes in hex; `is_pointer` prints an address whatever the name.
+std::string format_value(std::span<const std::byte> bytes, std::string_view type_name, bool is_scalar,
+                         bool is_pointer = false);
 
 }  // namespace fiberscope::binary

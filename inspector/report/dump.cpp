@@ -53,7 +53,8 @@ std::string_view source_kind_name(Source::Kind kind) {
 
 std::string function_label(const Frame& frame) {
   if (!frame.function.empty()) return frame.function;
-  if (!frame.module.empty()) return frame.module + "!" + hex(frame.pc);
+  // As gdb: "??" when no symbol covers the pc, with where it is in its file so it can be looked up later.
+  if (!frame.module.empty()) return "?? (" + frame.module + " +" + hex(frame.function_offset) + ")";
   return "?? " + hex(frame.pc);
 }
 

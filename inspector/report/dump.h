@@ -36,7 +36,7 @@ std::string_view argument_status_name(Argument::Status status);
 struct Frame {
   std::uint64_t pc = 0;
   std::string function;             // demangled; empty if no symbol covers pc
-  std::uint64_t function_offset = 0;  // pc - function start, meaningful when function is known
+  std::uint64_t function_offset = 0;  // pc - function start; without a function, pc - the module's load bias
   std::string module;               // file name of the module holding pc, empty if none
   std::string file;                 // source file, empty without line info
   unsigned line = 0;                // 0 without line info
@@ -183,7 +183,7 @@ using FiberStackSource = std::function<Stack(const Fiber&)>;
 
 namespace fiberscope::report {
 
-// What a reader calls the frame's function: its name, else "module+0xoffset" style fallbacks, else "??".
+// What a reader calls the frame's function: its name, else "?? (module +0xoffset)", else "?? 0xpc".
 std::string function_label(const Frame& frame);
 // The state a user cares about: the wait reason when there is one ("chan receive"), else the state.
 std::string state_label(const Fiber& fiber);

@@ -266,7 +266,8 @@ void write_text(const Dump& dump, std::ostream& sink, const TextOptions& options
   }
   for (const Thread& thread : dump.threads) {
     flush(out, sink);  // the previous entry
-    out += "thread " + std::to_string(thread.tid) + " \"" + printable(thread.name) + "\"";
+    out += "thread " + std::to_string(thread.tid);
+    if (!thread.name.empty()) out += " \"" + printable(thread.name) + "\"";  // a core names no thread
     if (thread.fiber_id) {
       out += ": running " + dump.fiber_noun + " " + std::to_string(*thread.fiber_id) + "\n\n";
       continue;

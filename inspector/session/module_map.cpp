@@ -50,7 +50,8 @@ ModuleMap::ModuleMap(const std::vector<target::Mapping>& mappings, const std::st
       if (module.path == exe_path) warnings_.push_back("cannot open " + module.path + ": " + module.error);
       continue;
     }
-    if (module.path == exe_path && !symbols_.debug_image(module))
+    if (module.path != exe_path) continue;
+    if (const binary::ElfImage* debug = symbols_.debug_image(module); !debug || !debug->has_dwarf())
       warnings_.push_back("no DWARF in " + module.path + ": functions from symbols, no lines or arguments");
   }
 }

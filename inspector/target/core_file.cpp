@@ -144,6 +144,16 @@ Result<ElfIdentity> read_elf_identity(const ImageReader& read) {
 }
 
 // pread-based reader of a file on disk, for checks that must not map the file yet.
+// True if `path` starts with the ELF magic; false for data files and for files that cannot be read.
+bool has_elf_magic(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  unsigned char magic[SELFMAG] = {};
+  const bool is_elf = ::pread(fd, magic, SELFMAG, 0) == SELFMAG && std::memcmp(magic, ELFMAG, SELFMAG) == 0;
+  ::close(fd);
+  return is_elf;
+}
+
 Result<ElfIdentity> read_disk_identity(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return fail(errno_text(errno));
@@ -678,6 +688,9 @@ std::optional<Refused> check_backing_file(const BackingFile& file, const std::op
                    file.disk_path + ": not found; memory of it the core omits (its code) is unreadable" +
                        (options.sysroot.empty() ? std::string(" (try --sysroot)") : std::string())};
   auto disk = read_disk_identity(file.disk_path);
+  // A mapped data file (locale archive, cache, font) is not code: the core omitting its pages costs no stack, so it
+  // is refused quietly rather than warned about (the warning would make a complete core "partial").
+  if (!disk && !has_elf_magic(file.disk_path)) return Refused{{FileRefusalKind::unreadable, "is not an ELF file"}, {}};
   if (!disk) {
     std::string reason = "is not a readable ELF file (" + disk.error().message + ")";
     return Refused{{FileRefusalKind::unreadable, reason},
@@ -727,7 +740,7 @@ void check_backing_files(CoreMemory& memory, const RecordedExe& exe, const CoreO
     }
     if (auto refused = check_backing_file(files[index], recorded, exe, options)) {
       files[index].refusal = std::move(refused->refusal);
-      warnings.push_back(std::move(refused->warning));
+      if (!refused->warning.empty()) warnings.push_back(std::move(refused->warning));
     }
   }
 }
@@ -742,16 +755,10 @@ void add_threads(CoreNotes& notes, Snapshot& snapshot) {
     for (auto it = notes.threads.begin() + 1; it != notes.threads.end(); ++it)
       if (!it->has_siginfo) it->state.signal = 0;
   }
-  std::string process_name;
-  if (notes.process) {
-    snapshot.pid = notes.process->pr_pid;
-    const char* name = notes.process->pr_fname;
-    process_name.assign(name, strnlen(name, sizeof notes.process->pr_fname));
-  }
-  for (CoreThread& thread : notes.threads) {
-    thread.state.name = process_name;  // cores record no per-thread name
-    snapshot.threads.push_back(std::move(thread.state));
-  }
+  if (notes.process) snapshot.pid = notes.process->pr_pid;
+  // Cores record no per-thread name (pr_fname is the process's): threads stay unnamed rather than all named after
+  // the process, which would be wrong for every thread that set its own name.
+  for (CoreThread& thread : notes.threads) snapshot.threads.push_back(std::move(thread.state));
   if (snapshot.pid == 0 && !snapshot.threads.empty()) snapshot.pid = snapshot.threads.front().tid;
   if (snapshot.threads.empty()) snapshot.warnings.push_back("the core holds no thread (no readable NT_PRSTATUS note)");
 }

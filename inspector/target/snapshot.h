@@ -35,7 +35,7 @@ struct Mapping {
 
 struct ThreadState {
   int tid = 0;
-  std::string name;               // /proc/PID/task/TID/comm, or the core's prpsinfo/NT_PRSTATUS origin
+  std::string name;               // /proc/PID/task/TID/comm; empty from a core (it records no thread's name)
   std::optional<Registers> registers;  // empty if they could not be read (the error says why)
   std::string error;
   int signal = 0;                 // core files: the signal that stopped this thread (crashing thread first)

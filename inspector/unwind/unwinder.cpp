@@ -409,6 +409,9 @@ UnwindResult Unwinder::unwind(const target::Registers& start, const target::Memo
     Frame& callee = result.frames.back();
     callee.cfa = outcome->cfa;
     callee.is_signal_trampoline = outcome->frame_is_signal_trampoline;
+    // The kernel makes the trampoline's own address a handler's return address: no call precedes it, so it is
+    // looked up (symbolized: __restore_rt) at its exact pc, as gdb does for its "<signal handler called>" frame.
+    if (callee.is_signal_trampoline) callee.pc_is_return_address = false;
     if (!outcome->caller) return finish(StopReason::end_of_stack, "");
 
     Frame& caller = *outcome->caller;

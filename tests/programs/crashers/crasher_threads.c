@@ -9,12 +9,15 @@
 //   segv   a fourth thread prints "FAULT <address> TID <tid>" and writes to that unmapped address (SIGSEGV)
 //   abort  a fourth thread prints "ABORT TID <tid>" and calls abort() (SIGABRT)
 //   ready  prints "READY" and blocks until killed (for gdb's gcore and fiberscope's write_core)
+// Like most programs, it also maps a data file (crasher_data.txt in its working directory, as a locale archive
+// would be), whose pages a kernel core omits, and its workers name themselves "worker" (a core records no name).
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -41,6 +44,7 @@ __attribute__((noinline)) static void worker_wait_level1(void) {
 
 static void* worker_main(void* unused) {
   (void)unused;
+  pthread_setname_np(pthread_self(), "worker");
   printf("THREAD %d\n", current_tid());
   fflush(stdout);
   pthread_barrier_wait(&workers_started);
@@ -70,6 +74,12 @@ int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "";
   if (strcmp(mode, "segv") != 0 && strcmp(mode, "abort") != 0 && strcmp(mode, "ready") != 0) {
     fprintf(stderr, "usage: %s segv|abort|ready\n", argv[0]);
+    return 2;
+  }
+  FILE* data = fopen("crasher_data.txt", "w+");
+  if (!data || fputs("not code: a data file mapped like a locale archive\n", data) < 0 || fflush(data) != 0 ||
+      mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fileno(data), 0) == MAP_FAILED) {
+    perror("crasher_data.txt");
     return 2;
   }
   for (int i = 0; i < kPatternBytes; ++i) pattern_buffer[i] = (unsigned char)((i * 7 + 3) & 0xff);

@@ -7,6 +7,7 @@
 #include "binary/dwarf_expression.h"
 #include "binary/dwarf_index.h"
 #include "binary/elf_image.h"
+#include "binary/line_program_files.h"
 #include "binary_test_support.h"
 
 using namespace fiberscope::binary;
@@ -298,4 +299,47 @@ TEST_CASE("compressed debug sections (as in Debian's -dbg packages) are inflated
         CHECK((*actual)[i].variables[v].location == (*expected)[i].variables[v].location);
     }
   }
+}
+
+TEST_CASE("a DWARF 5 line program starting in file 1 (a header) names that file, as eu-addr2line does") {
+  // libdwarf 20210528 numbers the rows before the first DW_LNS_set_file as file 0 (header_first.c).
+  const Loaded loaded = load("lines_header_first_dwarf5");
+  const ElfSymbol work = symbol(*loaded.image, "header_first_work");
+  REQUIRE(work.size_bytes > 0);
+  const unsigned body_line = line_of("tests/programs/lines/header_first.h", "header_first_work body");
+  REQUIRE(body_line > 0);
+  std::vector<std::uint64_t> pcs;
+  for (std::uint64_t pc = work.address; pc < work.address + work.size_bytes; ++pc) pcs.push_back(pc);
+  const auto expected = addr2line(program("lines_header_first_dwarf5"), pcs);
+  bool saw_body = false;
+  for (std::uint64_t pc : pcs) {
+    auto frames = loaded.index->frames_at(pc);
+    REQUIRE(frames);
+    REQUIRE_FALSE(frames->empty());
+    INFO("pc " << fiberscope::hex(pc) << " file " << frames->back().file << ":" << frames->back().line);
+    CHECK(frames->back().file.ends_with("header_first.h"));
+    const auto tool = expected.find(pc);
+    if (tool != expected.end() && !tool->second.empty()) {
+      CHECK(tool->second.back().file.ends_with("header_first.h"));
+      CHECK(tool->second.back().line == frames->back().line);
+    }
+    saw_body |= frames->back().line == body_line;
+  }
+  CHECK(saw_body);
+}
+
+TEST_CASE("the DWARF 5 line program's file registers start at 1, and every truncation of it is an error") {
+  const Loaded loaded = load("lines_header_first_dwarf5");
+  auto section = loaded.image->section(".debug_line");
+  REQUIRE(section);
+  auto files = line_program_files(section->bytes, 0);
+  INFO((files ? "" : files.error().message));
+  REQUIRE(files);
+  REQUIRE_FALSE(files->empty());
+  CHECK(files->front() == 1);  // header_first_work's rows, before any DW_LNS_set_file
+  // Cutting the section anywhere inside the first unit leaves a unit that claims more bytes than remain.
+  const std::uint64_t unit_size = 4 + *reinterpret_cast<const std::uint32_t*>(section->bytes.data());
+  for (std::uint64_t cut = 0; cut < std::min<std::uint64_t>(unit_size, section->bytes.size()); ++cut)
+    CHECK_FALSE(line_program_files(section->bytes.first(cut), 0));
+  CHECK_FALSE(line_program_files(section->bytes, section->bytes.size() + 5));
 }

@@ -240,3 +240,24 @@ TEST_CASE("a missing file is an error naming the path") {
   CHECK_THAT(image.error().message,
              Catch::Contains("/nonexistent/fiberscope/binary") && Catch::Contains("cannot open"));
 }
+
+TEST_CASE("a pc past the end of the nearest sized symbol is named by no symbol, as gdb does") {
+  // libsized_symbols: sized_small_export (a few bytes, exported) lies right before sized_hidden_static (static).
+  auto full = open_ok(program("libsized_symbols.so"));
+  auto stripped = open_ok(program("libsized_symbols_stripped.so"));
+  auto small = full->find_symbol("sized_small_export");
+  auto hidden = full->find_symbol("sized_hidden_static");
+  REQUIRE(small);
+  REQUIRE(hidden);
+  REQUIRE(small->address + small->size_bytes <= hidden->address);
+  const std::uint64_t inside_hidden = hidden->address + hidden->size_bytes / 2;
+  auto named = full->symbol_containing(inside_hidden);
+  REQUIRE(named);
+  CHECK(named->name == "sized_hidden_static");
+  // Stripped, only .dynsym is left: sized_small_export is the nearest symbol below, but it ends before the pc.
+  CHECK_FALSE(stripped->find_symbol("sized_hidden_static"));
+  CHECK_FALSE(stripped->symbol_containing(inside_hidden));
+  auto own = stripped->symbol_containing(small->address + small->size_bytes - 1);
+  REQUIRE(own);
+  CHECK(own->name == "sized_small_export");
+}

@@ -176,6 +176,19 @@ TEST_CASE("a stripped binary still resolves the exported root through .dynsym an
   CHECK_THAT(at.note, Catch::Contains("no DWARF"));
 }
 
+TEST_CASE("a pc in a static function of a stripped library is unnamed, not the exported symbol before it") {
+  const std::string stripped = program("libsized_symbols_stripped.so");
+  Symbolizer symbols(mappings_for(stripped, kBias), SymbolizerOptions{{"/nonexistent-debug-root"}});
+  const std::uint64_t hidden = file_address(program("libsized_symbols.so"), "sized_hidden_static");
+  const Symbolization& at = symbols.symbolize(hidden + 8 + kBias);
+  REQUIRE(at.frames.size() == 1);
+  CHECK(at.frames[0].function.empty());
+  CHECK(at.frames[0].source == SymbolizedFrame::Source::none);
+  CHECK(at.frames[0].offset == hidden + 8);  // the offset in the file, for "?? (module +0x...)"
+  const Symbolization& exported = symbols.symbolize(file_address(stripped, "sized_call_hidden") + 2 + kBias);
+  CHECK(exported.frames[0].function == "sized_call_hidden");
+}
+
 TEST_CASE("a separate debug file is found by build-id and supplies DWARF to a stripped binary") {
   ScratchDirectory scratch;
   const std::string original = program("dwarf_sample_O2");
@@ -366,7 +379,40 @@ TEST_CASE("format_value prints scalars by type and aggregates as bytes") {
   CHECK(format_value(bytes(static_cast<std::uint64_t>(-5), 4), "int", true) == "-5");
   CHECK(format_value(bytes(0xffffffff, 4), "unsigned int", true) == "4294967295");
   CHECK(format_value(bytes(0x1000, 8), "const char*", true) == "0x1000");
+  CHECK(format_value(bytes(0x55a84120e229, 8), "parker", true, /*is_pointer=*/true) == "0x55a84120e229");
   CHECK(format_value(bytes(1, 1), "bool", true) == "true");
   CHECK(format_value(bytes('A', 1), "char", true) == "65 'A'");
   CHECK(format_value(bytes(0x0000000400000003, 8), "Point", false) == "{03 00 00 00 04 00 00 00}");
+}
+
+TEST_CASE("the .symtab of a separate debug file without DWARF names what the stripped library cannot") {
+  // As libc6-dbg's file names __restore_rt for libc.so.6: found by build-id, used for its symbol table alone.
+  ScratchDirectory scratch;
+  const std::string original = program("libsized_symbols.so");
+  const std::string stripped = program("libsized_symbols_stripped.so");
+  auto image = ElfImage::open(original);
+  REQUIRE(image);
+  REQUIRE((*image)->build_id());
+  const std::string id = *(*image)->build_id();
+  const std::string debug_dir = scratch.file("debug");
+  std::filesystem::create_directories(debug_dir + "/.build-id/" + id.substr(0, 2));
+  const std::string debug_file = debug_dir + "/.build-id/" + id.substr(0, 2) + "/" + id.substr(2) + ".debug";
+  // --only-keep-debug keeps .symtab and the DWARF; --strip-debug then drops the DWARF but keeps .symtab.
+  REQUIRE(std::system(("objcopy --only-keep-debug " + original + " " + debug_file + ".full && objcopy --strip-debug " +
+                       debug_file + ".full " + debug_file)
+                          .c_str()) == 0);
+  auto debug = ElfImage::open(debug_file);
+  INFO((debug ? "" : debug.error().message));
+  REQUIRE(debug);
+  REQUIRE_FALSE((*debug)->has_dwarf());
+  REQUIRE((*debug)->section(".symtab"));
+
+  Symbolizer symbols(mappings_for(stripped, kBias), SymbolizerOptions{{debug_dir}});
+  const std::uint64_t hidden = file_address(original, "sized_hidden_static");
+  const Symbolization& at = symbols.symbolize(hidden + 8 + kBias);
+  REQUIRE(at.frames.size() == 1);
+  CHECK(at.frames[0].function == "sized_hidden_static");
+  CHECK(at.frames[0].offset == 8);
+  CHECK(at.frames[0].source == SymbolizedFrame::Source::symbol_table);
+  CHECK_THAT(at.note, Catch::Contains("no DWARF"));
 }

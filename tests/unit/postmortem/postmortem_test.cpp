@@ -91,7 +91,7 @@ bool gdb_available() { return shell("gdb --version").exit_code == 0; }
 // The JSON of a dump or check minus what differs between a live snapshot and a core of it by design: the source
 // (live, or core with its path) and the pause (none for a core),
 // time in state (a core is measured against the runtime's clock_ns, a
-// live process against CLOCK_MONOTONIC at capture), thread names (a core records only the process's name) and
+// live process against CLOCK_MONOTONIC at capture), thread names (a core records none) and
 // warnings (a core's mention the files it relies on).
 std::string without_volatile_fields(std::string json_text) {
   json_text = std::regex_replace(json_text, std::regex(R"re(("tid":\s*[0-9]+,\s*"name":\s*)"[^"]*")re"), "$1_");
@@ -435,6 +435,26 @@ TEST_CASE("a core of a process without the fiber runtime still dumps every threa
   CHECK(run.exit_code == kExitClean);
   CHECK(has(run.out, "0 fibers, 4 threads, core file, no fiber table"));
   CHECK(has(run.out, "worker_wait_level2"));
+}
+
+TEST_CASE("a kernel core names no thread rather than every thread after the process, and a mapped data file "
+          "does not make it partial") {
+  TempDir dir;
+  test::KernelCore core = test::make_kernel_core("segv", dir.path());
+  if (!core.unavailable.empty()) {
+    WARN("skipped: " << core.unavailable);
+    return;
+  }
+  Run run = dump_core(core.path, ungrouped_text());
+  INFO(run.out << run.err);
+  // crasher_threads maps crasher_data.txt (not ELF, omitted from the core): no warning, so a clean exit.
+  CHECK(run.exit_code == kExitClean);
+  CHECK_FALSE(has(run.out, "crasher_data.txt"));
+  // Its workers are named "worker", the process "crasher_threads": a core records neither for a thread.
+  CHECK_FALSE(has(run.out, "\"crasher_threads\""));
+  CHECK_FALSE(has(run.out, "\"worker\""));
+  CHECK(std::regex_search(run.out, std::regex("(^|\n)thread [0-9]+:\n")));
+  CHECK(has(run.out, "crash_by_segv"));
 }
 
 TEST_CASE("a sysroot prefixes every file the core names, and files missing there are warned about") {

@@ -77,6 +77,7 @@ Dump sample_dump() {
   worker.stack.frames.mutable_at(0).inlined = true;
   worker.stack.frames.push_back(frame(0x7f00000abc, "", "", 0, StackKind::fiber));
   worker.stack.frames.mutable_back().module = "libfoo.so";
+  worker.stack.frames.mutable_back().function_offset = 0xabc;
   worker.stack.truncated = true;
   dump.fibers.push_back(worker);
 
