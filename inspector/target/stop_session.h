@@ -39,6 +39,8 @@ struct Tracee {
   std::string error;            // why its registers are unknown
 };
 
+class ExecReaper;
+
 class StopSession {
  public:
   using Clock = std::chrono::steady_clock;
@@ -51,8 +53,9 @@ class StopSession {
   // Claims the signal handler's table (fails if another capture runs in this process) and installs the handlers.
   Result<void> begin();
   // Seizes every thread, starting with `first_tids` and rescanning until no new one appears; every thread ends
-  // stopped, gone or timed out (with a warning). Fails if the process exited, on a permission problem, or when
-  // interrupted.
+  // stopped, gone or timed out (with a warning). Fails if the process exited or exec'd (then, with
+  // ErrorCode::target_exited, "exec'd during the capture; try again"), on a permission problem, or when interrupted.
+  // Never blocks on an exec by one of the target's threads.
   Result<void> attach_all(const std::vector<int>& first_tids, std::vector<std::string>& warnings);
   // The threads of the process, sorted by tid: registers for the stopped ones, an error for the others. Threads
   // that exited during the attach are left out (a zombie main thread is listed).
@@ -65,7 +68,12 @@ class StopSession {
   Clock::time_point first_interrupt() const { return first_interrupt_; }
 
  private:
+  Result<void> attach_rounds(const std::vector<int>& first_tids, std::vector<std::string>& warnings);
   Result<void> seize(int tid);
+  bool process_execd();
+  void note_not_ours(Tracee& tracee);
+  void adopt_exec_successors();
+  std::unexpected<Error> execd() const;
   bool note_wait_status(Tracee& tracee, int status);
   void wait_for_stops(std::vector<std::string>& warnings);
   void settle();
@@ -75,6 +83,8 @@ class StopSession {
   int pid_;
   bool claimed_ = false;
   bool interrupted_any_ = false;
+  bool exec_seen_ = false;             // evidence that the process exec'd; process_execd() confirms it
+  ExecReaper* reaper_ = nullptr;       // during attach_all
   std::size_t table_size_ = 0;  // entries of the handler's table in use
   Clock::time_point first_interrupt_{};
   std::vector<Tracee> tracees_;
