@@ -13,6 +13,7 @@
 
 #include "base/hex.h"
 #include "target/elf_note.h"
+#include "target/regular_file.h"
 
 namespace fiberscope::binary {
 namespace {
@@ -287,22 +288,14 @@ Result<std::unique_ptr<ElfImage>> ElfImage::open(const std::string& path) {
   std::unique_ptr<ElfImage> image(new ElfImage());
   Impl& impl = *image->impl_;
   impl.path = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(path, ": cannot open: ", std::strerror(errno));
-  struct stat status;
-  if (fstat(fd, &status) != 0 || !S_ISREG(status.st_mode)) {
-    ::close(fd);
-    return fail(path, ": not a regular file");
-  }
-  if (status.st_size < static_cast<off_t>(sizeof(Elf64_Ehdr))) {
-    ::close(fd);
-    return fail(path, ": file is ", std::to_string(status.st_size), " bytes, too short for an ELF header");
-  }
-  impl.file_size_bytes = static_cast<std::uint64_t>(status.st_size);
+  FS_TRY(opened, target::open_regular_file(path));
+  if (opened->size_bytes() < sizeof(Elf64_Ehdr))
+    return fail(path, ": file is ", std::to_string(opened->size_bytes()), " bytes, too short for an ELF header");
+  const int fd = opened->fd();
+  impl.file_size_bytes = opened->size_bytes();
   // MAP_PRIVATE with write permission: libelf may convert data in place for a foreign byte order; copy-on-write
   // keeps the file untouched, and for our native little-endian files it never happens.
   void* mapped = mmap(nullptr, impl.file_size_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-  ::close(fd);
   if (mapped == MAP_FAILED) return fail(path, ": cannot map: ", std::strerror(errno));
   impl.file = static_cast<const std::byte*>(mapped);
   impl.elf = elf_memory(static_cast<char*>(mapped), impl.file_size_bytes);

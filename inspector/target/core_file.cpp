@@ -26,6 +26,7 @@
 #include "base/byte_reader.h"
 #include "base/hex.h"
 #include "target/elf_note.h"
+#include "target/regular_file.h"
 #include "target/registers.h"
 
 namespace fiberscope::target {
@@ -51,33 +52,17 @@ std::string errno_text(int error) { return std::strerror(error); }
 class MappedFile {
  public:
   static Result<MappedFile> open(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(path, ": ", errno_text(errno));
-    struct stat info {};
-    if (::fstat(fd, &info) != 0) {
-      int error = errno;
-      ::close(fd);
-      return fail(path, ": ", errno_text(error));
-    }
-    if (!S_ISREG(info.st_mode)) {
-      ::close(fd);
-      return fail(path, ": not a regular file");
-    }
+    FS_TRY(opened, open_regular_file(path));
     MappedFile file;
-    file.device_ = info.st_dev;
-    file.inode_ = info.st_ino;
-    file.size_ = static_cast<std::uint64_t>(info.st_size);
+    file.device_ = opened->device();
+    file.inode_ = opened->inode();
+    file.size_ = opened->size_bytes();
     if (file.size_ > 0) {
-      void* address = ::mmap(nullptr, file.size_, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (address == MAP_FAILED) {
-        int error = errno;
-        ::close(fd);
-        return fail(path, ": mmap of ", hex(file.size_), " bytes failed: ", errno_text(error));
-      }
+      void* address = ::mmap(nullptr, file.size_, PROT_READ, MAP_PRIVATE, opened->fd(), 0);
+      if (address == MAP_FAILED) return fail(path, ": mmap of ", hex(file.size_), " bytes failed: ", errno_text(errno));
       file.data_ = static_cast<const std::byte*>(address);
     }
-    ::close(fd);  // the mapping keeps the file open
-    return file;
+    return file;  // the mapping keeps the file open
   }
 
   MappedFile() = default;
@@ -145,8 +130,8 @@ Result<ElfIdentity> read_elf_identity(const ImageReader& read) {
 
 // pread-based reader of a file on disk, for checks that must not map the file yet.
 Result<ElfIdentity> read_disk_identity(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(errno_text(errno));
+  FS_TRY(opened, open_regular_file(path));
+  int fd = opened->fd();
   auto identity = read_elf_identity([fd](std::uint64_t offset, std::span<std::byte> out) -> Result<void> {
     if (offset > static_cast<std::uint64_t>(INT64_MAX)) return fail("offset ", hex(offset), " out of range");
     ssize_t got = ::pread(fd, out.data(), out.size(), static_cast<off_t>(offset));
@@ -154,7 +139,6 @@ Result<ElfIdentity> read_disk_identity(const std::string& path) {
       return fail("cannot read ", hex(out.size()), " bytes at file offset ", hex(offset));
     return {};
   });
-  ::close(fd);
   return identity;
 }
 
