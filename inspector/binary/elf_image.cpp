@@ -293,10 +293,21 @@ Result<std::unique_ptr<ElfImage>> ElfImage::open(const std::string& path) {
     return fail(path, ": file is ", std::to_string(opened->size_bytes()), " bytes, too short for an ELF header");
   const int fd = opened->fd();
   impl.file_size_bytes = opened->size_bytes();
-  // MAP_PRIVATE with write permission: libelf may convert data in place for a foreign byte order; copy-on-write
-  // keeps the file untouched, and for our native little-endian files it never happens.
-  void* mapped = mmap(nullptr, impl.file_size_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-  if (mapped == MAP_FAILED) return fail(path, ": cannot map: ", std::strerror(errno));
+  // Read, not mapped: a mapped library that shrinks (replaced by a package upgrade while a live dump runs) raises
+  // SIGBUS wherever libelf or the symbolizer happens to touch it. Anonymous memory filled by pread gives an error
+  // here instead, once. Writable because libelf may convert data in place for a foreign byte order.
+  void* mapped = mmap(nullptr, impl.file_size_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapped == MAP_FAILED) return fail(path, ": cannot allocate ", std::to_string(impl.file_size_bytes), " bytes");
+  for (std::uint64_t done = 0; done < impl.file_size_bytes;) {
+    ssize_t got = ::pread(fd, static_cast<char*>(mapped) + done, impl.file_size_bytes - done, static_cast<off_t>(done));
+    if (got <= 0) {
+      int error = got < 0 ? errno : 0;
+      munmap(mapped, impl.file_size_bytes);
+      return fail(path, ": ", got < 0 ? std::string("read failed: ") + std::strerror(error)
+                                      : "shrank while being read (at offset " + std::to_string(done) + ")");
+    }
+    done += static_cast<std::uint64_t>(got);
+  }
   impl.file = static_cast<const std::byte*>(mapped);
   impl.elf = elf_memory(static_cast<char*>(mapped), impl.file_size_bytes);
   if (!impl.elf) return fail(path, ": libelf: ", elf_error_text());

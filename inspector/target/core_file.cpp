@@ -26,6 +26,7 @@
 #include "base/byte_reader.h"
 #include "base/hex.h"
 #include "target/elf_note.h"
+#include "target/mapped_copy.h"
 #include "target/regular_file.h"
 #include "target/registers.h"
 
@@ -226,7 +227,9 @@ class CoreMemory final : public Memory {
       return fail("memory at ", (segment.range.start + in_segment).to_string(), " lies past the end of truncated core ",
                   core_path_, " (needs file offset ", hex(segment.core_offset + in_segment + out.size()),
                   ", file has ", hex(core_.bytes().size()), " bytes)");
-    std::memcpy(out.data(), core_.bytes().data() + segment.core_offset + in_segment, out.size());
+    if (!copy_from_mapping(out.data(), core_.bytes().data() + segment.core_offset + in_segment, out.size()))
+      return fail("memory at ", (segment.range.start + in_segment).to_string(), ": core ", core_path_,
+                  " shrank while being read (file offset ", hex(segment.core_offset + in_segment), ")");
     // Each page fault maps the page's neighbours too (the kernel's fault-around, which MADV_RANDOM does not stop),
     // and mapped pages count in our resident set: reading a stack of each of 100k fibers made it 1.7 GB. Every
     // kReadsPerRelease reads the mapping's pages are let go, which bounds the growth at about 64 KiB per read.
@@ -253,7 +256,8 @@ class CoreMemory final : public Memory {
     std::uint64_t file_offset = segment.backing_offset + (at - segment.range.start);
     auto bytes = ByteReader(file.mapped->bytes(), file.disk_path).bytes_at(file_offset, out.size());
     if (!bytes) return unreadable("is shorter than the mapping (offset " + hex(file_offset) + ")");
-    std::memcpy(out.data(), bytes->data(), out.size());
+    if (!copy_from_mapping(out.data(), bytes->data(), out.size()))
+      return unreadable("shrank while being read (offset " + hex(file_offset) + ")");
     return {};
   }
 
