@@ -89,6 +89,9 @@ std::atomic<int> g_reinject_signal[kMaxTracedThreads];
 struct sigaction g_previous_actions[std::size(kCaughtSignals)];
 std::atomic<bool> g_installed[std::size(kCaughtSignals)];
 std::atomic<int> g_interrupted_by{0};
+// A file to delete if a signal ends the capture (gcore's OUT.tmp.XXXXXX: up to the whole process's memory).
+char g_file_to_remove[4096];
+std::atomic<bool> g_remove_file{false};
 // Tracees whose exit the reaper collected: waitpid's ECHILD on them is not the trace of an exec.
 std::atomic<bool> g_reaped_by_reaper[kMaxTracedThreads];
 
@@ -102,6 +105,7 @@ void on_signal_during_capture(int signal_number) {
   for (std::size_t i = 0; i < count; ++i)
     detach_ignoring_errors(g_traced_tids[i], g_reinject_signal[i].load(std::memory_order_relaxed));
   g_interrupted_by.store(signal_number);
+  if (g_remove_file.exchange(false)) ::unlink(g_file_to_remove);
   for (std::size_t i = 0; i < std::size(kCaughtSignals); ++i)
     if (kCaughtSignals[i] == signal_number && g_installed[i]) {
       ::sigaction(signal_number, &g_previous_actions[i], nullptr);
@@ -159,6 +163,16 @@ class ExecReaper {
   std::atomic<std::int64_t> seize_started_ns_{0};
   std::jthread thread_;  // last: starts after, and is joined before, the member it reads
 };
+
+bool remove_if_interrupted(const std::string& path) {
+  if (path.size() >= sizeof g_file_to_remove) return false;
+  g_remove_file.store(false);  // the handler must not read the buffer while it changes
+  std::memcpy(g_file_to_remove, path.c_str(), path.size() + 1);
+  g_remove_file.store(true);
+  return true;
+}
+
+void keep_if_interrupted() { g_remove_file.store(false); }
 
 Error attach_permission_error(int pid) {
   std::vector<std::string> reasons;

@@ -27,6 +27,12 @@ namespace fiberscope::target {
 // CAP_SYS_PTRACE), as one ErrorCode::permission_denied error that says what to change.
 Error attach_permission_error(int pid);
 
+// Names a file that the signal handler of a capture deletes before the signal takes its course (a partly written
+// core, mode 0600, holding the target's memory); one at a time. False if the path is too long to be kept.
+bool remove_if_interrupted(const std::string& path);
+// Forgets that file (written in full and renamed, or deleted by its owner).
+void keep_if_interrupted();
+
 // One thread the session tried to seize.
 struct Tracee {
   pid_t tid = 0;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 #include "target/live_capture.h"
@@ -467,6 +468,33 @@ TEST_CASE("SIGINT, SIGTERM or SIGHUP to an inspector mid-capture leaves the targ
   CHECK(WTERMSIG(status) == signal_number);
   CHECK(state_of(target.pid()) != 't');
   CHECK(keeps_running(target.pid(), program.progress_counter));
+}
+
+TEST_CASE("SIGINT, SIGTERM or SIGHUP to an inspector writing a core deletes the partly written OUT.tmp file") {
+  int signal_number = GENERATE(SIGINT, SIGTERM, SIGHUP);
+  TestProcess target({bin("threads_blocked"), "2"});
+  BlockedProgram program = start_blocked(target);
+  char pattern[] = "/tmp/fiberscope-gcore-XXXXXX";
+  std::filesystem::path dir = ::mkdtemp(pattern);
+  auto temporaries = [&] {
+    int count = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir))
+      count += entry.path().filename().string().starts_with("core.tmp.");
+    return count;
+  };
+  TestProcess inspector(
+      {bin("capture_loop"), std::to_string(target.pid()), "5000", "write-core", (dir / "core").string()});
+  REQUIRE(inspector.wait_for("WRITING"));
+  CHECK(temporaries() == 1);  // mode 0600, holding the target's memory
+  ::kill(inspector.pid(), signal_number);
+  int status = 0;
+  REQUIRE(inspector.reap(&status));
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == signal_number);
+  CHECK(temporaries() == 0);
+  CHECK_FALSE(std::filesystem::exists(dir / "core"));
+  CHECK(keeps_running(target.pid(), program.progress_counter));
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("an inspector whose own SIGINT handler returns gets an interrupted error and the target runs on") {
