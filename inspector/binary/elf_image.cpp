@@ -13,6 +13,7 @@
 
 #include "base/hex.h"
 #include "target/elf_note.h"
+#include "target/regular_file.h"
 
 namespace fiberscope::binary {
 namespace {
@@ -290,23 +291,26 @@ Result<std::unique_ptr<ElfImage>> ElfImage::open(const std::string& path) {
   std::unique_ptr<ElfImage> image(new ElfImage());
   Impl& impl = *image->impl_;
   impl.path = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(path, ": cannot open: ", std::strerror(errno));
-  struct stat status;
-  if (fstat(fd, &status) != 0 || !S_ISREG(status.st_mode)) {
-    ::close(fd);
-    return fail(path, ": not a regular file");
+  FS_TRY(opened, target::open_regular_file(path));
+  if (opened->size_bytes() < sizeof(Elf64_Ehdr))
+    return fail(path, ": file is ", std::to_string(opened->size_bytes()), " bytes, too short for an ELF header");
+  const int fd = opened->fd();
+  impl.file_size_bytes = opened->size_bytes();
+  // Read, not mapped: a mapped library that shrinks (replaced by a package upgrade while a live dump runs) raises
+  // SIGBUS wherever libelf or the symbolizer happens to touch it. Anonymous memory filled by pread gives an error
+  // here instead, once. Writable because libelf may convert data in place for a foreign byte order.
+  void* mapped = mmap(nullptr, impl.file_size_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapped == MAP_FAILED) return fail(path, ": cannot allocate ", std::to_string(impl.file_size_bytes), " bytes");
+  for (std::uint64_t done = 0; done < impl.file_size_bytes;) {
+    ssize_t got = ::pread(fd, static_cast<char*>(mapped) + done, impl.file_size_bytes - done, static_cast<off_t>(done));
+    if (got <= 0) {
+      int error = got < 0 ? errno : 0;
+      munmap(mapped, impl.file_size_bytes);
+      return fail(path, ": ", got < 0 ? std::string("read failed: ") + std::strerror(error)
+                                      : "shrank while being read (at offset " + std::to_string(done) + ")");
+    }
+    done += static_cast<std::uint64_t>(got);
   }
-  if (status.st_size < static_cast<off_t>(sizeof(Elf64_Ehdr))) {
-    ::close(fd);
-    return fail(path, ": file is ", std::to_string(status.st_size), " bytes, too short for an ELF header");
-  }
-  impl.file_size_bytes = static_cast<std::uint64_t>(status.st_size);
-  // MAP_PRIVATE with write permission: libelf may convert data in place for a foreign byte order; copy-on-write
-  // keeps the file untouched, and for our native little-endian files it never happens.
-  void* mapped = mmap(nullptr, impl.file_size_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (mapped == MAP_FAILED) return fail(path, ": cannot map: ", std::strerror(errno));
   impl.file = static_cast<const std::byte*>(mapped);
   impl.elf = elf_memory(static_cast<char*>(mapped), impl.file_size_bytes);
   if (!impl.elf) return fail(path, ": libelf: ", elf_error_text());

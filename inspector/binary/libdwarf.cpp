@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "base/hex.h"
+#include "target/regular_file.h"
 
 namespace fiberscope::binary {
 
@@ -23,8 +24,8 @@ Session::~Session() {
 }
 
 Result<bool> Session::open(const std::string& path) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) return fail(path, ": cannot open for DWARF: ", std::strerror(errno));
+  FS_TRY(opened, with_context(target::open_regular_file(path), "opening for DWARF"));
+  fd_ = opened->release();
   // No error handler: every failure comes back as DW_DLV_ERROR (a handler would abort the process).
   return dwarf_call(nullptr, path + ": libdwarf cannot read the DWARF", dwarf_init_b, fd_, DW_DLC_READ,
                     DW_GROUPNUMBER_ANY, nullptr, nullptr, &debug_);

@@ -6,6 +6,7 @@
 #include "base/arguments.h"
 #include "cli/dump_command.h"
 #include "report/check_reporter.h"
+#include "report/text_reporter.h"
 #include "session/check_round.h"
 
 namespace fiberscope::cli {
@@ -63,7 +64,8 @@ const char* const kCheckHelp =
     "exit codes:\n"
     "  0  clean: no findings\n"
     "  1  findings were reported (with --watch: at least one persisted)\n"
-    "  2  error: bad usage, no such process, no permission to trace it, no usable fiber table\n";
+    "  2  error: bad usage, no such process, no permission to trace it, no usable fiber table\n"
+    "  3  partial: parts of the fiber table could not be read (the reasons on stderr); their fibers went unchecked\n";
 
 Result<CheckOptions> parse_check_arguments(const std::vector<std::string>& arguments, bool& help) {
   CheckOptions options;
@@ -134,7 +136,11 @@ int run_check(const CheckOptions& options, std::string& out, std::string& err,
   }
   if (!options.watch_seconds) {
     print(first->report, first->report.result.findings, 1);
-    return first->report.result.findings.empty() ? kExitClean : kExitFindings;
+    if (!first->report.result.findings.empty()) return kExitFindings;
+    // As dump: parts of the table that could not be read make the result partial, never clean.
+    for (const std::string& reason : first->unread_chunks)
+      err += "fiberscope: fibers left unchecked: " + report::printable(reason) + "\n";
+    return first->unread_chunks.empty() ? kExitClean : kExitPartial;
   }
 
   bool any_persisted = false;

@@ -21,6 +21,12 @@ Result<CheckRound> check_round(const CheckTarget& target, ModuleCache& cache) {
                            inspection->snapshot.warnings.end());
   if (inspection->table_error) round.table_problem = inspection->table_error->message;
   else if (!inspection->table) round.table_problem = "no fiber table found: nothing to check";
+  if (inspection->table)
+    for (const fibers::TableError& error : inspection->table->errors) {
+      using Where = fibers::TableError::Where;
+      if (error.where == Where::fiber_chunk || error.where == Where::worker_chunk)
+        round.unread_chunks.push_back(error.message);
+    }
   report.result = run_checks(*inspection);
   // The fibers' states for the headers the findings are printed under.
   if (inspection->table)

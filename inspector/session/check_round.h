@@ -29,6 +29,9 @@ struct CheckTarget {
 struct CheckRound {
   report::CheckReport report;
   std::string table_problem;  // why nothing was checked (no fiber table, or an unusable one); empty otherwise
+  // Chunks of the table that could not be read (unmapped, a capacity past the caps, cut off by a truncated core):
+  // the fibers in them went unchecked, so a clean result would be a lie.
+  std::vector<std::string> unread_chunks;
 };
 
 // Takes one snapshot of `target` and runs every check on it. Fails only when the target cannot be inspected at all

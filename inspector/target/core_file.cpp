@@ -26,6 +26,8 @@
 #include "base/byte_reader.h"
 #include "base/hex.h"
 #include "target/elf_note.h"
+#include "target/mapped_copy.h"
+#include "target/regular_file.h"
 #include "target/registers.h"
 
 namespace fiberscope::target {
@@ -51,33 +53,17 @@ std::string errno_text(int error) { return std::strerror(error); }
 class MappedFile {
  public:
   static Result<MappedFile> open(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(path, ": ", errno_text(errno));
-    struct stat info {};
-    if (::fstat(fd, &info) != 0) {
-      int error = errno;
-      ::close(fd);
-      return fail(path, ": ", errno_text(error));
-    }
-    if (!S_ISREG(info.st_mode)) {
-      ::close(fd);
-      return fail(path, ": not a regular file");
-    }
+    FS_TRY(opened, open_regular_file(path));
     MappedFile file;
-    file.device_ = info.st_dev;
-    file.inode_ = info.st_ino;
-    file.size_ = static_cast<std::uint64_t>(info.st_size);
+    file.device_ = opened->device();
+    file.inode_ = opened->inode();
+    file.size_ = opened->size_bytes();
     if (file.size_ > 0) {
-      void* address = ::mmap(nullptr, file.size_, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (address == MAP_FAILED) {
-        int error = errno;
-        ::close(fd);
-        return fail(path, ": mmap of ", hex(file.size_), " bytes failed: ", errno_text(error));
-      }
+      void* address = ::mmap(nullptr, file.size_, PROT_READ, MAP_PRIVATE, opened->fd(), 0);
+      if (address == MAP_FAILED) return fail(path, ": mmap of ", hex(file.size_), " bytes failed: ", errno_text(errno));
       file.data_ = static_cast<const std::byte*>(address);
     }
-    ::close(fd);  // the mapping keeps the file open
-    return file;
+    return file;  // the mapping keeps the file open
   }
 
   MappedFile() = default;
@@ -155,8 +141,8 @@ bool has_elf_magic(const std::string& path) {
 }
 
 Result<ElfIdentity> read_disk_identity(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(errno_text(errno));
+  FS_TRY(opened, open_regular_file(path));
+  int fd = opened->fd();
   auto identity = read_elf_identity([fd](std::uint64_t offset, std::span<std::byte> out) -> Result<void> {
     if (offset > static_cast<std::uint64_t>(INT64_MAX)) return fail("offset ", hex(offset), " out of range");
     ssize_t got = ::pread(fd, out.data(), out.size(), static_cast<off_t>(offset));
@@ -164,7 +150,6 @@ Result<ElfIdentity> read_disk_identity(const std::string& path) {
       return fail("cannot read ", hex(out.size()), " bytes at file offset ", hex(offset));
     return {};
   });
-  ::close(fd);
   return identity;
 }
 
@@ -252,7 +237,9 @@ class CoreMemory final : public Memory {
       return fail("memory at ", (segment.range.start + in_segment).to_string(), " lies past the end of truncated core ",
                   core_path_, " (needs file offset ", hex(segment.core_offset + in_segment + out.size()),
                   ", file has ", hex(core_.bytes().size()), " bytes)");
-    std::memcpy(out.data(), core_.bytes().data() + segment.core_offset + in_segment, out.size());
+    if (!copy_from_mapping(out.data(), core_.bytes().data() + segment.core_offset + in_segment, out.size()))
+      return fail("memory at ", (segment.range.start + in_segment).to_string(), ": core ", core_path_,
+                  " shrank while being read (file offset ", hex(segment.core_offset + in_segment), ")");
     // Each page fault maps the page's neighbours too (the kernel's fault-around, which MADV_RANDOM does not stop),
     // and mapped pages count in our resident set: reading a stack of each of 100k fibers made it 1.7 GB. Every
     // kReadsPerRelease reads the mapping's pages are let go, which bounds the growth at about 64 KiB per read.
@@ -279,7 +266,8 @@ class CoreMemory final : public Memory {
     std::uint64_t file_offset = segment.backing_offset + (at - segment.range.start);
     auto bytes = ByteReader(file.mapped->bytes(), file.disk_path).bytes_at(file_offset, out.size());
     if (!bytes) return unreadable("is shorter than the mapping (offset " + hex(file_offset) + ")");
-    std::memcpy(out.data(), bytes->data(), out.size());
+    if (!copy_from_mapping(out.data(), bytes->data(), out.size()))
+      return unreadable("shrank while being read (offset " + hex(file_offset) + ")");
     return {};
   }
 

@@ -14,6 +14,7 @@
 
 #include "base/hex.h"
 #include "target/registers.h"
+#include "target/stop_session.h"
 
 namespace fiberscope::target {
 
@@ -107,6 +108,7 @@ class TempFile {
   ~TempFile() {
     if (fd_ >= 0) ::close(fd_);
     if (!kept_) ::unlink(path_.c_str());
+    keep_if_interrupted();
   }
   TempFile(const TempFile&) = delete;
   TempFile& operator=(const TempFile&) = delete;
@@ -117,6 +119,8 @@ class TempFile {
       kept_ = true;  // nothing to delete
       return fail("creating ", path_, ": ", std::strerror(errno));
     }
+    // A SIGINT/SIGTERM/SIGHUP during the write ends the process from the capture's handler, past this destructor.
+    remove_if_interrupted(path_);
     return {};
   }
   Result<void> commit(const std::string& final_path) {

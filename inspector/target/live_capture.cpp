@@ -146,8 +146,11 @@ Result<std::vector<int>> capturable_threads(int pid, const CaptureOptions& optio
                                  fail_code(ErrorCode::no_such_process, "no process with pid ", pid_text(pid))));
   FS_TRY(tids, replace_if_gone(list_threads(pid), fail_code(ErrorCode::target_exited, "process ", pid_text(pid),
                                                             " exited before it could be attached")));
-  // A zombie main thread with live siblings is a running process; a zombie with no other thread has exited.
-  if ((status->state == 'Z' || status->state == 'X') && tids->size() <= 1)
+  // A zombie main thread with live siblings is a running process; a zombie with no other thread has exited. An
+  // exec from another thread passes through a zombie leader too, then hands its pid on: read the state again,
+  // after the listing, as a real zombie never comes back.
+  auto is_zombie = [](const ProcessStatus& read) { return read.state == 'Z' || read.state == 'X'; };
+  if (is_zombie(*status) && tids->size() <= 1 && is_zombie(read_status(pid).value_or(*status)))
     return fail_code(ErrorCode::target_exited, "process ", pid_text(pid),
                      " is a zombie: it has exited and its parent (pid ", pid_text(status->parent_pid),
                      ") has not reaped it yet; there is nothing left to inspect");

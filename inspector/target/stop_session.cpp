@@ -49,8 +49,9 @@ long raw_ptrace(long request, pid_t tid, std::uintptr_t data) {
   return ::syscall(SYS_ptrace, request, static_cast<long>(tid), 0L, data);
 }
 
-// PTRACE_SEIZE: 0, or the errno it failed with.
-int seize_or_errno(pid_t tid) { return raw_ptrace(PTRACE_SEIZE, tid, 0) == 0 ? 0 : errno; }
+// PTRACE_SEIZE: 0, or the errno it failed with. PTRACE_O_TRACEEXEC makes an exec by a seized thread report a
+// PTRACE_EVENT_EXEC stop, the one sure sign that the threads we stopped belong to an image that is gone.
+int seize_or_errno(pid_t tid) { return raw_ptrace(PTRACE_SEIZE, tid, PTRACE_O_TRACEEXEC) == 0 ? 0 : errno; }
 
 // PTRACE_INTERRUPT, failures ignored: ESRCH means the thread is exiting (it is still our tracee, and waitpid
 // collects its exit); a thread that does not stop for any other reason is caught by wait_for_stops's timeout.
@@ -88,6 +89,11 @@ std::atomic<int> g_reinject_signal[kMaxTracedThreads];
 struct sigaction g_previous_actions[std::size(kCaughtSignals)];
 std::atomic<bool> g_installed[std::size(kCaughtSignals)];
 std::atomic<int> g_interrupted_by{0};
+// A file to delete if a signal ends the capture (gcore's OUT.tmp.XXXXXX: up to the whole process's memory).
+char g_file_to_remove[4096];
+std::atomic<bool> g_remove_file{false};
+// Tracees whose exit the reaper collected: waitpid's ECHILD on them is not the trace of an exec.
+std::atomic<bool> g_reaped_by_reaper[kMaxTracedThreads];
 
 // SIGINT/SIGTERM/SIGHUP during a capture: release the target before anything else, then let the signal do what it
 // would have done. PTRACE_DETACH only works from the tracing thread and on a stopped tracee; when it cannot (the
@@ -99,6 +105,7 @@ void on_signal_during_capture(int signal_number) {
   for (std::size_t i = 0; i < count; ++i)
     detach_ignoring_errors(g_traced_tids[i], g_reinject_signal[i].load(std::memory_order_relaxed));
   g_interrupted_by.store(signal_number);
+  if (g_remove_file.exchange(false)) ::unlink(g_file_to_remove);
   for (std::size_t i = 0; i < std::size(kCaughtSignals); ++i)
     if (kCaughtSignals[i] == signal_number && g_installed[i]) {
       ::sigaction(signal_number, &g_previous_actions[i], nullptr);
@@ -108,7 +115,64 @@ void on_signal_during_capture(int signal_number) {
   errno = saved_errno;
 }
 
+// Tries again of a PTRACE_SEIZE refused with EPERM, which an exec can cause (see seize()).
+constexpr int kSeizeRetries = 3;
+// How long a PTRACE_SEIZE may be blocked before the reaper collects exited tracees, and how often it looks.
+constexpr auto kSeizeStallTime = std::chrono::milliseconds(10);
+constexpr auto kReaperPeriod = std::chrono::milliseconds(2);
+
 }  // namespace
+
+// A thread that execs while we attach runs de_thread: it kills its siblings and waits, holding the lock that
+// PTRACE_SEIZE takes (cred_guard_mutex), until each of them is released. A sibling we traced is released only when
+// its tracer reaps it, so a seize of any thread of the process blocks forever, and the target with it. While a
+// seize is blocked, this thread reaps the tracees that exited (a thread of the tracer's thread group may wait for
+// its tracees), so the exec completes, the seize returns, and attach_all reports the exec.
+class ExecReaper {
+ public:
+  ExecReaper() : thread_([this](std::stop_token stop) { run(stop); }) {}
+  void seize_started() { seize_started_ns_.store(now_ns()); }
+  void seize_ended() { seize_started_ns_.store(0); }
+
+ private:
+  static std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+  }
+  void run(const std::stop_token& stop) {
+    while (!stop.stop_requested()) {
+      std::this_thread::sleep_for(kReaperPeriod);
+      std::int64_t started = seize_started_ns_.load();
+      if (started == 0 || now_ns() - started < std::chrono::nanoseconds(kSeizeStallTime).count()) continue;
+      std::size_t count = g_traced_count.load();
+      for (std::size_t i = 0; i < count; ++i) reap_if_exited(i);
+    }
+  }
+  // WNOWAIT peeks without consuming, so a ptrace-stop stays for the capturing thread's waitpid.
+  static void reap_if_exited(std::size_t index) {
+    if (g_reaped_by_reaper[index].load()) return;
+    pid_t tid = g_traced_tids[index];
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(tid), &info, WEXITED | WNOHANG | WNOWAIT | __WALL) != 0) return;
+    if (info.si_pid != tid || (info.si_code != CLD_EXITED && info.si_code != CLD_KILLED && info.si_code != CLD_DUMPED))
+      return;
+    g_reaped_by_reaper[index].store(true);  // before the reap: the capturing thread may see ECHILD right after
+    int status = 0;
+    ::waitpid(tid, &status, __WALL | WNOHANG);
+  }
+
+  std::atomic<std::int64_t> seize_started_ns_{0};
+  std::jthread thread_;  // last: starts after, and is joined before, the member it reads
+};
+
+bool remove_if_interrupted(const std::string& path) {
+  if (path.size() >= sizeof g_file_to_remove) return false;
+  g_remove_file.store(false);  // the handler must not read the buffer while it changes
+  std::memcpy(g_file_to_remove, path.c_str(), path.size() + 1);
+  g_remove_file.store(true);
+  return true;
+}
+
+void keep_if_interrupted() { g_remove_file.store(false); }
 
 Error attach_permission_error(int pid) {
   std::vector<std::string> reasons;
@@ -181,6 +245,16 @@ Result<void> StopSession::begin() {
 }
 
 Result<void> StopSession::attach_all(const std::vector<int>& first_tids, std::vector<std::string>& warnings) {
+  ExecReaper reaper;
+  reaper_ = &reaper;
+  auto attached = attach_rounds(first_tids, warnings);
+  reaper_ = nullptr;
+  if (!process_execd()) return attached;
+  adopt_exec_successors();
+  return execd();
+}
+
+Result<void> StopSession::attach_rounds(const std::vector<int>& first_tids, std::vector<std::string>& warnings) {
   std::vector<int> known;  // every tid ever tried, sorted: a thread that cannot be seized is not retried
   std::vector<int> tids = first_tids;
   for (int round = 0; round < kMaxAttachRounds; ++round) {
@@ -239,6 +313,58 @@ void StopSession::detach_all() {
   }
 }
 
+std::unexpected<Error> StopSession::execd() const {
+  return fail_code(ErrorCode::target_exited, "process ", pid_text(pid_),
+                   " exec'd during the capture; try again");
+}
+
+// Whether the process replaced its image while we attached. Beyond a PTRACE_EVENT_EXEC, de_thread leaves two
+// traces: the exec'ing thread takes the leader's tid, and the old leader is released without a word to its tracer,
+// so a tracee we never saw exit is no longer ours (ECHILD) — a thread's own exit is always reported to its tracer.
+// The leader, stopped before the exec, is probed last: ECHILD, or a new stop, means it is another thread now.
+bool StopSession::process_execd() {
+  if (!exec_seen_) {
+    for (const Tracee& tracee : tracees_)
+      if (tracee.stopped && tracee.tid == pid_) {
+        int status = 0;
+        pid_t waited = ::waitpid(pid_, &status, __WALL | WNOHANG);
+        if ((waited < 0 && errno == ECHILD) || waited == pid_) exec_seen_ = true;
+      }
+  }
+  if (!exec_seen_) return false;
+  // An exit of the whole process can look alike (its leader reaped by its parent): the process must live on.
+  auto state = thread_state(pid_, pid_);
+  return state && *state != 'Z' && *state != 'X';
+}
+
+// A seize that waited for the exec attached the exec'ing thread, which now has the leader's tid, while our
+// PTRACE_INTERRUPT went to its old tid: it runs on, traced, and no stop will ever let us detach it. Any thread of
+// the process that is still ours (PTRACE_INTERRUPT fails on others) and not known as stopped is interrupted again
+// and entered as pending, for settle() to wait for and detach.
+void StopSession::adopt_exec_successors() {
+  auto listed = list_threads(pid_);
+  if (!listed) return;
+  for (int tid : *listed) {
+    if (raw_ptrace(PTRACE_INTERRUPT, tid, 0) != 0) continue;  // not our tracee
+    auto known = std::find_if(tracees_.begin(), tracees_.end(), [&](const Tracee& t) { return t.tid == tid; });
+    if (known != tracees_.end() && known->stopped) continue;  // detached with the others, or settled if running
+    if (known == tracees_.end()) {
+      // The handler's table is not extended: settle() never reads it, and the kernel detaches on our death anyway.
+      tracees_.push_back(Tracee{.tid = tid, .error = {}});
+      known = std::prev(tracees_.end());
+    }
+    known->gone = false;
+    known->timed_out = false;
+  }
+}
+
+// Marks a tracee that waitpid no longer knows (ECHILD).
+void StopSession::note_not_ours(Tracee& tracee) {
+  tracee.gone = true;
+  tracee.error = "thread exited during capture";
+  if (!g_reaped_by_reaper[tracee.table_index].load()) exec_seen_ = true;
+}
+
 std::unexpected<Error> StopSession::target_exited() const {
   return fail_code(ErrorCode::target_exited, "process ", pid_text(pid_), " exited while fiberscope was attaching");
 }
@@ -246,7 +372,23 @@ std::unexpected<Error> StopSession::target_exited() const {
 Result<void> StopSession::seize(int tid) {
   if (table_size_ >= kMaxTracedThreads)
     return fail("process ", pid_text(pid_), " has more than ", pid_text(kMaxTracedThreads), " threads");
-  if (int error = seize_or_errno(tid); error != 0) {
+  if (reaper_) reaper_->seize_started();
+  int error = seize_or_errno(tid);
+  // A seize that waited for an exec looked the tid up before it: it met the old thread, which the exec killed
+  // (EPERM), while the tid now names the exec'ing thread. Another try meets the thread the tid names now.
+  // A thread that is ours already (PTRACE_INTERRUPT works only on our tracees) is that exec'ing thread, seized
+  // under its old tid: the process exec'd.
+  if (error == EPERM && raw_ptrace(PTRACE_INTERRUPT, tid, 0) == 0) {
+    exec_seen_ = true;
+    error = 0;
+  }
+  for (int retry = 0; retry < kSeizeRetries && error == EPERM; ++retry) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    error = seize_or_errno(tid);
+  }
+  if (reaper_) reaper_->seize_ended();
+  if (exec_seen_) return execd();
+  if (error != 0) {
     if (error == ESRCH) return {};  // exited between the listing and now
     if (error != EPERM)
       return fail("PTRACE_SEIZE of thread ", pid_text(tid), " of process ", pid_text(pid_), ": ", errno_text(error));
@@ -254,7 +396,9 @@ Result<void> StopSession::seize(int tid) {
     // has just exited. Anything else is a real permission problem.
     auto state = thread_state(pid_, tid);
     if (!state && state.error().code == ErrorCode::no_such_process) return {};
-    if (!state || (*state != 'Z' && *state != 'X')) return std::unexpected(attach_permission_error(pid_));
+    // An exec in progress refuses the threads it is killing: that is no permission problem either.
+    if (!state || (*state != 'Z' && *state != 'X'))
+      return process_execd() ? execd() : std::unexpected(attach_permission_error(pid_));
     Tracee zombie;
     zombie.tid = tid;
     zombie.gone = true;
@@ -263,11 +407,10 @@ Result<void> StopSession::seize(int tid) {
     tracees_.push_back(std::move(zombie));
     return {};
   }
-  Tracee tracee;
-  tracee.tid = tid;
-  tracee.table_index = table_size_++;
+  Tracee tracee{.tid = tid, .table_index = table_size_++, .error = {}};
   g_traced_tids[tracee.table_index] = tid;
   g_reinject_signal[tracee.table_index].store(0, std::memory_order_relaxed);
+  g_reaped_by_reaper[tracee.table_index].store(false);
   g_traced_count.store(tracee.table_index + 1);
   if (!interrupted_any_) {
     first_interrupt_ = Clock::now();
@@ -290,6 +433,7 @@ bool StopSession::note_wait_status(Tracee& tracee, int status) {
   int event = status >> 16;
   int signal_number = WSTOPSIG(status);
   tracee.stopped = true;
+  if (event == PTRACE_EVENT_EXEC) exec_seen_ = true;
   // PTRACE_EVENT_STOP is our interrupt (SIGTRAP) or a group-stop (SIGSTOP and friends), which the kernel restores
   // by itself on detach. A plain stop is a signal-delivery-stop: the signal was meant for the target, so it is
   // handed back on detach instead of being swallowed.
@@ -313,8 +457,7 @@ void StopSession::wait_for_stops(std::vector<std::string>& warnings) {
       if (waited == tracee.tid) {
         if (note_wait_status(tracee, status)) continue;
       } else if (waited < 0 && errno != EINTR) {
-        tracee.gone = true;  // ECHILD: reaped or no longer ours
-        tracee.error = "thread exited during capture";
+        note_not_ours(tracee);  // ECHILD: reaped or no longer ours
         continue;
       }
       pending = true;

@@ -27,6 +27,12 @@ namespace fiberscope::target {
 // CAP_SYS_PTRACE), as one ErrorCode::permission_denied error that says what to change.
 Error attach_permission_error(int pid);
 
+// Names a file that the signal handler of a capture deletes before the signal takes its course (a partly written
+// core, mode 0600, holding the target's memory); one at a time. False if the path is too long to be kept.
+bool remove_if_interrupted(const std::string& path);
+// Forgets that file (written in full and renamed, or deleted by its owner).
+void keep_if_interrupted();
+
 // One thread the session tried to seize.
 struct Tracee {
   pid_t tid = 0;
@@ -38,6 +44,8 @@ struct Tracee {
   int reinject_signal = 0;      // a signal-delivery-stop's signal, given back on detach
   std::string error;            // why its registers are unknown
 };
+
+class ExecReaper;
 
 class StopSession {
  public:
@@ -51,8 +59,9 @@ class StopSession {
   // Claims the signal handler's table (fails if another capture runs in this process) and installs the handlers.
   Result<void> begin();
   // Seizes every thread, starting with `first_tids` and rescanning until no new one appears; every thread ends
-  // stopped, gone or timed out (with a warning). Fails if the process exited, on a permission problem, or when
-  // interrupted.
+  // stopped, gone or timed out (with a warning). Fails if the process exited or exec'd (then, with
+  // ErrorCode::target_exited, "exec'd during the capture; try again"), on a permission problem, or when interrupted.
+  // Never blocks on an exec by one of the target's threads.
   Result<void> attach_all(const std::vector<int>& first_tids, std::vector<std::string>& warnings);
   // The threads of the process, sorted by tid: registers for the stopped ones, an error for the others. Threads
   // that exited during the attach are left out (a zombie main thread is listed).
@@ -65,7 +74,12 @@ class StopSession {
   Clock::time_point first_interrupt() const { return first_interrupt_; }
 
  private:
+  Result<void> attach_rounds(const std::vector<int>& first_tids, std::vector<std::string>& warnings);
   Result<void> seize(int tid);
+  bool process_execd();
+  void note_not_ours(Tracee& tracee);
+  void adopt_exec_successors();
+  std::unexpected<Error> execd() const;
   bool note_wait_status(Tracee& tracee, int status);
   void wait_for_stops(std::vector<std::string>& warnings);
   void settle();
@@ -75,6 +89,8 @@ class StopSession {
   int pid_;
   bool claimed_ = false;
   bool interrupted_any_ = false;
+  bool exec_seen_ = false;             // evidence that the process exec'd; process_execd() confirms it
+  ExecReaper* reaper_ = nullptr;       // during attach_all
   std::size_t table_size_ = 0;  // entries of the handler's table in use
   Clock::time_point first_interrupt_{};
   std::vector<Tracee> tracees_;

@@ -2,12 +2,16 @@
 // persistence, JSON, argument validation.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdlib>
 
 #include "checks/checks.h"
 #include "cli/check_command.h"
 #include "cli/dump_command.h"
 #include "session/check_round.h"
+#include "session/inspection.h"
 #include "target/test_process.h"
 
 using namespace fiberscope;
@@ -84,4 +88,26 @@ TEST_CASE("check's arguments are validated") {
   CHECK(options->watch_seconds == 2.0);
   REQUIRE(cli::parse_check_arguments({"--help"}, help));
   CHECK(help);
+}
+
+TEST_CASE("check on a fiber table whose chunks cannot be read exits 3 with the reason, never 0 as if clean") {
+  TestProcess target({bin("check_scenarios"), "healthy"});
+  REQUIRE(target.wait_for("READY"));
+  session::ModuleCache modules;
+  auto inspection = session::inspect_live(target.pid(), {.cache = &modules});
+  REQUIRE(inspection);
+  REQUIRE(inspection->table);
+  // The root's fiber_chunks (debug_abi.h: offset 32) now points at an unmapped page, as a corrupt runtime might.
+  std::uint64_t unmapped = 0x10;
+  int mem = ::open(("/proc/" + std::to_string(target.pid()) + "/mem").c_str(), O_RDWR | O_CLOEXEC);
+  REQUIRE(mem >= 0);
+  auto at = static_cast<off_t>((inspection->table->root_address + 32).value());
+  REQUIRE(::pwrite(mem, &unmapped, sizeof unmapped, at) == static_cast<ssize_t>(sizeof unmapped));
+  ::close(mem);
+  cli::CheckOptions options;
+  options.pid = target.pid();
+  std::string out, err;
+  CHECK(cli::run_check(options, out, err) == cli::kExitPartial);
+  INFO(out << err);
+  CHECK(err.find("fibers left unchecked") != std::string::npos);
 }

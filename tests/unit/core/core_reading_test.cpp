@@ -235,3 +235,29 @@ TEST_CASE("gdb's gcore of a live program gives the threads and registers of the 
   }
   check_known_memory(*snapshot, child.output());
 }
+
+TEST_CASE("A core truncated while it is read gives errors for the memory it lost, never SIGBUS") {
+  TempDir dir;
+  auto core = make_kernel_core("segv", dir.path());
+  if (!core.unavailable.empty()) {
+    WARN("skipped: " << core.unavailable);
+    return;
+  }
+  auto snapshot = open_core(core.path, {});
+  REQUIRE(snapshot);
+  // Anonymous memory comes from the core alone (file-backed pages may come from the files a core names).
+  std::vector<RemoteAddress> dumped;
+  for (const Mapping& mapping : snapshot->mappings)
+    if (mapping.path.empty() || mapping.path == "[stack]")
+      if (snapshot->memory->read_u64(mapping.range.start)) dumped.push_back(mapping.range.start);
+  REQUIRE_FALSE(dumped.empty());
+  std::filesystem::resize_file(core.path, 4096);  // as another process would, under the open mapping
+  int lost = 0;
+  for (RemoteAddress address : dumped) {
+    auto value = snapshot->memory->read_u64(address);
+    if (value) continue;
+    ++lost;
+    CHECK_THAT(value.error().message, Catch::Contains("shrank while being read"));
+  }
+  CHECK(lost == static_cast<int>(dumped.size()));
+}

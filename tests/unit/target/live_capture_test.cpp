@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 #include "target/live_capture.h"
@@ -468,6 +470,33 @@ TEST_CASE("SIGINT, SIGTERM or SIGHUP to an inspector mid-capture leaves the targ
   CHECK(keeps_running(target.pid(), program.progress_counter));
 }
 
+TEST_CASE("SIGINT, SIGTERM or SIGHUP to an inspector writing a core deletes the partly written OUT.tmp file") {
+  int signal_number = GENERATE(SIGINT, SIGTERM, SIGHUP);
+  TestProcess target({bin("threads_blocked"), "2"});
+  BlockedProgram program = start_blocked(target);
+  char pattern[] = "/tmp/fiberscope-gcore-XXXXXX";
+  std::filesystem::path dir = ::mkdtemp(pattern);
+  auto temporaries = [&] {
+    int count = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir))
+      count += entry.path().filename().string().starts_with("core.tmp.");
+    return count;
+  };
+  TestProcess inspector(
+      {bin("capture_loop"), std::to_string(target.pid()), "5000", "write-core", (dir / "core").string()});
+  REQUIRE(inspector.wait_for("WRITING"));
+  CHECK(temporaries() == 1);  // mode 0600, holding the target's memory
+  ::kill(inspector.pid(), signal_number);
+  int status = 0;
+  REQUIRE(inspector.reap(&status));
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == signal_number);
+  CHECK(temporaries() == 0);
+  CHECK_FALSE(std::filesystem::exists(dir / "core"));
+  CHECK(keeps_running(target.pid(), program.progress_counter));
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("an inspector whose own SIGINT handler returns gets an interrupted error and the target runs on") {
   TestProcess target({bin("threads_blocked"), "2"});
   BlockedProgram program = start_blocked(target);
@@ -482,4 +511,54 @@ TEST_CASE("an inspector whose own SIGINT handler returns gets an interrupted err
   CHECK(state_of(target.pid()) != 't');
   CHECK(read_status(target.pid()).value_or(ProcessStatus{}).tracer_pid == 0);
   CHECK(keeps_running(target.pid(), program.progress_counter));
+}
+
+TEST_CASE("a target that execs from a thread in a loop never blocks a capture and is said to have exec'd") {
+  // The exec'ing thread's de_thread waits, holding the lock PTRACE_SEIZE takes, for the siblings the capture
+  // traced to be reaped: before the fix a capture seizing meanwhile blocked forever, target frozen with it.
+  TestProcess target({bin("threads_exec_loop")});
+  REQUIRE(target.wait_for("READY"));
+  constexpr int kCaptures = 150;
+  std::atomic<int> finished{0};
+  std::vector<Result<Snapshot>> outcomes;
+  outcomes.reserve(kCaptures);
+  std::thread capturing([&] {
+    for (int round = 0; round < kCaptures; ++round) {
+      outcomes.push_back(capture_live(target.pid(), {}, plan_nothing()));
+      finished.fetch_add(1);
+    }
+  });
+  int last = -1;
+  auto last_progress = std::chrono::steady_clock::now();
+  bool hung = false;
+  while (finished.load() < kCaptures) {
+    std::this_thread::sleep_for(20ms);
+    if (finished.load() != last) {
+      last = finished.load();
+      last_progress = std::chrono::steady_clock::now();
+    } else if (std::chrono::steady_clock::now() - last_progress > 20s) {
+      hung = true;
+      ::kill(target.pid(), SIGKILL);  // the exec'ing thread dies, releasing the lock the blocked capture waits for
+      break;
+    }
+  }
+  capturing.join();
+  REQUIRE_FALSE(hung);
+  int snapshots = 0, execs = 0;
+  for (const auto& outcome : outcomes) {
+    if (outcome) {
+      ++snapshots;
+      continue;
+    }
+    INFO(outcome.error().message);
+    CHECK(outcome.error().code == ErrorCode::target_exited);
+    CHECK_THAT(outcome.error().message, Catch::Contains("exec'd during the capture; try again"));
+    ++execs;
+  }
+  CHECK(snapshots + execs == kCaptures);
+  CHECK(snapshots > 0);
+  CHECK(eventually([&] { return state_of(target.pid()) != 't'; }));
+  auto status = read_status(target.pid());
+  REQUIRE(status);
+  CHECK(status->tracer_pid == 0);
 }
