@@ -24,8 +24,10 @@ configure() {  # configure DIR [cmake args...]
   local dir=$1; shift
   cmake -S . -B "$dir" -G Ninja -DFIBERSCOPE_WERROR=$werror "$@" >/dev/null
 }
+# The sanitizer trees share the plain tree's Go build cache (tests/programs/go): Go programs are not instrumented.
 sanitizer_flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g -DNDEBUG"
-                 "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g -DNDEBUG" -DFIBERSCOPE_BUILD_BENCH=OFF)
+                 "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g -DNDEBUG" -DFIBERSCOPE_BUILD_BENCH=OFF
+                 "-DFIBERSCOPE_GO_CACHE=$PWD/build/tests/programs/go/home/cache")
 
 stage_start=$SECONDS
 stage() {  # stage NAME: ends the previous stage (printing its time) and starts the next; "done" ends the last
