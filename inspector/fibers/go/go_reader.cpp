@@ -540,6 +540,8 @@ Result<FiberTable> read_go_table(const target::Memory& memory, const GoRuntime& 
     fiber.spawn_pc = load(bytes, gf.go_pc);
     fiber.start_pc = load(bytes, gf.start_pc);
     fiber.parent_id = load(bytes, gf.parent_goid);
+    const std::uint64_t on_m = load(bytes, gf.m), locked_m = load(bytes, gf.locked_m);
+    if (options.leave_out && on_m == 0 && locked_m == 0 && options.leave_out(fiber)) continue;
     fiber.is_main = fiber.id == 1;
     // The main goroutine is made by the bootstrap (rt0_go calls newproc): Go's own traceback names no creator.
     if (fiber.is_main) fiber.spawn_pc = 0;
@@ -548,7 +550,6 @@ Result<FiberTable> read_go_table(const target::Memory& memory, const GoRuntime& 
       if (reason < reasons.size()) fiber.wait_reason_text = reasons[reason];
       fiber.wait_reason = wait_reason_of(fiber.wait_reason_text);
     }
-    const std::uint64_t on_m = load(bytes, gf.m), locked_m = load(bytes, gf.locked_m);
     fiber.is_locked = locked_m != 0;
     // A goroutine parked inside a cgo callback has no m, but its lockedm holds the C frames below it.
     const std::uint64_t m_address = on_m ? on_m : locked_m;

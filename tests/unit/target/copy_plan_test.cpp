@@ -86,3 +86,26 @@ TEST_CASE("plan_copies skips reversed ranges and limits how many warnings a host
   CHECK(warnings.size() <= 10);
   CHECK_THAT(warnings.back(), Catch::Contains("992 more"));
 }
+
+TEST_CASE("plan_copies copies ranges a few hundred bytes apart in one readable mapping as one, gap included") {
+  std::vector<Mapping> mappings = {mapping(0x1000, 0x2000), mapping(0x2100, 0x3000), mapping(0x3000, 0x3100, false),
+                                   mapping(0x3100, 0x4000)};
+  std::vector<AddressRange> requested = {range(0x1000, 0x1188), range(0x11a0, 0x1328),  // 24 bytes apart: joined
+                                         range(0x1800, 0x1900),                          // 1 KiB further: apart
+                                         range(0x1f80, 0x2000), range(0x2100, 0x2180),  // another mapping: apart
+                                         range(0x2f80, 0x3000), range(0x3100, 0x3180)};  // unreadable between
+  std::vector<std::string> warnings;
+  auto planned = plan_copies(requested, mappings, CaptureOptions{}, warnings);
+  REQUIRE(planned.size() == 6);
+  CHECK(planned[0].start == RemoteAddress(0x1000));
+  CHECK(planned[0].end == RemoteAddress(0x1328));
+  CHECK(planned[1].start == RemoteAddress(0x1800));
+  CHECK(planned[2].start == RemoteAddress(0x1f80));
+  CHECK(planned[3].start == RemoteAddress(0x2100));
+  CHECK(planned[4].end == RemoteAddress(0x3000));
+  CHECK(planned[5].start == RemoteAddress(0x3100));
+  CHECK(warnings.empty());
+  // Without maps nothing says the gap is readable: ranges stay apart.
+  CHECK(plan_copies(std::vector<AddressRange>{range(0x1000, 0x1188), range(0x11a0, 0x1328)}, {}, CaptureOptions{},
+                    warnings).size() == 2);
+}
