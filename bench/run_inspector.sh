@@ -164,7 +164,8 @@ max_fibers=0
 for n in $sizes; do [ "$n" -gt "$max_fibers" ] && max_fibers=$n; done
 needed_maps=$(( max_fibers * 2 + 65536 ))
 current_maps=$(cat /proc/sys/vm/max_map_count)
-if [ "$current_maps" -lt "$needed_maps" ]; then
+# Go's goroutine stacks live in its heap, not in mappings of their own: only scale_target needs more.
+if [ "$run_fibers" -eq 1 ] && [ "$current_maps" -lt "$needed_maps" ]; then
   if [ "$(id -u)" -eq 0 ] && echo "$needed_maps" > /proc/sys/vm/max_map_count 2>/dev/null; then
     old_max_map_count=$current_maps
     echo "run_inspector: raised vm.max_map_count from $current_maps to $needed_maps (as root)" \

@@ -202,6 +202,8 @@ Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
       capture.copy_first = std::move(scanned->chunk_ranges);
       capture.copy_first.insert(capture.copy_first.end(), stacks.begin(), stacks.end());
       capture.expected_copy_bytes = others * kReservedPerGoroutine + kReservedForThreads;
+      // g structures are 392 bytes in 416-byte slots (Go 1.19): one iovec per span of them rather than per g.
+      capture.bridged_gap_bytes = 512;
     }
   }
   // Inside the pause, a goroutine that is still parked off any M exactly as the early read saw it (same state,

@@ -9,11 +9,6 @@ namespace {
 // A hostile plan can produce a problem per range; a few examples and a count say enough.
 constexpr std::size_t kMaxWarningsPerKind = 8;
 
-// Two ranges in one readable mapping closer than this are copied as one, the gap with them: each range is an
-// iovec of its own, and the kernel's cost per iovec (pinning the remote pages) is far above copying a few hundred
-// bytes more. Go's g structures (392 bytes in 416-byte slots) become one range per span instead of one each.
-constexpr std::uint64_t kBridgedGapBytes = 512;
-
 class WarningLimiter {
  public:
   WarningLimiter(std::vector<std::string>& warnings, std::string summary)
@@ -86,6 +81,8 @@ std::vector<AddressRange> plan_copies(std::span<const AddressRange> requested, s
     std::vector<AddressRange> split;
     split.reserve(ranges.size());
     bool last_is_hole = true;
+    // CaptureOptions::bridged_gap_bytes: each range is an iovec of its own, and the kernel's cost per iovec (pinning
+    // the remote pages) is far above copying a few hundred bytes more.
     std::size_t last_mapping = mappings.size();  // of the last piece emitted, when it is readable
     // Overlapping maps (a hostile core's) could put an unreadable mapping inside a readable one's gap.
     auto no_mapping_starts_between = [&](std::size_t k, RemoteAddress from, RemoteAddress to) {
@@ -96,7 +93,7 @@ std::vector<AddressRange> plan_copies(std::span<const AddressRange> requested, s
       if (piece.empty()) return;
       const bool joins = !split.empty() && !hole && !last_is_hole &&
                          (split.back().end == piece.start ||  // back-to-back readable mappings: one copy
-                          (in_mapping == last_mapping && piece.start - split.back().end <= kBridgedGapBytes &&
+                          (in_mapping == last_mapping && piece.start - split.back().end <= options.bridged_gap_bytes &&
                            no_mapping_starts_between(in_mapping, split.back().end, piece.start)));
       if (joins) {
         split.back().end = piece.end;

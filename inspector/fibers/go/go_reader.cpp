@@ -77,8 +77,9 @@ Result<std::vector<std::byte>> read_bytes(const target::Memory& memory, RemoteAd
 }
 
 // waitReasonStrings as the target holds it: [N]string, each {data, len}.
+// Their text is in chunk_ranges too: a table read again from a snapshot finds it there.
 std::vector<std::string> read_wait_reasons(const target::Memory& memory, const GoRuntime& runtime,
-                                           std::vector<TableError>& errors) {
+                                           std::vector<TableError>& errors, std::vector<AddressRange>& chunk_ranges) {
   std::vector<std::string> names;
   const std::uint64_t count = std::min(runtime.wait_reason_count, kMaxWaitReasons);
   for (std::uint64_t i = 0; i < count; ++i) {
@@ -89,6 +90,7 @@ std::vector<std::string> read_wait_reasons(const target::Memory& memory, const G
     if (data && length && *length <= kMaxWaitReasonBytes) {
       name.resize(*length);
       if (!memory.read(RemoteAddress(*data), std::as_writable_bytes(std::span(name)))) name.clear();
+      if (!name.empty()) chunk_ranges.push_back({RemoteAddress(*data), RemoteAddress(*data + *length)});
     } else {
       errors.push_back({TableError::Where::fiber_chunk, i, entry, 0,
                         "runtime.waitReasonStrings[" + std::to_string(i) + "] at " + entry.to_string() +
@@ -433,7 +435,7 @@ Result<FiberTable> read_go_table(const target::Memory& memory, const GoRuntime& 
     address = load(*bytes, mf.alllink);
   }
 
-  const std::vector<std::string> reasons = read_wait_reasons(memory, runtime, table.errors);
+  const std::vector<std::string> reasons = read_wait_reasons(memory, runtime, table.errors, table.chunk_ranges);
   table.chunk_ranges.push_back(
       {runtime.wait_reason_strings, runtime.wait_reason_strings + runtime.wait_reason_count * 16});
 

@@ -82,7 +82,7 @@ struct GoReadOptions {
   // Asked, inside the stop, about each goroutine on no M (so with no cgo transitions) once its state, stack and
   // saved context are decoded: true leaves it out of the table (session::inspect_live: its stack was planned
   // before the stop and nothing of its record changed since, so the pause need not decode it).
-  std::function<bool(const FiberRecord&)> leave_out;
+  std::function<bool(const FiberRecord&)> leave_out = nullptr;
 };
 
 // Reads every goroutine (runtime.allgs) and every M (runtime.allm) through `memory`. Fails only when the roots
