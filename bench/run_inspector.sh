@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The inspector's scale benchmark (issue 3, "Speed"), side by side in one run:
-#   - fiberscope on bench/inspector/scale_target (N fibers at depth 15) and Delve on the Go peer scale_go
-#     (N goroutines at depth 15, `goroutines -t 15`), for each N;
+#   - fiberscope on bench/inspector/scale_target (N fibers at depth 15), for each N;
+#   - fiberscope and Delve (`goroutines -t 15`) on one process of the Go peer scale_go (N goroutines at depth 15),
+#     side by side, for each N;
 #   - the threads-only comparison: fiberscope, eu-stack and gdb on thread_target (100 pthreads at depth 10), and
 #     on python3 with 100 threads blocked in threading.Event.wait (a real program: stripped libpython, libc with
 #     its separate debug file when libc6-dbg is installed; issue 13).
 # Prints one line per measurement (median of --repeat runs, each run a fresh inspector process: cold caches, DWARF
 # loading included):
-#   BENCH name=dump impl=<fiberscope|delve> fibers=N pause_ms=.. total_ms=.. peak_rss_mb=..
+#   BENCH name=dump impl=fiberscope fibers=N pause_ms=.. total_ms=.. peak_rss_mb=..
+#   BENCH name=dump_go impl=<fiberscope|delve> goroutines=N pause_ms=.. total_ms=.. peak_rss_mb=..
 #   BENCH name=dump_core impl=fiberscope fibers=N pause_ms=.. total_ms=.. peak_rss_mb=..  (its core, mmapped)
 #   BENCH name=threads impl=<fiberscope|eu-stack|gdb> threads=N pause_ms=.. total_ms=.. peak_rss_mb=..
 #   BENCH name=python3 impl=<fiberscope|eu-stack|gdb> threads=N pause_ms=.. total_ms=.. peak_rss_mb=..
@@ -22,9 +24,10 @@
 # --allow-non-terminal-interactive; the target keeps running afterwards (checked).
 #
 #   bench/run_inspector.sh [build-dir] [--sizes "1000 10000 100000"] [--repeat 3] [--delve-repeat 1]
-#                          [--no-delve] [--no-threads] [--no-python]
+#                          [--no-delve] [--no-threads] [--no-python] [--go-only]
 #   bench/run_inspector.sh build --sizes "" --no-delve      # the threads-only comparisons alone
-# Needs: build-dir/bin/{fiberscope,scale_target,thread_target,pause_watch} (and scale_go for Delve); dlv,
+#       --go-only: only the scale_go process (fiberscope, and Delve unless --no-delve)
+# Needs: build-dir/bin/{fiberscope,scale_target,thread_target,pause_watch} (and scale_go for Go); dlv,
 # eu-stack, gdb and /usr/bin/time (scripts/setup.sh installs them). 100k fibers need about 200k mappings: when
 # vm.max_map_count is lower and we are root it is raised for the run (and put back at the end), and the output
 # says so. The machine may be shared: numbers are medians, and noisy.
@@ -37,6 +40,7 @@ delve_repeat=1
 run_delve=1
 run_threads=1
 run_python=1
+run_fibers=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --sizes) sizes=$2; shift 2 ;;
@@ -45,13 +49,14 @@ while [ $# -gt 0 ]; do
     --no-delve) run_delve=0; shift ;;
     --no-threads) run_threads=0; shift ;;
     --no-python) run_python=0; shift ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    --go-only) run_fibers=0; run_threads=0; run_python=0; shift ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     -*) echo "run_inspector.sh: unknown option $1" >&2; exit 2 ;;
     *) build_dir=$1; shift ;;
   esac
 done
 bin=$build_dir/bin
-for program in fiberscope scale_target thread_target pause_watch; do
+for program in fiberscope pause_watch $([ "$run_fibers" -eq 1 ] && echo scale_target thread_target); do
   if [ ! -x "$bin/$program" ]; then
     echo "run_inspector.sh: $bin/$program not built (configure with -DFIBERSCOPE_BUILD_BENCH=ON and build it)" >&2
     exit 2
@@ -165,7 +170,8 @@ max_fibers=0
 for n in $sizes; do [ "$n" -gt "$max_fibers" ] && max_fibers=$n; done
 needed_maps=$(( max_fibers * 2 + 65536 ))
 current_maps=$(cat /proc/sys/vm/max_map_count)
-if [ "$current_maps" -lt "$needed_maps" ]; then
+# Go's goroutine stacks live in its heap, not in mappings of their own: only scale_target needs more.
+if [ "$run_fibers" -eq 1 ] && [ "$current_maps" -lt "$needed_maps" ]; then
   if [ "$(id -u)" -eq 0 ] && echo "$needed_maps" > /proc/sys/vm/max_map_count 2>/dev/null; then
     old_max_map_count=$current_maps
     echo "run_inspector: raised vm.max_map_count from $current_maps to $needed_maps (as root)" \
@@ -177,6 +183,7 @@ if [ "$current_maps" -lt "$needed_maps" ]; then
 fi
 
 for n in $sizes; do
+  if [ "$run_fibers" -eq 1 ]; then
   start_target "$work/scale.log" "$bin/scale_target" --fibers "$n"
   scale_pid=$target_pid
   bench_line "name=dump impl=fiberscope fibers=$n" "$repeat" fiberscope "$scale_pid" \
@@ -196,18 +203,30 @@ for n in $sizes; do
     rm -f "$work/scale.core"
   fi
   stop_target "$scale_pid"
+  fi
 
-  if [ "$run_delve" -eq 1 ] && [ -x "$bin/scale_go" ] && command -v dlv > /dev/null; then
+  # The Go peer: fiberscope, then Delve, on the same process.
+  if [ -x "$bin/scale_go" ]; then
     start_target "$work/go.log" "$bin/scale_go" -goroutines "$n"
     go_pid=$target_pid
-    printf 'goroutines -t 15\nexit\nn\n' > "$work/dlv_commands"
-    bench_line "name=dump impl=delve fibers=$n" "$delve_repeat" watch "$go_pid" \
-      sh -c 'exec dlv attach "$1" --allow-non-terminal-interactive < "$2"' sh "$go_pid" "$work/dlv_commands"
-    if ! grep -q "goroutines\]" "$work/out"; then
-      echo "run_inspector.sh: Delve listed no goroutines:" >&2
-      tail -5 "$work/out" "$work/err" >&2
+    bench_line "name=dump_go impl=fiberscope goroutines=$n" "$repeat" fiberscope "$go_pid" \
+      "$bin/fiberscope" dump "$go_pid"
+    if ! grep -q "goroutines," "$work/out"; then
+      echo "run_inspector.sh: fiberscope printed no goroutine dump header:" >&2
+      head -5 "$work/out" "$work/err" >&2
+    fi
+    if [ "$run_delve" -eq 1 ] && command -v dlv > /dev/null; then
+      printf 'goroutines -t 15\nexit\nn\n' > "$work/dlv_commands"
+      bench_line "name=dump_go impl=delve goroutines=$n" "$delve_repeat" watch "$go_pid" \
+        sh -c 'exec dlv attach "$1" --allow-non-terminal-interactive < "$2"' sh "$go_pid" "$work/dlv_commands"
+      if ! grep -q "goroutines\]" "$work/out"; then
+        echo "run_inspector.sh: Delve listed no goroutines:" >&2
+        tail -5 "$work/out" "$work/err" >&2
+      fi
     fi
     stop_target "$go_pid"
+  else
+    echo "run_inspector.sh: $bin/scale_go not built (no go): the Go comparison is skipped" >&2
   fi
 done
 
@@ -256,11 +275,11 @@ awk '
       split($i, kv, "=")
       if (kv[1] == "name") name = kv[2]
       else if (kv[1] == "impl") impl = kv[2]
-      else if (kv[1] == "fibers" || kv[1] == "threads") key = kv[1] "=" kv[2]
+      else if (kv[1] == "fibers" || kv[1] == "threads" || kv[1] == "goroutines") key = kv[1] "=" kv[2]
       else value[kv[1]] = kv[2]
     }
     failed = ("exit" in value) ? "  (exit " value["exit"] ")" : ""
-    printf "%-9s %-14s %-10s %10s %10s %12s%s\n", name, key, impl, value["pause_ms"], value["total_ms"],
+    printf "%-9s %-18s %-10s %10s %10s %12s%s\n", name, key, impl, value["pause_ms"], value["total_ms"],
       value["peak_rss_mb"], failed
     delete value
-  }' "$results" | { printf "%-9s %-14s %-10s %10s %10s %12s\n" bench size impl pause_ms total_ms peak_rss_mb; cat; }
+  }' "$results" | { printf "%-9s %-18s %-10s %10s %10s %12s\n" bench size impl pause_ms total_ms peak_rss_mb; cat; }

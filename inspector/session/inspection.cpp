@@ -103,6 +103,21 @@ void read_table(Inspection& inspection, const target::Memory& memory, const Fibe
   }
 }
 
+// A goroutine parked off any M, consistent when read: its stack range depends on its state, saved sp and stack
+// bounds alone (fibers::lowest_known_sp), and it has no cgo transitions (they come from an M).
+bool go_parked_off_m(const fibers::FiberRecord& fiber) {
+  return (fiber.state == fibers::FiberState::waiting || fiber.state == fibers::FiberState::runnable) &&
+         !fiber.worker_index && fiber.transitions.empty() && fiber.integrity == fibers::Integrity::consistent;
+}
+
+// What the early read saw of such a goroutine.
+struct GoParked {
+  target::RemoteAddress address;
+  fibers::FiberState state;
+  std::uint64_t sp = 0;
+  target::AddressRange stack;
+};
+
 }  // namespace
 
 std::string signal_label(int signal) {
@@ -135,6 +150,7 @@ Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
   using Clock = std::chrono::steady_clock;
   const auto scan_start = Clock::now();
   std::optional<fibers::StackScan> scan;
+  std::vector<GoParked> go_parked;  // sorted by g address
   if (options.stop && !options.exact_stacks && root)
     if (auto scanned = fibers::scan_fiber_stacks(target::ProcessMemory(pid), *root)) scan = std::move(*scanned);
   // An unusable root is read, and its error reported, inside the pause as without a pre-copy.
@@ -164,22 +180,56 @@ Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
   } else if (root) {
     capture.expected_copy_bytes = fibers::expected_copy_bytes(target::ProcessMemory(pid), *root);
   } else if (source.go && options.stop) {
-    // Go's g and m structures are read once while the target runs, only to learn where they are: inside the
-    // pause they are copied first, in one batch, and the table is read from that copy (goroutines made since are
-    // read from the stopped target). Nothing of this early read is trusted.
+    // Go's g and m structures are read once while the target runs, only to learn where they are and where the
+    // parked goroutines' stacks are used: inside the pause all of that is copied first, in one batch, and the
+    // table is read from that copy (goroutines made since are read from the stopped target). Nothing of this
+    // early read is trusted: the stacks are still copied inside the stop (Go has no seqlock to prove a copy made
+    // before it still holds), only their plan is made before, and the pause checks it (go_parked, below).
     if (auto scanned = fibers::go::read_go_table(target::ProcessMemory(pid), *source.go)) {
+      fibers::FiberTable parked;
+      for (fibers::FiberRecord& fiber : scanned->fibers)
+        if (go_parked_off_m(fiber)) parked.fibers.push_back(std::move(fiber));
+      std::vector<target::AddressRange> stacks = fibers::plan_regions(&parked, {}, *mappings);
+      go_parked.reserve(parked.fibers.size());
+      for (const fibers::FiberRecord& fiber : parked.fibers)
+        go_parked.push_back({fiber.address, fiber.state, fiber.context.sp, fiber.stack});
+      std::sort(go_parked.begin(), go_parked.end(),
+                [](const GoParked& a, const GoParked& b) { return a.address < b.address; });
       constexpr std::uint64_t kReservedPerGoroutine = 2048;
       constexpr std::uint64_t kReservedForThreads = 1u << 20;
+      const std::uint64_t others = scanned->fibers_live - std::min<std::uint64_t>(scanned->fibers_live,
+                                                                                  go_parked.size());
       capture.copy_first = std::move(scanned->chunk_ranges);
-      capture.expected_copy_bytes = scanned->fibers_live * kReservedPerGoroutine + kReservedForThreads;
+      capture.copy_first.insert(capture.copy_first.end(), stacks.begin(), stacks.end());
+      capture.expected_copy_bytes = others * kReservedPerGoroutine + kReservedForThreads;
+      // g structures are 392 bytes in 416-byte slots (Go 1.19): one iovec per span of them rather than per g.
+      capture.bridged_gap_bytes = 512;
     }
   }
+  // Inside the pause, a goroutine that is still parked off any M exactly as the early read saw it (same state,
+  // saved sp and stack bounds) would get the very range planned before, already copied: it is left out of the
+  // table read there, which then holds only what the plan must add. The whole table is read after the pause,
+  // from the snapshot.
+  fibers::go::GoReadOptions go_pause_read;
+  if (!go_parked.empty())
+    go_pause_read.leave_out = [&](const fibers::FiberRecord& now) {
+      auto found = std::lower_bound(
+          go_parked.begin(), go_parked.end(), now.address,
+          [](const GoParked& parked, target::RemoteAddress g) { return parked.address < g; });
+      return found != go_parked.end() && found->address == now.address && go_parked_off_m(now) &&
+             found->state == now.state && found->sp == now.context.sp && found->stack.start == now.stack.start &&
+             found->stack.end == now.stack.end;
+    };
 
   // The table is read from the stopped target itself (where its seqlocks mean something); what it says decides
   // which stacks get copied. With a pre-copy, fibers whose copies still hold are left out of that read (they need
   // no plan), and the whole table is decoded after the pause from the snapshot, like a core's.
   auto planner = [&](const target::Memory& live, const std::vector<target::ThreadState>& threads) {
     if (!source.found()) return fibers::plan_regions(nullptr, threads, *mappings);
+    if (go_pause_read.leave_out) {
+      auto rest = fibers::go::read_go_table(live, *source.go, go_pause_read);
+      return fibers::plan_regions(rest ? &*rest : nullptr, threads, *mappings);
+    }
     if (!precopying) {
       read_table(inspection, live, source, options.stop);
       return fibers::plan_regions(inspection.table ? &*inspection.table : nullptr, threads, *mappings);
@@ -200,6 +250,8 @@ Result<Inspection> inspect_live(int pid, const LiveOptions& options) {
   };
   FS_TRY(snapshot, target::capture_live(pid, capture, planner));
   inspection.snapshot = std::move(*snapshot);
+  if (go_pause_read.leave_out && inspection.snapshot.memory)
+    read_table(inspection, *inspection.snapshot.memory, source, true);
   if (precopying) {
     inspection.precopy->stacks_kept = precopy.kept_count();
     if (inspection.snapshot.memory) read_table(inspection, *inspection.snapshot.memory, source, true);

@@ -81,15 +81,27 @@ std::vector<AddressRange> plan_copies(std::span<const AddressRange> requested, s
     std::vector<AddressRange> split;
     split.reserve(ranges.size());
     bool last_is_hole = true;
-    auto emit = [&](AddressRange piece, bool hole) {
+    // CaptureOptions::bridged_gap_bytes: each range is an iovec of its own, and the kernel's cost per iovec (pinning
+    // the remote pages) is far above copying a few hundred bytes more.
+    std::size_t last_mapping = mappings.size();  // of the last piece emitted, when it is readable
+    // Overlapping maps (a hostile core's) could put an unreadable mapping inside a readable one's gap.
+    auto no_mapping_starts_between = [&](std::size_t k, RemoteAddress from, RemoteAddress to) {
+      return k + 1 >= mappings.size() || mappings[k + 1].range.start >= to || mappings[k + 1].range.start < from;
+    };
+    auto emit = [&](AddressRange piece, bool hole, std::size_t in_mapping) {
       if (!split.empty() && piece.start < split.back().end) piece.start = split.back().end;  // overlapping maps
       if (piece.empty()) return;
-      if (!split.empty() && !hole && !last_is_hole && split.back().end == piece.start) {
-        split.back().end = piece.end;  // back-to-back readable mappings: one copy
+      const bool joins = !split.empty() && !hole && !last_is_hole &&
+                         (split.back().end == piece.start ||  // back-to-back readable mappings: one copy
+                          (in_mapping == last_mapping && piece.start - split.back().end <= options.bridged_gap_bytes &&
+                           no_mapping_starts_between(in_mapping, split.back().end, piece.start)));
+      if (joins) {
+        split.back().end = piece.end;
       } else {
         split.push_back(piece);
       }
       last_is_hole = hole;
+      last_mapping = in_mapping;
     };
     WarningLimiter limiter(warnings, "requested ranges were partly in unreadable mappings");
     std::size_t m = 0;
@@ -99,18 +111,20 @@ std::vector<AddressRange> plan_copies(std::span<const AddressRange> requested, s
       std::uint64_t unreadable = 0;
       for (std::size_t k = m; k < mappings.size() && mappings[k].range.start < range.end; ++k) {
         const Mapping& mapping = mappings[k];
-        if (mapping.range.start > cursor) emit({cursor, std::min(mapping.range.start, range.end)}, true);
+        if (mapping.range.start > cursor)
+          emit({cursor, std::min(mapping.range.start, range.end)}, true, mappings.size());
         AddressRange piece{std::max(cursor, mapping.range.start), std::min(range.end, mapping.range.end)};
         if (!piece.empty()) {
           if (mapping.readable) {
-            emit(piece, false);
+            emit(piece, false, k);
           } else {
             unreadable += piece.size_bytes();
+            last_mapping = mappings.size();
           }
         }
         cursor = std::max(cursor, std::min(range.end, mapping.range.end));
       }
-      if (cursor < range.end) emit({cursor, range.end}, true);
+      if (cursor < range.end) emit({cursor, range.end}, true, mappings.size());
       if (unreadable > 0)
         limiter.add("requested range " + describe(range) + ": " + hex(unreadable) +
                     " bytes lie in unreadable mappings, skipped");

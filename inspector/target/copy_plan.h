@@ -3,7 +3,8 @@
 // Planners ask for whatever the target's records say (stacks, the fiber table), so requests may overlap, repeat,
 // wrap, be enormous or point at unmapped memory. plan_copies sorts and merges them, drops the parts in mappings
 // known to be unreadable (guard pages), splits them where they leave or enter a mapping, and applies the
-// capture's size caps, describing everything it dropped in `warnings`.
+// capture's size caps, describing everything it dropped in `warnings`. With CaptureOptions::bridged_gap_bytes it
+// also joins ranges that close in one readable mapping.
 #pragma once
 
 #include <span>

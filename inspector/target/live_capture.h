@@ -48,6 +48,9 @@ struct CaptureOptions {
                                          // registers come from /proc where possible
   std::uint64_t max_region_bytes = 8u << 20;     // cap on one copied region
   std::uint64_t max_total_bytes = 1u << 30;      // cap on everything copied
+  // Ranges closer than this in one readable mapping are copied as one, the gap with them (plan_copies): fewer iovecs
+  // for many small neighbours (Go's g structures). 0: exactly what was asked.
+  std::uint64_t bridged_gap_bytes = 0;
   // How many bytes the plan is expected to copy, if the caller can guess (e.g. fibers x average used stack).
   // That much memory is allocated and pre-faulted before the target is stopped: faulting in fresh pages costs more
   // than copying into them, so this keeps the pause short. 0: allocate once the plan is known, while stopped.

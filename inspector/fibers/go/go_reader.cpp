@@ -77,8 +77,9 @@ Result<std::vector<std::byte>> read_bytes(const target::Memory& memory, RemoteAd
 }
 
 // waitReasonStrings as the target holds it: [N]string, each {data, len}.
+// Their text is in chunk_ranges too: a table read again from a snapshot finds it there.
 std::vector<std::string> read_wait_reasons(const target::Memory& memory, const GoRuntime& runtime,
-                                           std::vector<TableError>& errors) {
+                                           std::vector<TableError>& errors, std::vector<AddressRange>& chunk_ranges) {
   std::vector<std::string> names;
   const std::uint64_t count = std::min(runtime.wait_reason_count, kMaxWaitReasons);
   for (std::uint64_t i = 0; i < count; ++i) {
@@ -89,6 +90,7 @@ std::vector<std::string> read_wait_reasons(const target::Memory& memory, const G
     if (data && length && *length <= kMaxWaitReasonBytes) {
       name.resize(*length);
       if (!memory.read(RemoteAddress(*data), std::as_writable_bytes(std::span(name)))) name.clear();
+      if (!name.empty()) chunk_ranges.push_back({RemoteAddress(*data), RemoteAddress(*data + *length)});
     } else {
       errors.push_back({TableError::Where::fiber_chunk, i, entry, 0,
                         "runtime.waitReasonStrings[" + std::to_string(i) + "] at " + entry.to_string() +
@@ -433,7 +435,7 @@ Result<FiberTable> read_go_table(const target::Memory& memory, const GoRuntime& 
     address = load(*bytes, mf.alllink);
   }
 
-  const std::vector<std::string> reasons = read_wait_reasons(memory, runtime, table.errors);
+  const std::vector<std::string> reasons = read_wait_reasons(memory, runtime, table.errors, table.chunk_ranges);
   table.chunk_ranges.push_back(
       {runtime.wait_reason_strings, runtime.wait_reason_strings + runtime.wait_reason_count * 16});
 
@@ -540,6 +542,8 @@ Result<FiberTable> read_go_table(const target::Memory& memory, const GoRuntime& 
     fiber.spawn_pc = load(bytes, gf.go_pc);
     fiber.start_pc = load(bytes, gf.start_pc);
     fiber.parent_id = load(bytes, gf.parent_goid);
+    const std::uint64_t on_m = load(bytes, gf.m), locked_m = load(bytes, gf.locked_m);
+    if (options.leave_out && on_m == 0 && locked_m == 0 && options.leave_out(fiber)) continue;
     fiber.is_main = fiber.id == 1;
     // The main goroutine is made by the bootstrap (rt0_go calls newproc): Go's own traceback names no creator.
     if (fiber.is_main) fiber.spawn_pc = 0;
@@ -548,7 +552,6 @@ Result<FiberTable> read_go_table(const target::Memory& memory, const GoRuntime& 
       if (reason < reasons.size()) fiber.wait_reason_text = reasons[reason];
       fiber.wait_reason = wait_reason_of(fiber.wait_reason_text);
     }
-    const std::uint64_t on_m = load(bytes, gf.m), locked_m = load(bytes, gf.locked_m);
     fiber.is_locked = locked_m != 0;
     // A goroutine parked inside a cgo callback has no m, but its lockedm holds the C frames below it.
     const std::uint64_t m_address = on_m ? on_m : locked_m;

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -78,6 +79,10 @@ struct GoReadOptions {
   std::size_t max_ms = 4096;
   std::uint64_t max_stack_bytes = 1ull << 30;  // a goroutine stack claiming more is invalid
   std::uint32_t max_cgo_depth = 64;            // nested cgo calls followed per goroutine
+  // Asked, inside the stop, about each goroutine on no M (so with no cgo transitions) once its state, stack and
+  // saved context are decoded: true leaves it out of the table (session::inspect_live: its stack was planned
+  // before the stop and nothing of its record changed since, so the pause need not decode it).
+  std::function<bool(const FiberRecord&)> leave_out = nullptr;
 };
 
 // Reads every goroutine (runtime.allgs) and every M (runtime.allm) through `memory`. Fails only when the roots

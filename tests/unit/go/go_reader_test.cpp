@@ -2,6 +2,7 @@
 // and hostile memory (a huge allglen, a bad pointer in allgs, a loop in allm) read beside the good records.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <sstream>
@@ -191,6 +192,32 @@ TEST_CASE("a corrupt goroutine table reads as errors beside the good goroutines,
     CHECK(loop_reported);
     CHECK(table->fibers.size() == clean->fibers.size());
   }
+}
+
+TEST_CASE("leave_out is asked about goroutines parked off any M and leaves those it answers for out of the table") {
+  TestProcess target({bin("go_states")});
+  REQUIRE(target.wait_for("READY"));
+  const auto roles = roles_of(target);
+  GoTarget go = load(target.pid());
+  std::vector<std::uint64_t> asked;
+  fibers::go::GoReadOptions options;
+  options.leave_out = [&](const fibers::FiberRecord& fiber) {
+    asked.push_back(fiber.id);
+    CHECK(fiber.transitions.empty());
+    CHECK_FALSE(fiber.worker_index);
+    return fiber.id == roles.at("chan_receive");
+  };
+  auto table = fibers::go::read_go_table(target::ProcessMemory(target.pid()), *go.runtime, options);
+  REQUIRE(table);
+  auto was_asked = [&](const std::string& role) {
+    return std::find(asked.begin(), asked.end(), roles.at(role)) != asked.end();
+  };
+  CHECK(was_asked("chan_receive"));
+  CHECK_FALSE(goroutine(*table, roles.at("chan_receive")));
+  CHECK(was_asked("sleep"));
+  const fibers::FiberRecord* sleeping = goroutine(*table, roles.at("sleep"));
+  REQUIRE(sleeping);
+  CHECK(sleeping->wait_reason_text == "sleep");
 }
 
 TEST_CASE("without DWARF the reader uses go1.19's known layouts, which are the ones DWARF gives") {

@@ -36,7 +36,9 @@ TEST_CASE("plan_copies drops unreadable mappings, joins back-to-back readable on
   std::vector<AddressRange> requested = {range(0x1800, 0x3800), range(0x6000, 0x6100), range(0x7f00, 0x8100),
                                          range(0x8f00, 0x9100)};
   std::vector<std::string> warnings;
-  auto planned = plan_copies(requested, mappings, CaptureOptions{}, warnings);
+  CaptureOptions options;
+  options.bridged_gap_bytes = 512;
+  auto planned = plan_copies(requested, mappings, options, warnings);
   REQUIRE(planned.size() == 6);
   CHECK(planned[0].start == RemoteAddress(0x1800));  // two readable mappings, one range
   CHECK(planned[0].end == RemoteAddress(0x3000));
@@ -85,4 +87,30 @@ TEST_CASE("plan_copies skips reversed ranges and limits how many warnings a host
   CHECK(planned.empty());
   CHECK(warnings.size() <= 10);
   CHECK_THAT(warnings.back(), Catch::Contains("992 more"));
+}
+
+TEST_CASE("plan_copies with bridged_gap_bytes copies near ranges in one readable mapping as one, gap included") {
+  std::vector<Mapping> mappings = {mapping(0x1000, 0x2000), mapping(0x2100, 0x3000), mapping(0x3000, 0x3100, false),
+                                   mapping(0x3100, 0x4000)};
+  std::vector<AddressRange> requested = {range(0x1000, 0x1188), range(0x11a0, 0x1328),  // 24 bytes apart: joined
+                                         range(0x1800, 0x1900),                          // 1 KiB further: apart
+                                         range(0x1f80, 0x2000), range(0x2100, 0x2180),  // another mapping: apart
+                                         range(0x2f80, 0x3000), range(0x3100, 0x3180)};  // unreadable between
+  std::vector<std::string> warnings;
+  CaptureOptions options;
+  options.bridged_gap_bytes = 512;
+  auto planned = plan_copies(requested, mappings, options, warnings);
+  REQUIRE(planned.size() == 6);
+  CHECK(planned[0].start == RemoteAddress(0x1000));
+  CHECK(planned[0].end == RemoteAddress(0x1328));
+  CHECK(planned[1].start == RemoteAddress(0x1800));
+  CHECK(planned[2].start == RemoteAddress(0x1f80));
+  CHECK(planned[3].start == RemoteAddress(0x2100));
+  CHECK(planned[4].end == RemoteAddress(0x3000));
+  CHECK(planned[5].start == RemoteAddress(0x3100));
+  CHECK(warnings.empty());
+  // Without maps nothing says the gap is readable, and without the option nothing is bridged: ranges stay apart.
+  const std::vector<AddressRange> near = {range(0x1000, 0x1188), range(0x11a0, 0x1328)};
+  CHECK(plan_copies(near, {}, options, warnings).size() == 2);
+  CHECK(plan_copies(near, mappings, CaptureOptions{}, warnings).size() == 2);
 }
