@@ -128,6 +128,10 @@ struct FiberTable {
   std::string fiber_noun = "fiber";
   bool fibers_named = true;
   std::string runtime = "runtime_lib";
+  // Where the liveness of a suspended frame's variables comes from: what the runtime's own readers (a collector,
+  // a traceback) trust. runtime_lib: DWARF locations; Go: the functions' stack maps (its garbage collector's).
+  enum class FrameLiveness : std::uint8_t { dwarf_locations, go_stack_maps };
+  FrameLiveness frame_liveness = FrameLiveness::dwarf_locations;
   target::RemoteAddress root_address;  // the debug ABI's root; null for Go
   std::uint32_t abi_version = 0;
   std::uint64_t fibers_live = 0, fibers_created = 0;
