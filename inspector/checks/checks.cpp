@@ -149,6 +149,41 @@ RealPosition real_position(const FiberContext& context) {
     position.unknown_because = "no thread registers for the fiber's worker";
     return position;
   }
+  // A thread stopped inside the runtime's exit check (a core left by its abort) has runtime frames below the
+  // fiber's own, or runs them on another stack (Go's throw switches to g0, its crash to the signal stack): the
+  // fiber's deepest live frame is the check's caller, whose sp is the check function's CFA — exactly the "caller
+  // sp" Go's exitsyscall compares with syscallsp.
+  const std::string& exit_check = context.input.table.syscall_exit_check.empty()
+                                      ? std::string(FIBERSCOPE_EXITSYSCALL_SYMBOL)
+                                      : context.input.table.syscall_exit_check;
+  fibers::FiberStack stack =
+      fibers::unwind_fiber(context.unwinder, fiber, context.input.table, context.input.snapshot.threads,
+                           *context.input.snapshot.memory, {.max_depth = context.options.max_unwind_depth});
+  const auto exit_check_cfa = [&](const std::vector<unwind::Frame>& frames) -> std::optional<std::uint64_t> {
+    for (const unwind::Frame& frame : frames)
+      if (!frame.cfa.is_null() && fiber.stack.contains(frame.cfa) &&
+          function_at(context.input.symbols, frame.lookup_pc().value()).name == exit_check)
+        return frame.cfa.value();
+    return std::nullopt;
+  };
+  if (auto cfa = exit_check_cfa(stack.frames)) {
+    position.deepest_live_sp = cfa;
+    return position;
+  }
+  // Go's throw runs on g0 after systemstack saved the goroutine's own registers in its context: the exit check's
+  // frame is found from there.
+  if (fiber.context.pc != 0 && fiber.stack.contains(RemoteAddress(fiber.context.sp))) {
+    target::Registers saved;
+    saved.set(Reg::rip, fiber.context.pc);
+    saved.set(Reg::rsp, fiber.context.sp);
+    saved.set(Reg::rbp, fiber.context.rbp);
+    const unwind::UnwindResult walk = context.unwinder.unwind(
+        saved, *context.input.snapshot.memory, {.max_depth = context.options.max_unwind_depth, .stacks = context.stacks});
+    if (auto cfa = exit_check_cfa(walk.frames)) {
+      position.deepest_live_sp = cfa;
+      return position;
+    }
+  }
   const std::uint64_t sp = thread->registers->sp();
   if (!fiber.stack.contains(RemoteAddress(sp))) {
     position.unknown_because = "its thread (" + std::to_string(thread->tid) + ") is at sp " + hex(sp) +
@@ -156,19 +191,6 @@ RealPosition real_position(const FiberContext& context) {
     return position;
   }
   position.deepest_live_sp = sp;
-  // A thread stopped inside the runtime's exit check (a core left by its abort) has runtime frames below the
-  // fiber's own: the fiber's deepest live frame is the check's caller, whose sp is the check function's CFA —
-  // exactly the "caller sp" Go's exitsyscall compares with syscallsp.
-  fibers::FiberStack stack =
-      fibers::unwind_fiber(context.unwinder, fiber, context.input.table, context.input.snapshot.threads,
-                           *context.input.snapshot.memory, {.max_depth = context.options.max_unwind_depth});
-  for (const unwind::Frame& frame : stack.frames) {
-    if (function_at(context.input.symbols, frame.lookup_pc().value()).name == FIBERSCOPE_EXITSYSCALL_SYMBOL &&
-        !frame.cfa.is_null()) {
-      position.deepest_live_sp = frame.cfa.value();
-      break;
-    }
-  }
   return position;
 }
 

@@ -367,6 +367,7 @@ Result<FiberTable> read_go_table(const target::Memory& memory, const GoRuntime& 
   FiberTable table;
   table.fiber_noun = "goroutine";
   table.frame_liveness = FiberTable::FrameLiveness::go_stack_maps;
+  table.syscall_exit_check = "runtime.exitsyscall";
   table.fibers_named = false;
   table.runtime = runtime.version;
   const auto& gf = runtime.g;
