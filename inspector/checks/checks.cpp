@@ -178,7 +178,8 @@ RealPosition real_position(const FiberContext& context) {
     saved.set(Reg::rsp, fiber.context.sp);
     saved.set(Reg::rbp, fiber.context.rbp);
     const unwind::UnwindResult walk = context.unwinder.unwind(
-        saved, *context.input.snapshot.memory, {.max_depth = context.options.max_unwind_depth, .stacks = context.stacks});
+        saved, *context.input.snapshot.memory,
+        {.max_depth = context.options.max_unwind_depth, .stacks = context.stacks});
     if (auto cfa = exit_check_cfa(walk.frames)) {
       position.deepest_live_sp = cfa;
       return position;
@@ -651,6 +652,12 @@ void check_fiber(FiberContext& context) {
   const RealStack real = real_stack(context, position);
   if (real.frames.empty()) {
     result.transients.push_back({fiber.id, "real stack unknown: " + real.stop_message});
+    return;
+  }
+  // A running target (--no-stop) is read while its threads move: a real stack that breaks off (a return address
+  // in no module, memory rewritten under the walk) is a torn read, not evidence against the saved frame.
+  if (!real.complete && !context.input.snapshot.target_was_stopped) {
+    result.transients.push_back({fiber.id, "real stack torn (--no-stop): " + real.stop_message});
     return;
   }
   std::optional<std::size_t> owner_index;
