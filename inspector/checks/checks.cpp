@@ -1,8 +1,10 @@
 #include "checks/checks.h"
 
 #include <algorithm>
+#include <map>
 
 #include "base/hex.h"
+#include "binary/go_stackmap.h"
 #include "checks/location_text.h"
 #include "fiberscope/debug_abi.h"
 #include "fibers/fiber_stacks.h"
@@ -147,6 +149,42 @@ RealPosition real_position(const FiberContext& context) {
     position.unknown_because = "no thread registers for the fiber's worker";
     return position;
   }
+  // A thread stopped inside the runtime's exit check (a core left by its abort) has runtime frames below the
+  // fiber's own, or runs them on another stack (Go's throw switches to g0, its crash to the signal stack): the
+  // fiber's deepest live frame is the check's caller, whose sp is the check function's CFA — exactly the "caller
+  // sp" Go's exitsyscall compares with syscallsp.
+  const std::string& exit_check = context.input.table.syscall_exit_check.empty()
+                                      ? std::string(FIBERSCOPE_EXITSYSCALL_SYMBOL)
+                                      : context.input.table.syscall_exit_check;
+  fibers::FiberStack stack =
+      fibers::unwind_fiber(context.unwinder, fiber, context.input.table, context.input.snapshot.threads,
+                           *context.input.snapshot.memory, {.max_depth = context.options.max_unwind_depth});
+  const auto exit_check_cfa = [&](const std::vector<unwind::Frame>& frames) -> std::optional<std::uint64_t> {
+    for (const unwind::Frame& frame : frames)
+      if (!frame.cfa.is_null() && fiber.stack.contains(frame.cfa) &&
+          function_at(context.input.symbols, frame.lookup_pc().value()).name == exit_check)
+        return frame.cfa.value();
+    return std::nullopt;
+  };
+  if (auto cfa = exit_check_cfa(stack.frames)) {
+    position.deepest_live_sp = cfa;
+    return position;
+  }
+  // Go's throw runs on g0 after systemstack saved the goroutine's own registers in its context: the exit check's
+  // frame is found from there.
+  if (fiber.context.pc != 0 && fiber.stack.contains(RemoteAddress(fiber.context.sp))) {
+    target::Registers saved;
+    saved.set(Reg::rip, fiber.context.pc);
+    saved.set(Reg::rsp, fiber.context.sp);
+    saved.set(Reg::rbp, fiber.context.rbp);
+    const unwind::UnwindResult walk = context.unwinder.unwind(
+        saved, *context.input.snapshot.memory,
+        {.max_depth = context.options.max_unwind_depth, .stacks = context.stacks});
+    if (auto cfa = exit_check_cfa(walk.frames)) {
+      position.deepest_live_sp = cfa;
+      return position;
+    }
+  }
   const std::uint64_t sp = thread->registers->sp();
   if (!fiber.stack.contains(RemoteAddress(sp))) {
     position.unknown_because = "its thread (" + std::to_string(thread->tid) + ") is at sp " + hex(sp) +
@@ -154,19 +192,6 @@ RealPosition real_position(const FiberContext& context) {
     return position;
   }
   position.deepest_live_sp = sp;
-  // A thread stopped inside the runtime's exit check (a core left by its abort) has runtime frames below the
-  // fiber's own: the fiber's deepest live frame is the check's caller, whose sp is the check function's CFA —
-  // exactly the "caller sp" Go's exitsyscall compares with syscallsp.
-  fibers::FiberStack stack =
-      fibers::unwind_fiber(context.unwinder, fiber, context.input.table, context.input.snapshot.threads,
-                           *context.input.snapshot.memory, {.max_depth = context.options.max_unwind_depth});
-  for (const unwind::Frame& frame : stack.frames) {
-    if (function_at(context.input.symbols, frame.lookup_pc().value()).name == FIBERSCOPE_EXITSYSCALL_SYMBOL &&
-        !frame.cfa.is_null()) {
-      position.deepest_live_sp = frame.cfa.value();
-      break;
-    }
-  }
   return position;
 }
 
@@ -352,14 +377,11 @@ std::string pointer_problem(const FiberContext& context, std::uint64_t value, st
   return {};
 }
 
-// The 17785 check on the frame that made the innermost foreign call (X = syscall_pc, Y = the real resume pc).
-void check_live_arguments(const FiberContext& context, const RealStack& real, std::size_t owner_index,
-                          std::uint64_t deepest_live_sp) {
-  const FiberRecord& fiber = context.fiber;
-  binary::Symbolizer& symbols = context.input.symbols;
+// The frame that made the foreign call, with the registers its callee (the trampoline) saved. A frame stitched from
+// a transition record knows only pc, sp and rbp; the trampoline's own CFI step also recovers the callee-saved
+// registers it pushed, which is where the arguments usually are.
+unwind::Frame foreign_call_frame(const FiberContext& context, const RealStack& real, std::size_t owner_index) {
   unwind::Frame frame = real.frames[owner_index];
-  // A frame stitched from a transition record knows only pc, sp and rbp; the trampoline's own CFI step also
-  // recovers the callee-saved registers it pushed, which is where the arguments usually are.
   if (owner_index > 0) {
     auto stepped = context.unwinder.step(real.frames[owner_index - 1], *context.input.snapshot.memory);
     if (stepped && stepped->caller && stepped->caller->pc == frame.pc && stepped->caller->sp == frame.sp) {
@@ -368,6 +390,16 @@ void check_live_arguments(const FiberContext& context, const RealStack& real, st
           frame.registers.set(number, *value);
     }
   }
+  return frame;
+}
+
+// The 17785 check by DWARF locations (runtime_lib): the frame that made the innermost foreign call (X = syscall_pc,
+// Y = the real resume pc).
+void check_live_by_dwarf_locations(const FiberContext& context, const RealStack& real, std::size_t owner_index,
+                                   std::uint64_t deepest_live_sp) {
+  const FiberRecord& fiber = context.fiber;
+  binary::Symbolizer& symbols = context.input.symbols;
+  const unwind::Frame frame = foreign_call_frame(context, real, owner_index);
   const std::uint64_t x = fiber.syscall_pc, y = frame.pc.value();
   const std::uint64_t live_x = liveness_pc(symbols, x), live_y = liveness_pc(symbols, y);
   auto at_x = symbols.dwarf_frames(live_x);
@@ -464,6 +496,116 @@ void check_live_arguments(const FiberContext& context, const RealStack& real, st
   }
 }
 
+// The names DWARF gives the words of a frame at `pc`: every variable whose location there is a stack address.
+std::map<std::uint64_t, const binary::VariableValue*> named_stack_words(
+    const std::vector<binary::FrameVariables>& all) {
+  std::map<std::uint64_t, const binary::VariableValue*> names;
+  for (const binary::FrameVariables& frame : all) {
+    if (frame.inlined) continue;
+    for (const binary::VariableValue& value : frame.variables)
+      if (value.location && value.location->kind == binary::Location::Kind::memory)
+        names.emplace(value.location->address, &value);
+  }
+  return names;
+}
+
+// The 17785 check by the runtime's stack maps (Go): every pointer word of the foreign-call frame that the map in
+// force at X calls live but the one at Y calls dead. Go's collector and stack copier trust the map of the pc they
+// start from: from X they scan (and adjust, when the stack moves) a word the frame stopped maintaining at Y.
+void check_live_by_stack_maps(const FiberContext& context, const RealStack& real, std::size_t owner_index,
+                              std::uint64_t deepest_live_sp) {
+  const FiberRecord& fiber = context.fiber;
+  binary::Symbolizer& symbols = context.input.symbols;
+  const unwind::Frame frame = foreign_call_frame(context, real, owner_index);
+  const std::uint64_t x = fiber.syscall_pc, y = frame.pc.value();
+  const auto error = [&](const std::string& message) {
+    context.result.errors.push_back("fiber " + std::to_string(fiber.id) + ": " + message);
+  };
+  const binary::Module* module = symbols.module_at(x);
+  if (!module || !module->range.contains(RemoteAddress(y))) return error("X and Y are not in one module");
+  std::string table_error;
+  const binary::GoPclntab* table = symbols.go_pclntab(*module, &table_error);
+  if (!table) return error("no stack maps for the foreign-call frame: " + table_error);
+  // Return addresses: the maps in force are those of the call instructions (runtime.getStackMap's targetpc - 1).
+  const std::uint64_t file_x = x - module->load_bias - 1, file_y = y - module->load_bias - 1;
+  auto function = table->function_at(file_x);
+  if (!function) return error(function.error().message);
+  if (!*function || file_y < (*function)->entry || file_y >= (*function)->end) return;  // rule 3's business
+  auto at_x = binary::go_live_pointer_slots(*table, **function, file_x);
+  auto at_y = binary::go_live_pointer_slots(*table, **function, file_y);
+  if (!at_x || !at_y) return error((!at_x ? at_x.error() : at_y.error()).message);
+  if (frame.cfa.is_null()) return error("no CFA for the foreign-call frame");
+  // amd64 (runtime/traceback.go): argp is the CFA; varp sits below the return address and the saved frame pointer.
+  const std::uint64_t cfa = frame.cfa.value(), varp = cfa - 16;
+
+  auto values = symbols.variables({.pc = liveness_pc(symbols, x),
+                                   .registers = &frame.registers,
+                                   .memory = context.input.snapshot.memory.get(),
+                                   .cfa = cfa,
+                                   .caller = std::nullopt});
+  const auto names = values ? named_stack_words(*values) : std::map<std::uint64_t, const binary::VariableValue*>{};
+  const CodePoint point_x = code_point(symbols, x);
+  const CodePoint point_y = code_point(symbols, y);
+  struct Area {
+    const std::vector<bool>& live_x;
+    const std::vector<bool>& live_y;
+    std::uint64_t base;
+    bool arguments;
+  };
+  const Area areas[] = {{at_x->args, at_y->args, cfa, true},
+                        {at_x->locals, at_y->locals, varp - 8 * at_x->locals.size(), false}};
+  for (const Area& area : areas) {
+    for (std::size_t word = 0; word < area.live_x.size(); ++word) {
+      if (!area.live_x[word] || (word < area.live_y.size() && area.live_y[word])) continue;
+      const std::uint64_t address = area.base + 8 * word;
+      VariableEvidence evidence;
+      const auto named = names.find(address);
+      if (named != names.end()) {
+        evidence.name = named->second->name;
+        evidence.type_name = named->second->type_name;
+        evidence.is_parameter = named->second->is_parameter;
+      } else {
+        evidence.name = (area.arguments ? "argument word " : "local word ") + std::to_string(word);
+        evidence.is_parameter = area.arguments;
+      }
+      const std::string place = (area.arguments ? "args" : "locals") + std::string(" word ") +
+                                std::to_string(word) + " at " + hex(address);
+      evidence.location_at_x = "stack map: live pointer, " + place;
+      evidence.location_at_y = "stack map: dead";
+      if (auto value = context.input.snapshot.memory->read_u64(RemoteAddress(address))) {
+        evidence.value_at_x = hex(*value);
+        evidence.pointer_target = *value;
+        if (*value != 0) evidence.pointer_problem = pointer_problem(context, *value, deepest_live_sp);
+      } else {
+        evidence.value_status = "unreadable at " + hex(address);
+      }
+      Finding finding = new_finding(context, FindingKind::stale_live_argument);
+      finding.frame = point_x.function;
+      finding.x = point_x;
+      finding.y = point_y;
+      finding.cfa_at_x = cfa;
+      finding.cfa_at_y = cfa;
+      finding.deepest_live_sp = deepest_live_sp;
+      finding.summary = std::string(evidence.is_parameter ? "argument '" : "local '") + evidence.name +
+                        "' is a live pointer at X " + hex(x) + " but dead at the real resume pc Y " + hex(y) +
+                        " (" + place + ")";
+      finding.variable = std::move(evidence);
+      context.result.findings.push_back(std::move(finding));
+    }
+  }
+}
+
+// The 17785 check with the liveness the runtime's own readers trust.
+void check_live_arguments(const FiberContext& context, const RealStack& real, std::size_t owner_index,
+                          std::uint64_t deepest_live_sp) {
+  switch (context.input.table.frame_liveness) {
+    case fibers::FiberTable::FrameLiveness::dwarf_locations:
+      return check_live_by_dwarf_locations(context, real, owner_index, deepest_live_sp);
+    case fibers::FiberTable::FrameLiveness::go_stack_maps:
+      return check_live_by_stack_maps(context, real, owner_index, deepest_live_sp);
+  }
+}
+
 void check_fiber(FiberContext& context) {
   const FiberRecord& fiber = context.fiber;
   CheckResult& result = context.result;
@@ -510,6 +652,12 @@ void check_fiber(FiberContext& context) {
   const RealStack real = real_stack(context, position);
   if (real.frames.empty()) {
     result.transients.push_back({fiber.id, "real stack unknown: " + real.stop_message});
+    return;
+  }
+  // A running target (--no-stop) is read while its threads move: a real stack that breaks off (a return address
+  // in no module, memory rewritten under the walk) is a torn read, not evidence against the saved frame.
+  if (!real.complete && !context.input.snapshot.target_was_stopped) {
+    result.transients.push_back({fiber.id, "real stack torn (--no-stop): " + real.stop_message});
     return;
   }
   std::optional<std::size_t> owner_index;

@@ -128,6 +128,13 @@ struct FiberTable {
   std::string fiber_noun = "fiber";
   bool fibers_named = true;
   std::string runtime = "runtime_lib";
+  // Where the liveness of a suspended frame's variables comes from: what the runtime's own readers (a collector,
+  // a traceback) trust. runtime_lib: DWARF locations; Go: the functions' stack maps (its garbage collector's).
+  enum class FrameLiveness : std::uint8_t { dwarf_locations, go_stack_maps };
+  FrameLiveness frame_liveness = FrameLiveness::dwarf_locations;
+  // The runtime's function that checks a saved syscall frame on the way out (Go's "syscall frame is no longer
+  // valid"); its CFA is the caller sp it compares with. Empty: the debug ABI's (FIBERSCOPE_EXITSYSCALL_SYMBOL).
+  std::string syscall_exit_check;
   target::RemoteAddress root_address;  // the debug ABI's root; null for Go
   std::uint32_t abi_version = 0;
   std::uint64_t fibers_live = 0, fibers_created = 0;

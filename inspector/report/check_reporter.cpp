@@ -11,7 +11,8 @@ namespace fiberscope::report {
 namespace {
 
 std::string fiber_header(const CheckReport& report, std::uint64_t fiber_id, const std::string& fallback_name) {
-  std::string header = "fiber " + std::to_string(fiber_id) + " \"" + printable(fallback_name) + "\"";
+  std::string header = report.fiber_noun + " " + std::to_string(fiber_id);
+  if (report.fibers_named) header += " \"" + printable(fallback_name) + "\"";
   if (auto state = report.fiber_states.find(fiber_id); state != report.fiber_states.end())
     header += " [" + state->second + "]";
   return header + ":\n";
@@ -19,7 +20,8 @@ std::string fiber_header(const CheckReport& report, std::uint64_t fiber_id, cons
 
 std::string summary_line(const CheckReport& report, std::size_t finding_count, bool persisting) {
   std::string out = "pid " + std::to_string(report.pid) + " " + printable(report.exe) + ": " +
-                    std::to_string(report.result.fibers_checked) + " fibers in syscalls or foreign calls checked, " +
+                    std::to_string(report.result.fibers_checked) + " " + report.fiber_noun +
+                    "s in syscalls or foreign calls checked, " +
                     std::to_string(finding_count) + (finding_count == 1 ? " finding" : " findings");
   if (persisting) out += " persisting across two snapshots";
   if (report.pause_ms) {
@@ -152,7 +154,7 @@ std::string render_check_text(const CheckReport& report, const std::vector<check
   if (!report.result.transients.empty()) {
     out += "\ntransient (caught mid-update, not judged):\n";
     for (const checks::Transient& transient : report.result.transients)
-      out += "\tfiber " + std::to_string(transient.fiber_id) + ": " + transient.reason + "\n";
+      out += "\t" + report.fiber_noun + " " + std::to_string(transient.fiber_id) + ": " + transient.reason + "\n";
   }
   if (!report.result.errors.empty()) {
     out += "\nerrors:\n";

@@ -29,6 +29,8 @@ struct CheckReport {
   std::optional<double> pause_ms;
   checks::CheckResult result;
   std::map<std::uint64_t, std::string> fiber_states;  // the state of each fiber with a finding, when the table has it
+  std::string fiber_noun = "fiber";  // what the runtime calls its fibers ("goroutine" for Go), as in the dump
+  bool fibers_named = true;          // false: no names to print (Go), headers say `goroutine 18 [...]`
   std::vector<std::string> warnings;                  // what the checks could not see (a core's truncation, ...)
 };
 

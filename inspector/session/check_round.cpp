@@ -28,7 +28,11 @@ Result<CheckRound> check_round(const CheckTarget& target, ModuleCache& cache) {
         round.unread_chunks.push_back(error.message);
     }
   report.result = run_checks(*inspection);
-  // The fibers' states for the headers the findings are printed under.
+  // The fibers' noun and states for the headers the findings are printed under.
+  if (inspection->table) {
+    report.fiber_noun = inspection->table->fiber_noun;
+    report.fibers_named = inspection->table->fibers_named;
+  }
   if (inspection->table)
     for (const checks::Finding& finding : report.result.findings)
       if (const fibers::FiberRecord* fiber = inspection->table->fiber_by_id(finding.fiber_id))

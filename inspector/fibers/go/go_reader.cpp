@@ -368,6 +368,8 @@ Result<FiberTable> read_go_table(const target::Memory& memory, const GoRuntime& 
                                  const GoReadOptions& options) {
   FiberTable table;
   table.fiber_noun = "goroutine";
+  table.frame_liveness = FiberTable::FrameLiveness::go_stack_maps;
+  table.syscall_exit_check = "runtime.exitsyscall";
   table.fibers_named = false;
   table.runtime = runtime.version;
   const auto& gf = runtime.g;
