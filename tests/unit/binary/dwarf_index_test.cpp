@@ -1,4 +1,6 @@
 #include <catch2/catch.hpp>
+
+#include <cstring>
 #include <libdwarf/dwarf.h>
 
 #include <map>
@@ -338,7 +340,9 @@ TEST_CASE("the DWARF 5 line program's file registers start at 1, and every trunc
   REQUIRE_FALSE(files->empty());
   CHECK(files->front() == 1);  // header_first_work's rows, before any DW_LNS_set_file
   // Cutting the section anywhere inside the first unit leaves a unit that claims more bytes than remain.
-  const std::uint64_t unit_size = 4 + *reinterpret_cast<const std::uint32_t*>(section->bytes.data());
+  std::uint32_t unit_length = 0;  // copied: the section need not be 4-byte aligned in the file
+  std::memcpy(&unit_length, section->bytes.data(), sizeof unit_length);
+  const std::uint64_t unit_size = 4 + std::uint64_t{unit_length};
   for (std::uint64_t cut = 0; cut < std::min<std::uint64_t>(unit_size, section->bytes.size()); ++cut)
     CHECK_FALSE(line_program_files(section->bytes.first(cut), 0));
   CHECK_FALSE(line_program_files(section->bytes, section->bytes.size() + 5));

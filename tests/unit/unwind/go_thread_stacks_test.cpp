@@ -224,6 +224,17 @@ TEST_CASE("Every thread of a Go process unwinds as gdb's backtrace does, and end
                    << "\n  ours: " << joined(stack.names) << "\n  " << stack.unwind.stop_message);
     REQUIRE(gdb.count(tid));
     const auto& expected = gdb.at(tid);
+    // A thread stopped inside Go's signal handler (the async preemption SIGURG sent to a goroutine spinning on
+    // CPU): gdb 13 prints "??" for every frame past runtime.sigtramp, where we step through the kernel's signal
+    // frame into the interrupted code. Compared up to where gdb stops knowing.
+    const auto gdb_known = std::find(expected.begin(), expected.end(), "??");
+    if (gdb_known != expected.end() && gdb_known != expected.begin() && *(gdb_known - 1) == "runtime.sigtramp") {
+      const auto known = static_cast<std::size_t>(gdb_known - expected.begin());
+      REQUIRE(stack.names.size() >= known);
+      CHECK(std::vector<std::string>(expected.begin(), gdb_known) ==
+            std::vector<std::string>(stack.names.begin(), stack.names.begin() + static_cast<long>(known)));
+      continue;
+    }
     REQUIRE(stack.names.size() <= expected.size());
     CHECK(std::vector<std::string>(expected.begin(), expected.begin() + static_cast<long>(stack.names.size())) ==
           stack.names);
