@@ -21,6 +21,7 @@
 #include "cli/gcore_command.h"
 #include "core/core_test_support.h"
 #include "session/check_round.h"
+#include "go/go_roles.h"
 #include "target/test_process.h"
 
 using namespace fiberscope;
@@ -34,14 +35,7 @@ namespace {
 
 // The "role goid" lines a Go test program prints before READY.
 std::map<std::string, std::uint64_t> roles_of(const std::vector<std::string>& lines) {
-  std::map<std::string, std::uint64_t> roles;
-  for (const std::string& line : lines) {
-    std::istringstream words(line);
-    std::string role;
-    std::uint64_t goid = 0;
-    if (words >> role >> goid) roles[role] = goid;
-  }
-  return roles;
+  return testing::go_roles(lines);
 }
 
 session::CheckTarget live_target(int pid) {

@@ -14,6 +14,7 @@
 #include "cli/dump_command.h"
 #include "cli/gcore_command.h"
 #include "core/core_test_support.h"
+#include "go/go_roles.h"
 #include "target/test_process.h"
 
 using namespace fiberscope;
@@ -24,14 +25,7 @@ namespace {
 
 // The "role goid" lines a Go test program prints before READY.
 std::map<std::string, std::uint64_t> roles_of(TestProcess& target) {
-  std::map<std::string, std::uint64_t> roles;
-  for (const std::string& line : target.lines()) {
-    std::istringstream words(line);
-    std::string role;
-    std::uint64_t goid = 0;
-    if (words >> role >> goid) roles[role] = goid;
-  }
-  return roles;
+  return testing::go_roles(target.lines());
 }
 
 std::string dump_text(int pid, std::string& err) {

@@ -12,6 +12,7 @@
 #include "session/inspection.h"
 #include "target/proc_files.h"
 #include "target/process_memory.h"
+#include "go/go_roles.h"
 #include "target/test_process.h"
 
 using namespace fiberscope;
@@ -21,14 +22,7 @@ using fiberscope::testing::TestProcess;
 namespace {
 
 std::map<std::string, std::uint64_t> roles_of(TestProcess& target) {
-  std::map<std::string, std::uint64_t> roles;
-  for (const std::string& line : target.lines()) {
-    std::istringstream words(line);
-    std::string role;
-    std::uint64_t goid = 0;
-    if (words >> role >> goid) roles[role] = goid;
-  }
-  return roles;
+  return testing::go_roles(target.lines());
 }
 
 // A live process's memory with some 8-byte words replaced: how the tests corrupt the runtime's structures.
